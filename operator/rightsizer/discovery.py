@@ -1,0 +1,74 @@
+"""Which workload a pod belongs to, from kube-state-metrics ownership or, failing that, its name."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+# Kubernetes' alphabet for generated names (no vowels, no look-alike digits): rand.SafeEncodeString.
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+DEPLOYMENT_POD_NAME = re.compile(rf"^(?P<deployment>.+)-[{SAFE_ALPHABET}]{{6,10}}-[{SAFE_ALPHABET}]{{5}}$")
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+KUBE_STATE_METRICS = "kube-state-metrics"
+POD_NAME_PATTERN = "pod-name-pattern"
+OWNER_COLUMNS = ["namespace", "pod", "kind", "name", "owner_source"]
+
+
+def deployment_from_pod_name(pod: str) -> str | None:
+    """``web-7d9f8b6c5d-x2x4q`` -> ``web``; None when the name is not a Deployment pod's."""
+    match = DEPLOYMENT_POD_NAME.match(pod)
+    return match.group("deployment") if match else None
+
+
+def resolve_owners(
+    pods: pd.DataFrame, pod_owner: pd.DataFrame, replicaset_owner: pd.DataFrame
+) -> pd.DataFrame:
+    """Map each (namespace, pod) to its workload: columns namespace, pod, kind, name, owner_source.
+
+    Pods owned by ReplicaSets belong to the ReplicaSet's Deployment; StatefulSet and DaemonSet pods
+    to their owner. Pods without any ``kube_pod_owner`` series fall back to the Deployment naming
+    pattern. Pods of other owners (Jobs, bare ReplicaSets, static pods) are left out.
+    """
+    pods = pods[["namespace", "pod"]].drop_duplicates()
+    owned = _owned_by_state_metrics(pod_owner, replicaset_owner)
+    known = pods.merge(owned, on=["namespace", "pod"], how="inner")
+    without_owner = pods.merge(
+        _columns(pod_owner, ["namespace", "pod"]).drop_duplicates(),
+        on=["namespace", "pod"],
+        how="left",
+        indicator=True,
+    )
+    without_owner = without_owner[without_owner["_merge"] == "left_only"][["namespace", "pod"]]
+    guessed = without_owner.assign(
+        kind="Deployment",
+        name=without_owner["pod"].map(deployment_from_pod_name),
+        owner_source=POD_NAME_PATTERN,
+    ).dropna(subset=["name"])
+    return pd.concat([known, guessed], ignore_index=True)[OWNER_COLUMNS]
+
+
+def _owned_by_state_metrics(pod_owner: pd.DataFrame, replicaset_owner: pd.DataFrame) -> pd.DataFrame:
+    owners = _columns(pod_owner, ["namespace", "pod", "owner_kind", "owner_name"])
+    direct = owners[owners["owner_kind"].isin(["StatefulSet", "DaemonSet"])].rename(
+        columns={"owner_kind": "kind", "owner_name": "name"}
+    )
+    via_replicaset = owners[owners["owner_kind"] == "ReplicaSet"].rename(columns={"owner_name": "replicaset"})
+    deployments = _columns(replicaset_owner, ["namespace", "replicaset", "owner_kind", "owner_name"])
+    deployments = deployments[deployments["owner_kind"] == "Deployment"]
+    via_replicaset = via_replicaset[["namespace", "pod", "replicaset"]].merge(
+        deployments[["namespace", "replicaset", "owner_name"]], on=["namespace", "replicaset"], how="inner"
+    )
+    via_replicaset = via_replicaset.assign(kind="Deployment").rename(columns={"owner_name": "name"})
+    combined = pd.concat(
+        [direct[["namespace", "pod", "kind", "name"]], via_replicaset[["namespace", "pod", "kind", "name"]]]
+    )
+    return combined.drop_duplicates(["namespace", "pod"]).assign(owner_source=KUBE_STATE_METRICS)
+
+
+def _columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The frame's columns, or an empty frame with them when Prometheus returned no series."""
+    if frame.empty or not set(columns) <= set(frame.columns):
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    return frame[columns]

@@ -1,0 +1,182 @@
+"""The recommendation engine: usage history in, requests and limits out. Pure functions only.
+
+Nothing here talks to Prometheus or Kubernetes; the callers (``rightsizer recommend`` and the
+operator) gather ``ContainerUsage`` and ``Resources`` and hand them over.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rightsizer.model import ContainerKey, ContainerUsage, Recommendation, Resources
+from rightsizer.qos import qos_class
+from rightsizer.quantity import (
+    CPU,
+    MEMORY,
+    MIB,
+    ceil_cpu,
+    ceil_memory,
+    format_cpu,
+    format_memory,
+    suspicious_memory,
+)
+from rightsizer.settings import RecommendationSettings
+
+CPU_FLOOR = Decimal("0.010")
+MEMORY_FLOOR = 16 * MIB
+
+
+def recommend(
+    key: ContainerKey, usage: ContainerUsage, current: Resources, settings: RecommendationSettings
+) -> Recommendation:
+    """Recommend requests and limits for one container, or say why there is too little to go on."""
+    evidence = usage_evidence(usage, settings)
+    warnings = current_resource_warnings(current)
+    missing = insufficient_history(usage, settings)
+    if missing:
+        return Recommendation(key, current, None, None, missing, evidence, warnings)
+
+    assert usage.cpu_percentile_cores is not None and usage.memory_peak_bytes is not None
+    notes: list[str] = []
+    cpu_request = _bounded(_cpu_request(usage, settings, notes), CPU, settings, notes)
+    memory_request = _bounded(_memory_request(usage, settings, notes), MEMORY, settings, notes)
+    if settings.max_allowed.memory is not None and settings.max_allowed.memory < usage.memory_peak_bytes:
+        warnings += (
+            f"maxAllowed memory {format_memory(settings.max_allowed.memory)} is below the observed peak "
+            f"{format_memory(ceil_memory(usage.memory_peak_bytes))}: expect OOM kills",
+        )
+
+    limits = {MEMORY: ceil_memory(memory_request * Decimal(str(settings.memory_limit_ratio)))}
+    cpu_limit = _cpu_limit(cpu_request, usage, current, settings, notes)
+    if cpu_limit is not None:
+        limits[CPU] = cpu_limit
+    recommended = Resources(requests={CPU: cpu_request, MEMORY: memory_request}, limits=limits)
+    return Recommendation(
+        key, current, recommended, qos_class(recommended), "; ".join(notes), evidence, warnings
+    )
+
+
+def insufficient_history(usage: ContainerUsage, settings: RecommendationSettings) -> str | None:
+    """The reason there is too little history to recommend from, or None when there is enough."""
+    if usage.memory_peak_bytes is None or usage.samples == 0:
+        return "no memory usage series in Prometheus for this container"
+    if usage.cpu_percentile_cores is None:
+        return "no CPU usage series in Prometheus for this container"
+    hours = usage.history_seconds / 3600
+    needed_hours = settings.min_history_seconds / 3600
+    if usage.history_seconds < settings.min_history_seconds:
+        return f"insufficient history: {hours:.1f}h of samples, needs {needed_hours:g}h"
+    if usage.samples < settings.min_samples:
+        return f"insufficient history: {usage.samples} samples, needs {settings.min_samples}"
+    return None
+
+
+def usage_evidence(usage: ContainerUsage, settings: RecommendationSettings) -> dict[str, object]:
+    """What the recommendation rests on, in units a person reads (quantities, ratios, counts)."""
+    evidence: dict[str, object] = {
+        "cpuPercentile": settings.cpu_percentile,
+        "samples": usage.samples,
+        "historyHours": round(usage.history_seconds / 3600, 1),
+        "pods": usage.pods,
+        "oomKills": usage.oom_kills,
+        "ownerSource": usage.owner_source,
+    }
+    if usage.cpu_percentile_cores is not None:
+        evidence["cpuPeakTime"] = format_cpu(ceil_cpu(usage.cpu_percentile_cores, 1))
+    if usage.cpu_max_cores is not None:
+        evidence["cpuMax"] = format_cpu(ceil_cpu(usage.cpu_max_cores, 1))
+    if usage.throttled_ratio is not None:
+        evidence["throttledRatio"] = round(usage.throttled_ratio, 4)
+    if usage.memory_peak_bytes is not None:
+        evidence["memoryPeak"] = format_memory(ceil_memory(usage.memory_peak_bytes))
+    if usage.oom_killed_memory_bytes is not None and usage.oom_kills:
+        evidence["oomKilledAt"] = format_memory(ceil_memory(usage.oom_killed_memory_bytes))
+    return evidence
+
+
+def current_resource_warnings(current: Resources) -> tuple[str, ...]:
+    """Flag the classic ``400m`` memory typo (0.4 bytes) in what is set today."""
+    warnings = []
+    for kind, values in (("request", current.requests), ("limit", current.limits)):
+        memory = values.get(MEMORY)
+        if memory is not None and suspicious_memory(memory):
+            warnings.append(
+                f"current memory {kind} is {memory} bytes: a quantity like '400m' means 0.4 bytes, "
+                "did you mean '400Mi'?"
+            )
+    return tuple(warnings)
+
+
+def _cpu_request(usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]) -> Decimal:
+    peak = Decimal(str(usage.cpu_percentile_cores))
+    request = max(
+        ceil_cpu(peak / Decimal(str(settings.cpu_target_utilization)), settings.cpu_step_millicores),
+        CPU_FLOOR,
+    )
+    notes.append(
+        f"CPU p{settings.cpu_percentile * 100:g} {format_cpu(ceil_cpu(peak, 1))} at "
+        f"{settings.cpu_target_utilization:.0%} of request -> {format_cpu(request)}"
+    )
+    return request
+
+
+def _cpu_limit(
+    request: Decimal,
+    usage: ContainerUsage,
+    current: Resources,
+    settings: RecommendationSettings,
+    notes: list[str],
+) -> Decimal | None:
+    """CPU limit from the profile ratio, pushed up (never down) by throttling and observed maxima."""
+    if settings.cpu_limit_ratio is None:
+        notes.append("no CPU limit (policy)")
+        return None
+    limit = request * Decimal(str(settings.cpu_limit_ratio))
+    throttled = usage.throttled_ratio
+    current_limit = current.limits.get(CPU)
+    if throttled is not None and throttled > settings.throttling_threshold and current_limit is not None:
+        bumped = current_limit * Decimal(str(settings.throttling_limit_bump))
+        if bumped > limit:
+            limit = bumped
+        notes.append(
+            f"throttled {throttled:.0%} of CFS periods under limit {format_cpu(current_limit)} -> "
+            f"limit at least {format_cpu(ceil_cpu(bumped, settings.cpu_step_millicores))}"
+        )
+    if usage.cpu_max_cores is not None and Decimal(str(usage.cpu_max_cores)) > limit:
+        limit = Decimal(str(usage.cpu_max_cores))
+        notes.append(f"CPU limit raised to the observed maximum {format_cpu(ceil_cpu(limit, 1))}")
+    return ceil_cpu(limit, settings.cpu_step_millicores)
+
+
+def _memory_request(usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]) -> Decimal:
+    peak = Decimal(str(usage.memory_peak_bytes))
+    request = peak * (1 + Decimal(str(settings.memory_headroom)))
+    notes.append(
+        f"memory peak {format_memory(ceil_memory(peak))} + {settings.memory_headroom:.0%} -> "
+        f"{format_memory(ceil_memory(request))}"
+    )
+    if usage.oom_kills:
+        killed_at = max(Decimal(str(usage.oom_killed_memory_bytes or 0)), peak)
+        bumped = max(
+            killed_at * (1 + Decimal(str(settings.oom_bump_ratio))), killed_at + settings.oom_bump_min_bytes
+        )
+        if bumped > request:
+            request = bumped
+        notes.append(
+            f"{usage.oom_kills} OOM kill(s) at {format_memory(ceil_memory(killed_at))} -> memory at least "
+            f"{format_memory(ceil_memory(bumped))}"
+        )
+    return max(ceil_memory(request), MEMORY_FLOOR)
+
+
+def _bounded(amount: Decimal, resource: str, settings: RecommendationSettings, notes: list[str]) -> Decimal:
+    low = getattr(settings.min_allowed, resource)
+    high = getattr(settings.max_allowed, resource)
+    fmt = format_cpu if resource == CPU else format_memory
+    if low is not None and amount < low:
+        notes.append(f"{resource} raised to minAllowed {fmt(low)}")
+        return low
+    if high is not None and amount > high:
+        notes.append(f"{resource} capped at maxAllowed {fmt(high)}")
+        return high
+    return amount

@@ -1,0 +1,177 @@
+"""PromQL for the metric contract (docs/metrics.md), built from settings, never from pasted strings.
+
+Every label value is escaped; label names and matchers are validated, so a namespace called
+``a"} or vector(1) #`` stays a namespace.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
+
+CPU_USAGE = "container_cpu_usage_seconds_total"
+MEMORY_WORKING_SET = "container_memory_working_set_bytes"
+CFS_PERIODS = "container_cpu_cfs_periods_total"
+CFS_THROTTLED = "container_cpu_cfs_throttled_periods_total"
+POD_OWNER = "kube_pod_owner"
+REPLICASET_OWNER = "kube_replicaset_owner"
+REQUESTS = "kube_pod_container_resource_requests"
+LIMITS = "kube_pod_container_resource_limits"
+LAST_TERMINATED = "kube_pod_container_status_last_terminated_reason"
+RESTARTS = "kube_pod_container_status_restarts_total"
+
+
+class PromQLError(ValueError):
+    """A label name or matcher that is not valid PromQL."""
+
+
+def escape(value: str) -> str:
+    """A PromQL double-quoted string literal for ``value``."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def regex_alternatives(values: list[str]) -> str:
+    """A regex matching exactly one of ``values`` (each taken literally)."""
+    return "|".join(re.escape(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher, e.g. ``cluster="prod-eu"``."""
+
+    label: str
+    op: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Matcher:
+        match = MATCHER.match(text)
+        if not match:
+            raise PromQLError(f'extra matcher {text!r} is not of the form label="value" (or !=, =~, !~)')
+        label, op, raw = match.groups()
+        return cls(label, op, raw.encode().decode("unicode_escape"))
+
+    def render(self) -> str:
+        return f"{self.label}{self.op}{escape(self.value)}"
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Label names of the cAdvisor series, and matchers added to every selector.
+
+    kube-state-metrics always labels ``namespace``/``pod``/``container``; older cAdvisor
+    versions use ``pod_name``/``container_name``.
+    """
+
+    namespace: str = "namespace"
+    pod: str = "pod"
+    container: str = "container"
+    extra_matchers: tuple[Matcher, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in (self.namespace, self.pod, self.container):
+            if not LABEL_NAME.match(name):
+                raise PromQLError(f"{name!r} is not a valid Prometheus label name")
+
+
+@dataclass(frozen=True)
+class QueryScope:
+    """Which series one batch of queries covers: one or more namespaces, over a window ending at a time."""
+
+    namespaces: tuple[str, ...]
+    """Empty means every namespace."""
+    window_seconds: int
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    cpu_window_seconds: int = 300
+    """Short window of CPU rates (the 'usage' whose percentile is taken); also the subquery step,
+    so the windows tile the history without gaps or overlap."""
+
+    @property
+    def window(self) -> str:
+        return f"{self.window_seconds}s"
+
+    def cadvisor(self, metric: str) -> str:
+        """Selector of a cAdvisor series: real containers only (no pod cgroup, no pause container)."""
+        lab = self.labels
+        parts = [
+            *self._namespace_matcher(lab.namespace),
+            f'{lab.container}!=""',
+            f'{lab.container}!="POD"',
+            *(m.render() for m in lab.extra_matchers),
+        ]
+        return f"{metric}{{{', '.join(parts)}}}"
+
+    def ksm(self, metric: str, *extra: str) -> str:
+        """Selector of a kube-state-metrics series."""
+        parts = [
+            self._namespace_matcher("namespace"),
+            *extra,
+            *(m.render() for m in self.labels.extra_matchers),
+        ]
+        return f"{metric}{{{', '.join(parts)}}}"
+
+    def _namespace_matcher(self, label: str) -> list[str]:
+        if not self.namespaces:
+            return []
+        if len(self.namespaces) == 1:
+            return [f"{label}={escape(self.namespaces[0])}"]
+        return [f"{label}=~{escape(regex_alternatives(list(self.namespaces)))}"]
+
+    @property
+    def by_container(self) -> str:
+        lab = self.labels
+        return f"{lab.namespace}, {lab.pod}, {lab.container}"
+
+    def usage_queries(self, cpu_percentile: float) -> dict[str, str]:
+        """Per-pod, per-container aggregates over the window: one row per (namespace, pod, container).
+
+        ``max by`` folds duplicate series of one container (several kubelet endpoints, image labels).
+        Peaks are taken over raw samples (``max_over_time`` of the gauge), not over a subquery, so
+        short spikes are not skipped; CPU needs a rate, so its subquery steps by the rate window.
+        """
+        by, w, step = self.by_container, self.window, f"{self.cpu_window_seconds}s"
+        cpu_rates = f"rate({self.cadvisor(CPU_USAGE)}[{step}])[{w}:{step}]"
+        memory = self.cadvisor(MEMORY_WORKING_SET)
+        sample_times = f"timestamp({memory})[{w}:{step}]"
+        return {
+            "cpu_percentile": _agg("max", by, f"quantile_over_time({cpu_percentile}, {cpu_rates})"),
+            "cpu_max": _agg("max", by, f"max_over_time({cpu_rates})"),
+            "memory_peak": _agg("max", by, f"max_over_time({memory}[{w}])"),
+            "samples": _agg("max", by, f"count_over_time({memory}[{w}])"),
+            "first_seen": _agg("min", by, f"min_over_time({sample_times})"),
+            "last_seen": _agg("max", by, f"max_over_time({sample_times})"),
+            "cfs_periods": _agg("max", by, f"increase({self.cadvisor(CFS_PERIODS)}[{w}])"),
+            "cfs_throttled": _agg("max", by, f"increase({self.cadvisor(CFS_THROTTLED)}[{w}])"),
+        }
+
+    def state_queries(self) -> dict[str, str]:
+        """kube-state-metrics aggregates: ownership, requests and limits, OOM kills."""
+        w = self.window
+        by_container = "namespace, pod, container"
+        by_resource = "namespace, pod, container, resource"
+        restarts = self.ksm(RESTARTS)
+        deployment_owner = self.ksm(REPLICASET_OWNER, f"owner_kind={escape('Deployment')}")
+        oom_reason = self.ksm(LAST_TERMINATED, f"reason={escape('OOMKilled')}")
+        return {
+            "pod_owner": _agg(
+                "max", "namespace, pod, owner_kind, owner_name", f"last_over_time({self.ksm(POD_OWNER)}[{w}])"
+            ),
+            "replicaset_owner": _agg(
+                "max",
+                "namespace, replicaset, owner_kind, owner_name",
+                f"last_over_time({deployment_owner}[{w}])",
+            ),
+            "requests": _agg("max", by_resource, f"last_over_time({self.ksm(REQUESTS)}[{w}])"),
+            "limits": _agg("max", by_resource, f"last_over_time({self.ksm(LIMITS)}[{w}])"),
+            "oom_killed": _agg("max", by_container, f"max_over_time({oom_reason}[{w}])"),
+            "restarts": _agg(
+                "max", by_container, f"max_over_time({restarts}[{w}]) - min_over_time({restarts}[{w}])"
+            ),
+        }
+
+
+def _agg(operator: str, by: str, expression: str) -> str:
+    return f"{operator} by ({by}) ({expression})"

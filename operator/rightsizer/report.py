@@ -1,0 +1,91 @@
+"""Render recommendations for people (a table) and for programs (JSON, YAML)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import yaml
+
+from rightsizer.model import Recommendation, Resources
+from rightsizer.quantity import CPU, MEMORY, format_quantity
+
+FORMATS = ("table", "json", "yaml")
+COLUMNS = (
+    "NAMESPACE",
+    "WORKLOAD",
+    "CONTAINER",
+    "CPU REQUEST",
+    "CPU LIMIT",
+    "MEMORY REQUEST",
+    "MEMORY LIMIT",
+    "QOS",
+)
+
+
+def render(recommendations: list[Recommendation], output: str, *, end: float | None = None) -> str:
+    """The report in one of ``FORMATS``."""
+    if output == "table":
+        return render_table(recommendations)
+    document = to_document(recommendations, end)
+    if output == "json":
+        return json.dumps(document, indent=2)
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def to_document(recommendations: list[Recommendation], end: float | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = {"recommendations": [r.to_dict() for r in recommendations]}
+    if end is not None:
+        document["evaluatedAt"] = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return document
+
+
+def render_table(recommendations: list[Recommendation]) -> str:
+    """Current -> recommended per resource, with the change; reasons and warnings below the table."""
+    rows = [COLUMNS]
+    notes = []
+    for rec in recommendations:
+        workload = f"{rec.key.kind}/{rec.key.name}"
+        if rec.recommended is None:
+            rows.append((rec.key.namespace, workload, rec.key.container, "-", "-", "-", "-", "-"))
+            notes.append(
+                f"{rec.key.namespace}/{rec.key.name}/{rec.key.container}: no recommendation: {rec.reason}"
+            )
+        else:
+            rows.append(
+                (
+                    rec.key.namespace,
+                    workload,
+                    rec.key.container,
+                    change(rec.current, rec.recommended, "requests", CPU),
+                    change(rec.current, rec.recommended, "limits", CPU),
+                    change(rec.current, rec.recommended, "requests", MEMORY),
+                    change(rec.current, rec.recommended, "limits", MEMORY),
+                    rec.qos_class or "-",
+                )
+            )
+        notes.extend(
+            f"{rec.key.namespace}/{rec.key.name}/{rec.key.container}: WARNING: {w}" for w in rec.warnings
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    if not recommendations:
+        lines.append("(no Deployment, StatefulSet or DaemonSet containers found in the history window)")
+    return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def change(current: Resources, recommended: Resources, kind: str, resource: str) -> str:
+    """``100m -> 150m (+50%)``; ``none`` where no value is set."""
+    before = getattr(current, kind).get(resource)
+    after = getattr(recommended, kind).get(resource)
+    text = f"{_show(resource, before)} -> {_show(resource, after)}"
+    if before and after is not None and before > 0:
+        percent = (after - before) / before * 100
+        text += f" ({percent:+.0f}%)"
+    return text
+
+
+def _show(resource: str, amount: Decimal | None) -> str:
+    return "none" if amount is None else format_quantity(resource, amount)

@@ -1,0 +1,54 @@
+"""One pass over a Prometheus: discover workloads, gather their history, recommend for each."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from rightsizer.collect import workload_containers
+from rightsizer.engine import recommend
+from rightsizer.model import Recommendation
+from rightsizer.promql import LabelConfig, QueryScope
+from rightsizer.settings import RecommendationSettings
+from rightsizer.source import ProgressCallback, PrometheusSource
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """What to scan: namespaces (empty = all with container series), history window, label names."""
+
+    namespaces: tuple[str, ...] = ()
+    history_seconds: int = 14 * 24 * 3600
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    cpu_window_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    recommendations: list[Recommendation]
+    namespaces: list[str]
+    queries_sent: int
+    end: float
+
+
+def scan(
+    source: PrometheusSource,
+    request: ScanRequest,
+    settings: RecommendationSettings,
+    *,
+    end: float | None = None,
+    progress: ProgressCallback | None = None,
+) -> ScanResult:
+    """Recommend for every workload container in the requested namespaces, one batch per namespace."""
+    end = time.time() if end is None else end
+    source.check()
+    namespaces = list(request.namespaces) or source.namespaces(request.history_seconds, end, request.labels)
+    recommendations: list[Recommendation] = []
+    for index, namespace in enumerate(namespaces, start=1):
+        scope = QueryScope((namespace,), request.history_seconds, request.labels, request.cpu_window_seconds)
+        frames = source.fetch(scope, settings.cpu_percentile, end)
+        for item in workload_containers(frames, request.labels):
+            recommendations.append(recommend(item.key, item.usage, item.current, settings))
+        if progress:
+            progress(f"[{index}/{len(namespaces)}] {namespace}: {len(recommendations)} containers so far")
+    return ScanResult(recommendations, namespaces, source.queries_sent, end)

@@ -1,0 +1,171 @@
+"""Prometheus as the source of usage history: connection, auth, batched queries into pandas.
+
+The number of queries depends on the number of namespaces, never on the number of pods or
+containers: each namespace is one batch of the queries in ``promql.QueryScope``, and all
+aggregation over time happens inside Prometheus.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from rightsizer.promql import MEMORY_WORKING_SET, LabelConfig, QueryScope
+
+
+class PrometheusUnavailable(RuntimeError):
+    """Prometheus could not be reached or refused a query; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class PrometheusAuth:
+    """How to authenticate to Prometheus. A token file is re-read on every connection (rotation)."""
+
+    bearer_token: str | None = None
+    bearer_token_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    insecure_skip_verify: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def request_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        token = self.bearer_token
+        if self.bearer_token_file is not None:
+            try:
+                token = self.bearer_token_file.read_text().strip()
+            except OSError as error:
+                raise PrometheusUnavailable(
+                    f"cannot read bearer token file {self.bearer_token_file}: {error.strerror}"
+                ) from None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+
+@dataclass(frozen=True)
+class UsageFrames:
+    """Raw per-pod query results of one batch, one DataFrame per query name (see ``QueryScope``)."""
+
+    frames: dict[str, pd.DataFrame]
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.frames[name]
+
+
+ProgressCallback = Callable[[str], None]
+
+
+def stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class PrometheusSource:
+    """Runs the metric-contract queries against one Prometheus."""
+
+    def __init__(
+        self,
+        url: str,
+        auth: PrometheusAuth | None = None,
+        *,
+        timeout_seconds: float = 120,
+        workers: int = 4,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise PrometheusUnavailable(f"Prometheus URL {url!r} must start with http:// or https://")
+        self.url = url.rstrip("/")
+        self.auth = auth or PrometheusAuth()
+        self.workers = workers
+        self.queries_sent = 0
+        session = requests.Session()
+        session.verify = (
+            False if self.auth.insecure_skip_verify else str(self.auth.ca_file) if self.auth.ca_file else True
+        )
+        basic = (self.auth.username, self.auth.password or "") if self.auth.username else None
+        self._client = PrometheusConnect(
+            url=self.url,
+            headers=self.auth.request_headers(),
+            auth=basic,
+            session=session,
+            timeout=timeout_seconds,
+            retry=Retry(total=2, backoff_factor=0.5, status_forcelist=(502, 503, 504), allowed_methods=None),
+            method="POST",
+        )
+
+    def check(self) -> None:
+        """Raise ``PrometheusUnavailable`` unless the URL answers as a Prometheus query API."""
+        self._call(lambda: self._client.custom_query("vector(1)"), "vector(1)")
+
+    def namespaces(self, window_seconds: int, end: float, labels: LabelConfig) -> list[str]:
+        """Namespaces with container memory series in the window, from the label index (cheap)."""
+        selector = QueryScope((), window_seconds, labels).cadvisor(MEMORY_WORKING_SET)
+        params = {"match[]": selector, "start": str(end - window_seconds), "end": str(end)}
+        values = self._call(lambda: self._client.get_label_values(labels.namespace, params), "label values")
+        return sorted(v for v in values if v)
+
+    def fetch(
+        self,
+        scope: QueryScope,
+        cpu_percentile: float,
+        end: float,
+    ) -> UsageFrames:
+        """Run every query of one scope at time ``end``; results as DataFrames keyed by query name."""
+        queries = {**scope.usage_queries(cpu_percentile), **scope.state_queries()}
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = {name: pool.submit(self._query, q, end) for name, q in queries.items()}
+            frames = {name: future.result() for name, future in futures.items()}
+        return UsageFrames(frames)
+
+    def _query(self, query: str, end: float) -> pd.DataFrame:
+        result = self._call(lambda: self._client.custom_query(query, params={"time": str(end)}), query)
+        rows = [{**item["metric"], "value": float(item["value"][1])} for item in result]
+        return pd.DataFrame(rows)
+
+    def _call(self, send: Callable[[], list], what: str) -> list:
+        self.queries_sent += 1
+        started = time.monotonic()
+        try:
+            return send()
+        except requests.exceptions.SSLError as error:
+            raise PrometheusUnavailable(f"TLS error talking to {self.url}: {_root_cause(error)}") from None
+        except requests.exceptions.ConnectionError as error:
+            raise PrometheusUnavailable(
+                f"cannot connect to Prometheus at {self.url}: {_root_cause(error)}"
+            ) from None
+        except requests.exceptions.Timeout:
+            elapsed = time.monotonic() - started
+            raise PrometheusUnavailable(f"Prometheus at {self.url} timed out after {elapsed:.0f}s") from None
+        except requests.exceptions.RequestException as error:
+            raise PrometheusUnavailable(f"request to Prometheus at {self.url} failed: {error}") from None
+        except PrometheusApiClientException as error:
+            raise PrometheusUnavailable(f"Prometheus at {self.url} refused {_short(what)}: {error}") from None
+        except (ValueError, KeyError) as error:
+            raise PrometheusUnavailable(
+                f"{self.url} did not answer like a Prometheus query API ({type(error).__name__}: {error})"
+            ) from None
+
+
+def _root_cause(error: BaseException) -> str:
+    while error.__context__ is not None and error.__context__ is not error:
+        error = error.__context__
+    return str(error).split("\n")[0][:300]
+
+
+def _short(query: str) -> str:
+    return query if len(query) <= 120 else query[:117] + "..."
+
+
+def token_from_env(variable: str = "PROMETHEUS_TOKEN") -> str | None:
+    """A bearer token from the environment, so it never has to appear on a command line."""
+    return os.environ.get(variable) or None
