@@ -107,7 +107,7 @@ class QueryScope:
     def ksm(self, metric: str, *extra: str) -> str:
         """Selector of a kube-state-metrics series."""
         parts = [
-            self._namespace_matcher("namespace"),
+            *self._namespace_matcher("namespace"),
             *extra,
             *(m.render() for m in self.labels.extra_matchers),
         ]

@@ -1,0 +1,210 @@
+"""The engine on hand-checkable numbers."""
+
+from decimal import Decimal
+
+import pytest
+
+from rightsizer.engine import recommend
+from rightsizer.model import ContainerKey, ContainerUsage, Resources
+from rightsizer.quantity import MIB, parse
+from rightsizer.settings import Profile, RecommendationSettings, ResourceBounds, SettingsError
+
+KEY = ContainerKey("shop", "Deployment", "web", "app")
+DAY = 86400.0
+
+
+def usage(**overrides) -> ContainerUsage:
+    values = dict(
+        cpu_percentile_cores=0.120,
+        cpu_max_cores=0.200,
+        memory_peak_bytes=float(200 * MIB),
+        samples=4000,
+        first_seen=0.0,
+        last_seen=3 * DAY,
+        pods=2,
+    )
+    values.update(overrides)
+    return ContainerUsage(**values)
+
+
+def resources(requests=None, limits=None) -> Resources:
+    return Resources(
+        requests={k: parse(v) for k, v in (requests or {}).items()},
+        limits={k: parse(v) for k, v in (limits or {}).items()},
+    )
+
+
+def quantities(rec):
+    return rec.recommended.to_quantities()
+
+
+def test_cpu_request_puts_peak_time_usage_at_target_utilization():
+    rec = recommend(KEY, usage(), resources(), RecommendationSettings())
+    # 120m / 0.75 = 160m
+    assert quantities(rec)["requests"]["cpu"] == "160m"
+    assert rec.evidence["cpuPeakTime"] == "120m"
+
+
+def test_cpu_request_rounds_up_to_the_step():
+    rec = recommend(KEY, usage(cpu_percentile_cores=0.1001), resources(), RecommendationSettings())
+    # 100.1m / 0.75 = 133.47m -> 135m
+    assert quantities(rec)["requests"]["cpu"] == "135m"
+
+
+def test_latency_sensitive_cpu_limit_is_three_times_the_request():
+    rec = recommend(KEY, usage(), resources(), RecommendationSettings.for_profile("latency-sensitive"))
+    assert quantities(rec)["limits"]["cpu"] == "480m"
+
+
+def test_background_profile_uses_smaller_ratios():
+    rec = recommend(KEY, usage(), resources(), RecommendationSettings.for_profile(Profile.BACKGROUND))
+    assert quantities(rec)["limits"]["cpu"] == "240m"  # 160m x 1.5
+    assert quantities(rec)["limits"]["memory"] == "288Mi"  # 230Mi x 1.25 = 287.5 -> 288Mi
+
+
+def test_no_cpu_limit_when_the_policy_asks():
+    settings = RecommendationSettings.for_profile("latency-sensitive", cpu_limit_ratio=None)
+    rec = recommend(KEY, usage(), resources(), settings)
+    assert "cpu" not in quantities(rec)["limits"]
+    assert rec.qos_class == "Burstable"
+    assert "no CPU limit" in rec.reason
+
+
+def test_memory_request_is_peak_plus_headroom_and_limit_by_ratio():
+    rec = recommend(KEY, usage(), resources(), RecommendationSettings())
+    assert quantities(rec)["requests"]["memory"] == "230Mi"  # 200Mi x 1.15
+    assert quantities(rec)["limits"]["memory"] == "345Mi"  # 230Mi x 1.5
+
+
+def test_memory_never_below_the_observed_peak_even_with_zero_headroom():
+    peak = float(300 * MIB + 12345)
+    settings = RecommendationSettings.for_profile("latency-sensitive", memory_headroom=0.0)
+    rec = recommend(KEY, usage(memory_peak_bytes=peak), resources(), settings)
+    assert rec.recommended.requests["memory"] >= Decimal(peak)
+    assert quantities(rec)["requests"]["memory"] == "301Mi"
+
+
+def test_oom_kill_raises_memory_above_the_killed_usage_by_at_least_100mi():
+    killed = usage(memory_peak_bytes=float(250 * MIB), oom_kills=2, oom_killed_memory_bytes=float(256 * MIB))
+    rec = recommend(KEY, killed, resources(limits={"memory": "256Mi"}), RecommendationSettings())
+    # max(256Mi x 1.2 = 307.2Mi, 256Mi + 100Mi = 356Mi) = 356Mi > 250Mi x 1.15
+    assert quantities(rec)["requests"]["memory"] == "356Mi"
+    assert rec.evidence["oomKills"] == 2
+    assert rec.evidence["oomKilledAt"] == "256Mi"
+    assert "2 OOM kill(s) at 256Mi" in rec.reason
+
+
+def test_oom_kill_bump_is_twenty_percent_for_large_containers():
+    killed = usage(
+        memory_peak_bytes=float(1000 * MIB), oom_kills=1, oom_killed_memory_bytes=float(1024 * MIB)
+    )
+    rec = recommend(KEY, killed, resources(), RecommendationSettings())
+    # max(1024Mi x 1.2 = 1228.8Mi, 1124Mi) -> 1229Mi
+    assert quantities(rec)["requests"]["memory"] == "1229Mi"
+
+
+def test_throttling_pushes_the_cpu_limit_up_never_down():
+    throttled = usage(
+        cpu_percentile_cores=0.2, cpu_max_cores=0.2, cfs_periods=10000.0, cfs_throttled_periods=3000.0
+    )
+    current = resources(requests={"cpu": "100m"}, limits={"cpu": "200m"})
+    settings = RecommendationSettings.for_profile("background")
+    rec = recommend(KEY, throttled, current, settings)
+    # ratio limit 270m x 1.5 = 405m; throttled: at least 200m x 1.5 = 300m; 405m wins
+    assert quantities(rec)["limits"]["cpu"] == "405m"
+    assert rec.evidence["throttledRatio"] == 0.3
+    assert "throttled 30% of CFS periods under limit 200m" in rec.reason
+
+    big_limit = resources(requests={"cpu": "100m"}, limits={"cpu": "1"})
+    rec = recommend(KEY, throttled, big_limit, settings)
+    assert rec.recommended.limits["cpu"] >= Decimal("1.5")  # never below the limit that throttled, x1.5
+
+
+def test_throttling_below_threshold_changes_nothing():
+    light = usage(cfs_periods=10000.0, cfs_throttled_periods=100.0)
+    current = resources(limits={"cpu": "2"})
+    rec = recommend(KEY, light, current, RecommendationSettings())
+    assert quantities(rec)["limits"]["cpu"] == "480m"
+    assert "throttled" not in rec.reason
+
+
+def test_cpu_limit_never_below_the_observed_maximum():
+    spiky = usage(cpu_percentile_cores=0.05, cpu_max_cores=0.9)
+    rec = recommend(KEY, spiky, resources(), RecommendationSettings())
+    assert quantities(rec)["requests"]["cpu"] == "70m"  # 50m / 0.75 = 66.7 -> 70m
+    assert quantities(rec)["limits"]["cpu"] == "900m"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"first_seen": 0.0, "last_seen": 6 * 3600.0}, "insufficient history: 6.0h of samples, needs 24h"),
+        ({"samples": 50}, "insufficient history: 50 samples, needs 100"),
+        ({"memory_peak_bytes": None, "samples": 0}, "no memory usage series"),
+        ({"cpu_percentile_cores": None}, "no CPU usage series"),
+    ],
+)
+def test_too_little_history_gives_no_recommendation_with_the_reason(overrides, reason):
+    rec = recommend(KEY, usage(**overrides), resources(), RecommendationSettings())
+    assert rec.recommended is None
+    assert not rec.ready
+    assert reason in rec.reason
+    assert rec.to_dict()["recommended"] is None
+
+
+def test_min_and_max_allowed_bound_the_requests_and_limits_follow():
+    settings = RecommendationSettings.for_profile(
+        "latency-sensitive",
+        min_allowed=ResourceBounds(cpu=parse("250m")),
+        max_allowed=ResourceBounds(memory=parse("128Mi")),
+    )
+    rec = recommend(KEY, usage(), resources(), settings)
+    assert quantities(rec)["requests"] == {"cpu": "250m", "memory": "128Mi"}
+    assert quantities(rec)["limits"] == {"cpu": "750m", "memory": "192Mi"}
+    assert any("below the observed peak" in w for w in rec.warnings)
+    assert "capped at maxAllowed 128Mi" in rec.reason
+
+
+def test_qos_class_is_guaranteed_when_limits_equal_requests():
+    settings = RecommendationSettings.for_profile(
+        "latency-sensitive", cpu_limit_ratio=1.0, memory_limit_ratio=1.0
+    )
+    rec = recommend(KEY, usage(cpu_max_cores=0.15), resources(), settings)
+    assert rec.qos_class == "Guaranteed"
+
+
+def test_the_400m_memory_typo_is_flagged():
+    rec = recommend(KEY, usage(), resources(requests={"memory": "400m"}), RecommendationSettings())
+    assert any("0.4" in w and "400Mi" in w for w in rec.warnings)
+
+
+def test_json_shape_matches_the_documented_contract():
+    current = resources({"cpu": "100m", "memory": "256Mi"}, {"cpu": "500m", "memory": "512Mi"})
+    data = recommend(KEY, usage(), current, RecommendationSettings()).to_dict()
+    assert data["current"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+    }
+    assert set(data["recommended"]) == {"requests", "limits"}
+    assert {"namespace", "kind", "name", "container", "evidence", "reason", "qosClass"} <= set(data)
+    for field in ("cpuPeakTime", "cpuMax", "memoryPeak", "oomKills", "samples", "historyHours"):
+        assert field in data["evidence"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"cpu_target_utilization": 1.2}, "cpu_target_utilization"),
+        ({"cpu_target_utilization": 0}, "cpu_target_utilization"),
+        ({"cpu_limit_ratio": 0.5}, "cpu_limit_ratio"),
+        ({"memory_limit_ratio": 0.9}, "memory_limit_ratio"),
+        (
+            {"min_allowed": ResourceBounds(cpu=Decimal(2)), "max_allowed": ResourceBounds(cpu=Decimal(1))},
+            "min_allowed.cpu",
+        ),
+        ({"no_such_knob": 1}, "no_such_knob"),
+    ],
+)
+def test_bad_settings_are_rejected_naming_the_field(overrides, field):
+    with pytest.raises(SettingsError, match=field):
+        RecommendationSettings.for_profile("latency-sensitive", **overrides)
