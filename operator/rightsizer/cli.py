@@ -167,7 +167,7 @@ def run_recommend(args: argparse.Namespace) -> int:
 
 
 def run_operator(args: argparse.Namespace) -> int:
-    from rightsizer.operator.runner import run  # Kopf is imported only when the operator runs.
+    from rightsizer.controller.runner import run  # Kopf is imported only when the operator runs.
 
     return run(args)
 

@@ -1,0 +1,167 @@
+"""Auto mode: which recommended changes to apply now, in what steps, and the patch that does it.
+
+Pure decisions only; the controller reads the cluster, runs ``constraints`` on the plan and sends
+the patch. The patch touches nothing but the chosen containers' resources and rightsizer's own
+annotations, and carries the resourceVersion it was planned from, so a concurrent edit makes it
+fail instead of being overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from rightsizer.model import Recommendation, Resources
+from rightsizer.policy import AutoRails
+from rightsizer.quantity import RESOURCES, ceil_cpu, ceil_memory
+from rightsizer.workload import ANNOTATION_PREFIX, DeploymentView
+
+APPLIED_AT = ANNOTATION_PREFIX + "applied-at"
+APPLIED_BY = ANNOTATION_PREFIX + "applied-by"
+LAST_CHANGE = ANNOTATION_PREFIX + "last-change"
+FIELD_MANAGER = "rightsizer"
+
+
+@dataclass(frozen=True)
+class ContainerChange:
+    container: str
+    before: Resources
+    after: Resources
+    reason: str
+
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    """Changes worth applying now; per-container reasons for the rest; or why nothing may be applied."""
+
+    changes: tuple[ContainerChange, ...] = ()
+    skipped: dict[str, str] = field(default_factory=dict)
+    blocked: str | None = None
+
+
+def plan_changes(
+    deployment: DeploymentView, recommendations: list[Recommendation], rails: AutoRails, now: datetime
+) -> ApplyPlan:
+    """Decide what Auto mode applies to one Deployment now."""
+    blocked = deployment.rollout_in_progress() or _cooldown(deployment, rails, now)
+    if blocked:
+        return ApplyPlan(blocked=blocked)
+    changes, skipped = [], {}
+    for rec in recommendations:
+        name = rec.key.container
+        if rec.recommended is None:
+            skipped[name] = f"no recommendation: {rec.reason}"
+            continue
+        stepped = _step(rec.current, rec.recommended, rails.max_step_percent)
+        if not _significant(rec.current, stepped, rails.min_change_percent):
+            skipped[name] = f"change below the minimum of {rails.min_change_percent}%"
+            continue
+        reason = (
+            rec.reason
+            if stepped == rec.recommended
+            else f"{rec.reason} (step capped at {rails.max_step_percent}%)"
+        )
+        changes.append(ContainerChange(name, rec.current, stepped, reason))
+    return ApplyPlan(tuple(changes), skipped)
+
+
+def _cooldown(deployment: DeploymentView, rails: AutoRails, now: datetime) -> str | None:
+    applied_at = deployment.annotations.get(APPLIED_AT)
+    if not applied_at:
+        return None
+    try:
+        last = datetime.fromisoformat(applied_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    remaining = rails.cooldown_seconds - (now - last).total_seconds()
+    if remaining > 0:
+        return f"cooldown: last change at {applied_at}, next allowed in {int(remaining // 60) + 1}m"
+    return None
+
+
+def _step(current: Resources, target: Resources, max_step_percent: int) -> Resources:
+    """Move each value at most ``max_step_percent`` from where it is; limits stay >= requests."""
+    factor = Decimal(max_step_percent) / 100
+
+    def capped(before: Decimal | None, after: Decimal, resource: str) -> Decimal:
+        if before is None or before == 0:
+            return after
+        high, low = before * (1 + factor), before / (1 + factor)
+        value = min(max(after, low), high)
+        return ceil_cpu(value) if resource == "cpu" else ceil_memory(value)
+
+    requests = {r: capped(current.requests.get(r), v, r) for r, v in target.requests.items()}
+    limits = {
+        r: max(capped(current.limits.get(r), v, r), requests.get(r, v)) for r, v in target.limits.items()
+    }
+    return Resources(requests, limits)
+
+
+def _significant(current: Resources, target: Resources, min_change_percent: int) -> bool:
+    """True when any request or limit moves by at least the minimum, or is added or removed."""
+    threshold = Decimal(min_change_percent) / 100
+    for kind in ("requests", "limits"):
+        before, after = getattr(current, kind), getattr(target, kind)
+        for resource in RESOURCES:
+            old, new = before.get(resource), after.get(resource)
+            if (old is None) != (new is None):
+                return True
+            changed = old is not None and new is not None and old != new
+            if changed and (old == 0 or abs(new - old) / old >= threshold):
+                return True
+    return False
+
+
+def build_patch(
+    deployment: DeploymentView, changes: tuple[ContainerChange, ...], policy: str, now: datetime
+) -> dict[str, Any]:
+    """A strategic-merge patch of the changed containers' resources plus the audit annotations."""
+    timestamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    record = {
+        c.container: {"from": c.before.to_quantities(), "to": c.after.to_quantities(), "reason": c.reason}
+        for c in changes
+    }
+    containers = []
+    for change in changes:
+        quantities = change.after.to_quantities()
+        removed = {
+            kind: {
+                r: None for r in RESOURCES if r in getattr(change.before, kind) and r not in quantities[kind]
+            }
+            for kind in ("requests", "limits")
+        }
+        containers.append(
+            {
+                "name": change.container,
+                "resources": {kind: {**removed[kind], **quantities[kind]} for kind in ("requests", "limits")},
+            }
+        )
+    return {
+        "metadata": {
+            "resourceVersion": deployment.resource_version,
+            "annotations": {
+                APPLIED_AT: timestamp,
+                APPLIED_BY: f"RightSizePolicy/{policy}",
+                LAST_CHANGE: json.dumps(record, sort_keys=True),
+            },
+        },
+        "spec": {"template": {"spec": {"containers": containers}}},
+    }
+
+
+def describe(change: ContainerChange) -> str:
+    """``app: requests cpu 100m->150m, memory 256Mi->300Mi; limits ...`` for events and status."""
+    before, after = change.before.to_quantities(), change.after.to_quantities()
+    parts = []
+    for kind in ("requests", "limits"):
+        moves = [
+            f"{r} {before[kind].get(r, 'none')}->{after[kind].get(r, 'none')}"
+            for r in RESOURCES
+            if before[kind].get(r) != after[kind].get(r)
+        ]
+        if moves:
+            parts.append(f"{kind} {', '.join(moves)}")
+    return f"{change.container}: {'; '.join(parts) or 'no change'}"

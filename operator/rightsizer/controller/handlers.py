@@ -1,0 +1,67 @@
+"""Thin handlers: turn Kopf's arguments into plain values, call ``evaluate``, write back the outcome."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from rightsizer.controller.evaluate import PolicyObject, evaluate, is_due
+from rightsizer.workload import DeploymentView
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Kopf settings: no peering CRD, handler logs stay in the log (we post our own Events)."""
+    settings.peering.standalone = True
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+
+
+def index_deployment(body: Mapping[str, Any]) -> DeploymentView:
+    return DeploymentView.from_body(_plain(body))
+
+
+def tick(
+    body: Mapping[str, Any],
+    memo: kopf.Memo,
+    deployments: Iterable[DeploymentView],
+    patch: kopf.Patch,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> None:
+    """Evaluate the policy if it is due; write its status and post its Events."""
+    raw = _plain(body)
+    metadata = raw["metadata"]
+    policy = PolicyObject(
+        name=metadata["name"],
+        namespace=metadata["namespace"],
+        uid=metadata.get("uid", ""),
+        generation=int(metadata.get("generation", 0)),
+        spec=raw.get("spec") or {},
+        status=raw.get("status") or {},
+    )
+    now = datetime.now(UTC)
+    if not is_due(policy, now):
+        return
+    outcome = evaluate(policy, list(deployments), memo.prometheus, memo.cluster, memo.labels, now)
+    patch.status.update(outcome.status)
+    for event in outcome.events:
+        kopf.event(event.target or body, type=event.type, reason=event.reason, message=event.message[:1024])
+    logger.info("evaluated: %s", _summary(outcome.status))
+
+
+def _summary(status: dict[str, Any]) -> str:
+    conditions = {c["type"]: f"{c['status']}/{c['reason']}" for c in status.get("conditions", [])}
+    return f"targets={status.get('targetCount')} ready={status.get('readyContainers')} {conditions}"
+
+
+def _plain(value: Any) -> Any:
+    """Kopf's read-only views -> plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,36 @@
+"""Kopf registrations, and nothing else: every decorator of the operator is in this file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from rightsizer.controller import handlers
+
+GROUP, VERSION, PLURAL = "rightsizer.io", "v1alpha1", "rightsizepolicies"
+TICK_SECONDS = 10.0
+"""How often each policy is looked at; it is evaluated only when due (spec change, interval, retry)."""
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    handlers.configure(settings)
+
+
+@kopf.index("apps", "v1", "deployments")
+def deployments_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+    return {namespace: handlers.index_deployment(body)}
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, initial_delay=1.0)
+def evaluate_policy(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    patch: kopf.Patch,
+    deployments_by_namespace: kopf.Index,
+    namespace: str,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    handlers.tick(body, memo, deployments_by_namespace.get(namespace, []), patch, logger)
