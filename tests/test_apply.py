@@ -1,0 +1,128 @@
+"""Auto-mode planning: minimum change, step cap, cooldown, rollout state, and the patch itself."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from rightsizer.apply import APPLIED_AT, LAST_CHANGE, build_patch, describe, plan_changes
+from rightsizer.model import ContainerKey, Recommendation, Resources
+from rightsizer.policy import AutoRails
+from rightsizer.quantity import parse
+from rightsizer.workload import DeploymentView
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def res(requests=None, limits=None):
+    return Resources(
+        {k: parse(v) for k, v in (requests or {}).items()}, {k: parse(v) for k, v in (limits or {}).items()}
+    )
+
+
+def deployment(annotations=None, **status):
+    body = {
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "uid": "u1",
+            "resourceVersion": "42",
+            "generation": 2,
+            "annotations": annotations or {},
+        },
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "app", "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}},
+                        {"name": "log-shipper"},
+                    ]
+                }
+            },
+        },
+        "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, **status},
+    }
+    return DeploymentView.from_body(body)
+
+
+def rec(container, current, recommended):
+    key = ContainerKey("shop", "Deployment", "web", container)
+    return Recommendation(key, current, recommended, "Burstable", "because", {})
+
+
+CURRENT = res({"cpu": "100m", "memory": "256Mi"})
+
+
+def test_a_significant_change_is_planned():
+    target = res({"cpu": "150m", "memory": "300Mi"}, {"cpu": "450m", "memory": "450Mi"})
+    plan = plan_changes(deployment(), [rec("app", CURRENT, target)], AutoRails(), NOW)
+    assert plan.blocked is None
+    (change,) = plan.changes
+    assert change.after == target
+
+
+def test_changes_below_the_minimum_are_skipped():
+    close = res({"cpu": "105m", "memory": "260Mi"})
+    plan = plan_changes(deployment(), [rec("app", CURRENT, close)], AutoRails(min_change_percent=10), NOW)
+    assert plan.changes == ()
+    assert plan.skipped == {"app": "change below the minimum of 10%"}
+
+
+def test_steps_are_capped():
+    huge = res({"cpu": "1", "memory": "64Mi"})
+    plan = plan_changes(deployment(), [rec("app", CURRENT, huge)], AutoRails(max_step_percent=50), NOW)
+    (change,) = plan.changes
+    assert change.after.to_quantities()["requests"] == {"cpu": "150m", "memory": "171Mi"}  # x1.5 and /1.5
+    assert "step capped at 50%" in change.reason
+
+
+def test_cooldown_blocks_until_it_has_passed():
+    recent = {APPLIED_AT: (NOW - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    target = res({"cpu": "200m"})
+    plan = plan_changes(
+        deployment(recent), [rec("app", CURRENT, target)], AutoRails(cooldown_seconds=3600), NOW
+    )
+    assert plan.blocked.startswith("cooldown")
+    later = plan_changes(
+        deployment(recent), [rec("app", CURRENT, target)], AutoRails(cooldown_seconds=300), NOW
+    )
+    assert later.blocked is None
+
+
+def test_mid_rollout_and_paused_deployments_are_not_touched():
+    target = res({"cpu": "200m"})
+    rolling = plan_changes(deployment(updatedReplicas=1), [rec("app", CURRENT, target)], AutoRails(), NOW)
+    assert "rollout in progress" in rolling.blocked
+    stale = plan_changes(deployment(observedGeneration=1), [rec("app", CURRENT, target)], AutoRails(), NOW)
+    assert "not observed" in stale.blocked
+
+
+def test_no_recommendation_means_no_change():
+    plan = plan_changes(deployment(), [rec("app", CURRENT, None)], AutoRails(), NOW)
+    assert plan.changes == ()
+    assert plan.skipped["app"].startswith("no recommendation")
+
+
+def test_patch_touches_only_the_changed_container_and_records_why():
+    before = res({"cpu": "100m"}, {"cpu": "1"})
+    target = res({"cpu": "200m", "memory": "300Mi"}, {"memory": "450Mi"})
+    plan = plan_changes(deployment(), [rec("app", before, target)], AutoRails(), NOW)
+    patch = build_patch(deployment(), plan.changes, "web-policy", NOW)
+    assert patch["metadata"]["resourceVersion"] == "42"
+    (container,) = patch["spec"]["template"]["spec"]["containers"]
+    assert container == {
+        "name": "app",
+        "resources": {
+            "requests": {"cpu": "200m", "memory": "300Mi"},
+            "limits": {"cpu": None, "memory": "450Mi"},  # the CPU limit is removed explicitly
+        },
+    }
+    assert set(patch) == {"metadata", "spec"}
+    annotations = patch["metadata"]["annotations"]
+    assert annotations[APPLIED_AT] == "2026-11-23T12:00:00Z"
+    record = json.loads(annotations[LAST_CHANGE])
+    assert record["app"]["from"]["limits"] == {"cpu": "1"}
+    assert record["app"]["reason"] == "because"
+    assert (
+        describe(plan.changes[0])
+        == "app: requests cpu 100m->200m, memory none->300Mi; limits cpu 1->none, memory none->450Mi"
+    )

@@ -1,0 +1,95 @@
+"""Reading a RightSizePolicy spec: defaults, profiles, container policies, selectors."""
+
+import pytest
+
+from rightsizer.policy import PolicyError, parse_policy
+from rightsizer.quantity import parse
+from rightsizer.selection import select_targets
+from rightsizer.workload import DeploymentView
+
+
+def test_defaults_follow_the_crd():
+    spec = parse_policy({"targetRef": {"name": "web"}})
+    assert spec.mode == "Recommend"
+    assert spec.history_seconds == 14 * 86400
+    assert spec.interval_seconds == 300
+    assert spec.settings.cpu_limit_ratio == 3.0
+    assert spec.auto.cooldown_seconds == 3600
+
+
+def test_profile_and_overrides():
+    spec = parse_policy(
+        {"selector": {}, "profile": "background", "cpu": {"noLimit": True}, "memory": {"limitRatio": 2}}
+    )
+    assert spec.settings.cpu_limit_ratio is None
+    assert spec.settings.memory_limit_ratio == 2.0
+
+
+def test_container_policies_named_first_then_star_and_off():
+    spec = parse_policy(
+        {
+            "targetRef": {"name": "web"},
+            "containerPolicies": [
+                {"containerName": "*", "minAllowed": {"cpu": "50m"}},
+                {"containerName": "istio-proxy", "mode": "Off"},
+                {"containerName": "app", "maxAllowed": {"memory": "1Gi"}},
+            ],
+        }
+    )
+    assert spec.container_settings("istio-proxy") is None
+    assert spec.container_settings("app").max_allowed.memory == parse("1Gi")
+    assert spec.container_settings("app").min_allowed.cpu is None
+    assert spec.container_settings("other").min_allowed.cpu == parse("50m")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({}, "exactly one of spec.targetRef and spec.selector"),
+        ({"targetRef": {"name": "a"}, "selector": {}}, "exactly one"),
+        ({"selector": {}, "cpu": {"targetUtilization": 2}}, "cpu_target_utilization"),
+        (
+            {"selector": {}, "containerPolicies": [{"containerName": "a", "minAllowed": {"cpu": "lots"}}]},
+            "spec.containerPolicies[0].minAllowed.cpu",
+        ),
+        (
+            {
+                "selector": {},
+                "containerPolicies": [
+                    {"containerName": "a", "minAllowed": {"memory": "2Gi"}, "maxAllowed": {"memory": "1Gi"}}
+                ],
+            },
+            "minAllowed.memory is above maxAllowed.memory",
+        ),
+        ({"selector": {}, "interval": "soon"}, "spec.interval"),
+    ],
+)
+def test_invalid_specs_name_the_field(spec, message):
+    with pytest.raises(PolicyError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_policy(spec)
+
+
+def view(name, labels):
+    return DeploymentView.from_body(
+        {"metadata": {"name": name, "namespace": "shop", "labels": labels}, "spec": {}, "status": {}}
+    )
+
+
+def test_selection_by_name_reports_missing_targets():
+    spec = parse_policy({"targetRef": {"name": "ghost"}})
+    assert select_targets(spec, [view("web", {})]) == ([], ["Deployment/ghost"])
+
+
+def test_selection_by_labels_and_expressions():
+    spec = parse_policy(
+        {
+            "selector": {
+                "matchLabels": {"team": "shop"},
+                "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}],
+            }
+        }
+    )
+    deployments = [view("web", {"team": "shop"}), view("db", {"team": "shop", "tier": "db"}), view("x", {})]
+    targets, missing = select_targets(spec, deployments)
+    assert [d.name for d in targets] == ["web"]
+    assert missing == []
