@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -159,10 +160,18 @@ def run_recommend(args: argparse.Namespace) -> int:
         overrides["cpu_limit_ratio"] = None
     settings = RecommendationSettings.for_profile(args.profile, **overrides)
     request = ScanRequest(tuple(args.namespace), args.history, labels_from_args(args))
+    started = time.monotonic()
     result = scan(
         prometheus_from_args(args), request, settings, progress=None if args.quiet else stderr_progress
     )
     print(render(result.recommendations, args.output, end=result.end))
+    if not args.quiet:
+        ready = sum(1 for r in result.recommendations if r.ready)
+        stderr_progress(
+            f"{len(result.recommendations)} containers ({ready} with a recommendation) in "
+            f"{len(result.namespaces)} namespaces: {result.queries_sent} Prometheus queries, "
+            f"{time.monotonic() - started:.1f}s"
+        )
     return 0
 
 
