@@ -1,0 +1,31 @@
+"""Session fixtures: one real Prometheus with the demo history, shared by every test that queries it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from tests.support.prometheus import start_demo_prometheus
+
+from rightsizer.demo.history import DAY, demo_scenario, window_ending_now
+from rightsizer.demo.prometheus import PrometheusServer
+
+HISTORY_DAYS = 3
+STEP_SECONDS = 60
+
+
+@pytest.fixture(scope="session")
+def demo_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """A real Prometheus serving 3 days of the demo scenario's history, ending now."""
+    server = start_demo_prometheus(tmp_path_factory.mktemp("prometheus"), HISTORY_DAYS, STEP_SECONDS)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_workloads():
+    """The workload specs behind ``demo_prometheus`` (names, containers and resources)."""
+    start, end = window_ending_now(HISTORY_DAYS * DAY, STEP_SECONDS)
+    return demo_scenario(start, end)

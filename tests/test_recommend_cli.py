@@ -1,0 +1,225 @@
+"""`rightsizer recommend` against a real Prometheus loaded with the demo history."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from rightsizer.cli import main
+from rightsizer.promql import QueryScope
+from rightsizer.scan import ScanRequest, scan
+from rightsizer.settings import RecommendationSettings
+from rightsizer.source import PrometheusSource
+
+pytestmark = pytest.mark.prometheus
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rightsizer.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def report(demo_prometheus) -> dict[tuple[str, str, str], dict]:
+    result = run_cli("recommend", "--prometheus-url", demo_prometheus.url, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    return {(r["namespace"], r["name"], r["container"]): r for r in document["recommendations"]}
+
+
+def test_every_workload_container_is_discovered_from_prometheus_alone(report):
+    assert set(report) == {
+        ("shop", "web", "app"),
+        ("shop", "web", "log-shipper"),
+        ("shop", "cart", "app"),
+        ("shop", "search", "app"),
+        ("shop", "checkout", "app"),
+        ("shop", "new-feature", "app"),
+        ("batch", "worker", "worker"),
+        ("data", "redis", "redis"),
+        ("legacy", "api", "app"),
+    }
+    assert report[("data", "redis", "redis")]["kind"] == "StatefulSet"
+
+
+def test_over_provisioned_web_is_sized_down_with_peak_time_cpu_at_75_percent(report):
+    web = report[("shop", "web", "app")]
+    assert web["current"]["requests"] == {"cpu": "1", "memory": "1Gi"}
+    requests = web["recommended"]["requests"]
+    cpu_request = float(requests["cpu"].rstrip("m")) / 1000
+    peak = float(web["evidence"]["cpuPeakTime"].rstrip("m")) / 1000
+    assert cpu_request < 1.0
+    assert 0.70 <= peak / cpu_request <= 0.80
+    assert web["recommended"]["limits"]["cpu"]  # latency-sensitive: a CPU limit, 3x the request
+    assert web["qosClass"] == "Burstable"
+    assert web["evidence"]["pods"] == 3
+
+
+def test_oom_killed_cart_gets_more_memory_than_the_limit_that_killed_it(report):
+    cart = report[("shop", "cart", "app")]
+    assert cart["evidence"]["oomKills"] >= 1
+    assert cart["evidence"]["oomKilledAt"] == "512Mi"
+    memory_request = int(cart["recommended"]["requests"]["memory"].removesuffix("Mi"))
+    assert memory_request >= 612  # 512Mi + max(20%, 100Mi)
+    assert "OOM kill" in cart["reason"]
+
+
+def test_throttled_search_gets_a_higher_cpu_limit(report):
+    search = report[("shop", "search", "app")]
+    assert search["evidence"]["throttledRatio"] > 0.05
+    assert search["current"]["limits"]["cpu"] == "500m"
+    limit = search["recommended"]["limits"]["cpu"]
+    limit_cores = float(limit.rstrip("m")) / 1000 if limit.endswith("m") else float(limit)
+    assert limit_cores >= 0.75  # at least 1.5x the limit that throttled
+    assert "throttled" in search["reason"]
+
+
+def test_pods_of_both_rollouts_count(report):
+    checkout = report[("shop", "checkout", "app")]
+    assert checkout["evidence"]["pods"] == 4  # 2 replicas before the rollout, 2 after
+    assert checkout["current"]["requests"] == {"cpu": "300m", "memory": "384Mi"}  # the new template
+
+
+def test_too_young_workload_gets_no_recommendation_and_says_why(report):
+    young = report[("shop", "new-feature", "app")]
+    assert young["recommended"] is None
+    assert "insufficient history" in young["reason"]
+
+
+def test_without_kube_state_metrics_the_owner_comes_from_pod_names(report):
+    legacy = report[("legacy", "api", "app")]
+    assert legacy["evidence"]["ownerSource"] == "pod-name-pattern"
+    assert legacy["current"] == {"requests": {}, "limits": {}}
+    assert legacy["recommended"] is not None
+
+
+def test_table_and_yaml_outputs(demo_prometheus):
+    table = run_cli("recommend", "--prometheus-url", demo_prometheus.url, "-n", "shop", "-o", "table")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAMESPACE", "WORKLOAD", "CONTAINER"]
+    web = next(line for line in lines if "Deployment/web" in line and " app " in line)
+    assert "1 -> " in web and "%)" in web
+    assert "shop/new-feature/app: no recommendation: insufficient history" in table.stdout
+    assert "Prometheus queries" in table.stderr  # progress and summary go to stderr
+
+    as_yaml = run_cli("recommend", "--prometheus-url", demo_prometheus.url, "-n", "batch", "-o", "yaml", "-q")
+    assert as_yaml.returncode == 0, as_yaml.stderr
+    document = yaml.safe_load(as_yaml.stdout)
+    assert [r["name"] for r in document["recommendations"]] == ["worker"]
+    assert as_yaml.stderr == ""
+
+
+def test_background_profile_and_no_cpu_limit(demo_prometheus):
+    result = run_cli(
+        "recommend",
+        "--prometheus-url",
+        demo_prometheus.url,
+        "-n",
+        "batch",
+        "-o",
+        "json",
+        "-q",
+        "--profile",
+        "background",
+        "--no-cpu-limit",
+        "--target-utilization",
+        "0.5",
+    )
+    assert result.returncode == 0, result.stderr
+    (worker,) = json.loads(result.stdout)["recommendations"]
+    assert "cpu" not in worker["recommended"]["limits"]
+    peak = float(worker["evidence"]["cpuPeakTime"].rstrip("m")) / 1000
+    request = worker["recommended"]["requests"]["cpu"]
+    request_cores = float(request.rstrip("m")) / 1000 if request.endswith("m") else float(request)
+    assert 0.45 <= peak / request_cores <= 0.5
+
+
+def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
+    source = PrometheusSource(demo_prometheus.url)
+    result = scan(source, ScanRequest(namespaces=("shop", "batch")), RecommendationSettings())
+    per_namespace = len(QueryScope(("x",), 60).usage_queries(0.95)) + len(
+        QueryScope(("x",), 60).state_queries()
+    )
+    assert result.queries_sent == 1 + 2 * per_namespace  # one connectivity check, one batch per namespace
+    assert len(result.recommendations) == 7
+
+
+@pytest.fixture
+def not_prometheus() -> Iterator[str]:
+    """An HTTP server that answers 404 to everything: a wrong URL, not an unreachable one."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_wrong_url_is_one_clear_line(not_prometheus):
+    result = run_cli("recommend", "--prometheus-url", not_prometheus)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "refused" in result.stderr and "404" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--prometheus-url", "http://127.0.0.1:9"], 1, "cannot connect to Prometheus at http://127.0.0.1:9"),
+        (["--prometheus-url", "prometheus:9090"], 2, "must start with http:// or https://"),
+        (["--prometheus-url", "http://x", "--history", "two weeks"], 2, "is not a duration"),
+        (["--prometheus-url", "http://x", "--target-utilization", "1.5"], 2, "must be in (0, 1]"),
+        (["--prometheus-url", "http://x", "--profile", "fast"], 2, "invalid choice"),
+        (["--prometheus-url", "http://x", "--extra-matcher", "cluster"], 2, "not of the form"),
+        (["--prometheus-url", "http://x", "--header", "novalue"], 2, "not of the form 'Name: value'"),
+        (["--prometheus-url", "http://x", "--ca-file", "/nonexistent/ca.pem"], 1, "does not exist"),
+        (["--prometheus-url", "http://x", "--no-such-flag"], 2, "unrecognized arguments"),
+    ],
+)
+def test_errors_are_one_line_with_an_exit_code(args, code, message):
+    result = run_cli("recommend", *args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_bearer_token_and_headers_are_sent(monkeypatch, not_prometheus, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    source = PrometheusSource(not_prometheus)
+    assert source.auth.request_headers() == {}
+    from rightsizer.source import PrometheusAuth
+
+    auth = PrometheusAuth(bearer_token_file=token, headers={"X-Scope-OrgID": "team-a"})
+    assert auth.request_headers() == {"X-Scope-OrgID": "team-a", "Authorization": "Bearer s3cret"}
+
+
+def test_main_returns_exit_codes_in_process(demo_prometheus, capsys):
+    assert (
+        main(["recommend", "--prometheus-url", demo_prometheus.url, "-n", "legacy", "-q", "-o", "json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["recommendations"][0]["name"] == "api"
