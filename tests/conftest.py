@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.support.prometheus import start_demo_prometheus
 
 from rightsizer.demo.history import DAY, demo_scenario, window_ending_now
 from rightsizer.demo.prometheus import PrometheusServer
+from tests.support.prometheus import start_demo_prometheus
 
 HISTORY_DAYS = 3
 STEP_SECONDS = 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import kopf
@@ -9,8 +10,9 @@ import kopf
 from rightsizer.controller import handlers
 
 GROUP, VERSION, PLURAL = "rightsizer.io", "v1alpha1", "rightsizepolicies"
-TICK_SECONDS = 10.0
-"""How often each policy is looked at; it is evaluated only when due (spec change, interval, retry)."""
+TICK_SECONDS = float(os.environ.get("RIGHTSIZER_TICK_SECONDS", "10"))
+"""How often each policy is looked at; it is evaluated only when due (spec change, interval, retry).
+A spec change is therefore picked up within one tick."""
 
 
 @kopf.on.startup()

@@ -1,0 +1,83 @@
+"""Run ``rightsizer operator`` as a real process, as the ServiceAccount of deploy/."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OperatorProcess:
+    """``rightsizer operator`` in a subprocess; ``restart()`` stops it with SIGTERM and starts it again."""
+
+    def __init__(
+        self, kubeconfig: Path, prometheus_url: str, log_path: Path, tick_seconds: float = 1.0
+    ) -> None:
+        self.kubeconfig, self.prometheus_url, self.log_path = kubeconfig, prometheus_url, log_path
+        self.tick_seconds = tick_seconds
+        self.process: subprocess.Popen[bytes] | None = None
+        self.liveness_port = 0
+
+    def start(self, timeout: float = 60) -> OperatorProcess:
+        self.liveness_port = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "RIGHTSIZER_TICK_SECONDS": str(self.tick_seconds),
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rightsizer.cli",
+                "operator",
+                "--prometheus-url",
+                self.prometheus_url,
+                "--liveness",
+                f"http://127.0.0.1:{self.liveness_port}/healthz",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"operator not live after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, as Kubernetes does; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
