@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install what rightsizer's tests and demo need, idempotently, on a fresh Debian machine:
+#   - Debian's prometheus (server + promtool) and openssl
+#   - a virtualenv in .venv with rightsizer and its test tools
+#   - kube-apiserver, kube-controller-manager and etcd, built once from the Go module proxy
+#     and cached outside the repo (hack/k8s/build.sh; KUBEBUILDER_ASSETS is honoured)
+# Progress goes to stderr. Prints nothing on stdout.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if ((${#missing[@]})); then
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || { log "ERROR: need root or sudo to install: ${missing[*]}"; exit 1; }
+    sudo="sudo"
+  fi
+  mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
+  log "installing Debian packages: ${packages[*]}"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2
+fi
+
+python="${PYTHON:-python3}"
+if [[ ! -x "$root/.venv/bin/python" ]]; then
+  log "creating $root/.venv"
+  "$python" -m venv "$root/.venv"
+fi
+log "installing rightsizer into .venv"
+"$root/.venv/bin/pip" install -q --disable-pip-version-check -e "$root[test]" >&2
+
+command -v kubectl >/dev/null 2>&1 || { log "ERROR: kubectl is needed on PATH"; exit 1; }
+"$root/hack/k8s/build.sh" >/dev/null
+log "ready"

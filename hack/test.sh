@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: set up (idempotent), lint, then the whole suite against real servers
+# (Prometheus and a kube-apiserver started by the tests). Extra arguments go to pytest.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash hack/setup.sh
+.venv/bin/ruff check operator tests bench
+.venv/bin/ruff format --check operator tests bench >/dev/null || {
+  echo "ruff format would reformat files: run .venv/bin/ruff format operator tests bench" >&2
+  exit 1
+}
+exec .venv/bin/python -m pytest "$@"

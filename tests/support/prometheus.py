@@ -1,0 +1,33 @@
+"""A real Prometheus serving the demo history, for tests that query it.
+
+``start_demo_prometheus`` generates the history (ending now, so instant queries see it), loads it with
+promtool and starts prometheus on a free 127.0.0.1 port. Stop the server returned when done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rightsizer.demo.history import DAY, WorkloadSpec, demo_scenario, window_ending_now, write_openmetrics
+from rightsizer.demo.prometheus import PrometheusServer, load_history
+
+
+def start_demo_prometheus(
+    tmp_dir: Path,
+    days: float = 3,
+    step_seconds: int = 60,
+    workloads: Sequence[WorkloadSpec] | None = None,
+) -> PrometheusServer:
+    """A started server with ``days`` of history up to now: the demo scenario unless ``workloads`` is given.
+
+    Custom ``workloads`` should be built for ``window_ending_now(days * DAY, step_seconds)``.
+    """
+    start, end = window_ending_now(days * DAY, step_seconds)
+    if workloads is None:
+        workloads = demo_scenario(start, end)
+    openmetrics = tmp_dir / "history.om"
+    write_openmetrics(workloads, openmetrics, start, end, step_seconds)
+    load_history(openmetrics, tmp_dir / "tsdb")
+    openmetrics.unlink()  # about 45 MB a day of history: the blocks are all that is needed now
+    return PrometheusServer(tmp_dir / "tsdb").start()
