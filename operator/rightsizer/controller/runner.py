@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import kopf
+from kubernetes.config import ConfigException
 
 from rightsizer.controller import main as registrations
 from rightsizer.controller.kube import KubernetesCluster, load_credentials
@@ -16,7 +18,14 @@ def run(args: argparse.Namespace) -> int:
     from rightsizer.cli import labels_from_args, prometheus_from_args
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load_credentials()
+    try:
+        load_credentials()
+    except ConfigException as error:
+        print(
+            f"rightsizer: error: no Kubernetes credentials (in-cluster or KUBECONFIG): {error}",
+            file=sys.stderr,
+        )
+        return 2
     memo = kopf.Memo(
         prometheus=prometheus_from_args(args),
         cluster=KubernetesCluster(),
