@@ -165,7 +165,8 @@ def test_a_missing_target_is_said_in_status(k, operator):
 
 
 def test_auto_mode_patches_the_deployment_and_a_new_replicaset_rolls_out(k, operator):
-    apply_policy(k, "cart", "shop", {"targetRef": {"name": "cart"}, "mode": "Auto", "interval": "30s"})
+    spec = {"targetRef": {"name": "cart"}, "mode": "Auto", "interval": "30s", "auto": {"maxStepPercent": 300}}
+    apply_policy(k, "cart", "shop", spec)
     policy = wait_for(k, operator, "cart", "shop", lambda p: condition(p, "Applied").get("status") == "True")
     rec = by_container(policy)[("cart", "app")]
     deployment = get(k, "deployment", "cart", "shop")
@@ -177,22 +178,29 @@ def test_auto_mode_patches_the_deployment_and_a_new_replicaset_rolls_out(k, oper
     assert json.loads(annotations["rightsizer.io/last-change"])["app"]["from"]["limits"]["memory"] == "512Mi"
     assert rec["autoApply"].startswith("applied at")
 
-    def replicasets() -> list[dict[str, Any]]:
+    def rolled_out() -> bool:
+        """A new ReplicaSet with the new resources is the only one scaled up."""
         items = json.loads(k("get", "rs", "-n", "shop", "-l", "app=cart", "-o", "json").stdout)["items"]
-        return items
+        active = [rs for rs in items if rs["spec"]["replicas"] > 0]
+        memory = [
+            c["resources"]["requests"]["memory"]
+            for rs in active
+            for c in rs["spec"]["template"]["spec"]["containers"]
+        ]
+        return len(items) == 2 and memory == [resources["requests"]["memory"]]
 
     deadline = time.monotonic() + WAIT_SECONDS
-    while len(replicasets()) < 2 and time.monotonic() < deadline:
+    while not rolled_out() and time.monotonic() < deadline:
         time.sleep(1)
-    new_rs = [rs for rs in replicasets() if rs["spec"]["replicas"] > 0]
-    assert len(replicasets()) == 2 and len(new_rs) == 1
-    container = new_rs[0]["spec"]["template"]["spec"]["containers"][0]
-    assert container["resources"]["requests"]["memory"] == resources["requests"]["memory"]
+    assert rolled_out()
     events = k(
         "get", "events", "-n", "shop", "--field-selector", "involvedObject.name=cart,reason=RightSized"
     ).stdout
     assert "RightSizePolicy/cart" in events
-    managers = [m["manager"] for m in deployment["metadata"]["managedFields"]]
+    with_fields = json.loads(
+        k("get", "deployment", "cart", "-n", "shop", "-o", "json", "--show-managed-fields").stdout
+    )
+    managers = [m["manager"] for m in with_fields["metadata"]["managedFields"]]
     assert "rightsizer" in managers
 
 

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     kopf.run(
         standalone=True,
         clusterwide=not args.namespaces,
-        namespaces=args.namespaces or None,
+        namespaces=args.namespaces,
         liveness_endpoint=args.liveness,
         memo=memo,
     )
