@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -67,6 +68,7 @@ def main() -> int:
             return kubectl(*kubectl_args, kubeconfig=plane.kubeconfig, input=input).stdout
 
         step(f"generating {args.days:g} days of history for the demo workloads and starting Prometheus")
+        (args.state_dir / "prometheus").mkdir()
         server = start_demo_prometheus(args.state_dir / "prometheus", args.days, STEP_SECONDS)
         print(f"Prometheus: {server.url}")
         start, end = window_ending_now(args.days * DAY, STEP_SECONDS)
@@ -104,7 +106,20 @@ def main() -> int:
         print(json.dumps(cart["spec"]["template"]["spec"]["containers"][0]["resources"], indent=2))
         print(k("get", "events", "-n", "shop", "--field-selector", "reason=RightSized"))
 
-        print(f"The same report without the operator:\n  rightsizer recommend --prometheus-url {server.url}")
+        step(
+            f"the same numbers from the CLI: rightsizer recommend --prometheus-url {server.url} -n shop"
+        )
+        report = [
+            sys.executable,
+            "-m",
+            "rightsizer.cli",
+            "recommend",
+            "--prometheus-url",
+            server.url,
+            "-n",
+            "shop",
+        ]
+        subprocess.run(report, check=True)
         if args.keep:
             print(f"\nexport KUBECONFIG={plane.kubeconfig}\nRunning; Ctrl-C stops everything.")
             while True:
