@@ -6,9 +6,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash hack/setup.sh
-.venv/bin/ruff check operator tests bench
-.venv/bin/ruff format --check operator tests bench >/dev/null || {
-  echo "ruff format would reformat files: run .venv/bin/ruff format operator tests bench" >&2
+.venv/bin/ruff check operator tests bench hack
+.venv/bin/ruff format --check operator tests bench hack >/dev/null || {
+  echo "ruff format would reformat files: run .venv/bin/ruff format operator tests bench hack" >&2
   exit 1
 }
 exec .venv/bin/python -m pytest "$@"

@@ -216,6 +216,10 @@ def test_bearer_token_and_headers_are_sent(monkeypatch, not_prometheus, tmp_path
 
     auth = PrometheusAuth(bearer_token_file=token, headers={"X-Scope-OrgID": "team-a"})
     assert auth.request_headers() == {"X-Scope-OrgID": "team-a", "Authorization": "Bearer s3cret"}
+    token.write_text("rotated\n")
+    assert auth.request_headers()["Authorization"] == "Bearer rotated"  # re-read: rotation works
+    optional = PrometheusAuth(bearer_token_file=tmp_path / "not-mounted")
+    assert optional.request_headers() == {}  # an optional Secret that is absent: no token
 
 
 def test_main_returns_exit_codes_in_process(demo_prometheus, capsys):

@@ -7,6 +7,7 @@ aggregation over time happens inside Prometheus.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -21,6 +22,8 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from rightsizer.promql import MEMORY_WORKING_SET, LabelConfig, QueryScope
+
+logger = logging.getLogger(__name__)
 
 
 class PrometheusUnavailable(RuntimeError):
@@ -45,6 +48,12 @@ class PrometheusAuth:
         if self.bearer_token_file is not None:
             try:
                 token = self.bearer_token_file.read_text().strip()
+            except FileNotFoundError:
+                # An optional Secret that is not there: no token. If Prometheus needs one, its
+                # 401 is reported with the query that failed.
+                logger.warning(
+                    "bearer token file %s does not exist; sending no token", self.bearer_token_file
+                )
             except OSError as error:
                 raise PrometheusUnavailable(
                     f"cannot read bearer token file {self.bearer_token_file}: {error.strerror}"
