@@ -11,12 +11,11 @@ from kubernetes.config import ConfigException
 
 from rightsizer.controller import main as registrations
 from rightsizer.controller.kube import KubernetesCluster, load_credentials
+from rightsizer.options import labels_from_args, prometheus_from_args
 
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; Kopf stops its handlers and returns."""
-    from rightsizer.cli import labels_from_args, prometheus_from_args
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         load_credentials()

@@ -1,0 +1,116 @@
+"""Command-line options shared by ``rightsizer recommend`` and ``rightsizer operator``: argument
+types that fail with one clear line, and the Prometheus flags turned into a ``PrometheusSource``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import NoReturn
+
+from rightsizer.duration import parse_duration
+from rightsizer.promql import LabelConfig, Matcher, PromQLError
+from rightsizer.source import PrometheusAuth, PrometheusSource, PrometheusUnavailable
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags give one clear line and exit 2, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} must be in (0, 1]")
+    return value
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text!r} must start with http:// or https://")
+    return text
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"header {text!r} is not of the form 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _matcher(text: str) -> Matcher:
+    try:
+        return Matcher.parse(text)
+    except PromQLError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_prometheus_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags for reaching Prometheus and naming its labels (shared by ``recommend`` and ``operator``)."""
+    group = parser.add_argument_group("Prometheus")
+    group.add_argument(
+        "--prometheus-url", type=_url, required=True, help="e.g. http://prometheus.monitoring:9090"
+    )
+    group.add_argument("--bearer-token-file", type=Path, help="file holding a bearer token (re-read per run)")
+    group.add_argument(
+        "--bearer-token-env",
+        metavar="VAR",
+        help="environment variable holding a bearer token (default PROMETHEUS_TOKEN, if set)",
+        default="PROMETHEUS_TOKEN",
+    )
+    group.add_argument("--username", help="basic auth user; password from $PROMETHEUS_PASSWORD")
+    group.add_argument("--ca-file", type=Path, help="CA bundle to verify Prometheus' TLS certificate")
+    group.add_argument("--insecure-skip-verify", action="store_true", help="do not verify TLS (testing only)")
+    group.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        help="extra HTTP header 'Name: value' (repeatable)",
+    )
+    group.add_argument("--timeout", type=duration, default=120, help="per-query timeout (default 2m)")
+    labels = parser.add_argument_group("labels (docs/metrics.md)")
+    labels.add_argument("--namespace-label", default="namespace")
+    labels.add_argument("--pod-label", default="pod", help="pod_name on old cAdvisor")
+    labels.add_argument("--container-label", default="container", help="container_name on old cAdvisor")
+    labels.add_argument(
+        "--extra-matcher",
+        type=_matcher,
+        action="append",
+        default=[],
+        help='matcher added to every query, e.g. cluster="prod-eu" (repeatable)',
+    )
+
+
+def prometheus_from_args(args: argparse.Namespace) -> PrometheusSource:
+    if args.ca_file is not None and not args.ca_file.is_file():
+        raise PrometheusUnavailable(f"--ca-file {args.ca_file} does not exist")
+    auth = PrometheusAuth(
+        bearer_token=os.environ.get(args.bearer_token_env) or None,
+        bearer_token_file=args.bearer_token_file,
+        username=args.username,
+        password=os.environ.get("PROMETHEUS_PASSWORD"),
+        ca_file=args.ca_file,
+        insecure_skip_verify=args.insecure_skip_verify,
+        headers=dict(args.header),
+    )
+    return PrometheusSource(args.prometheus_url, auth, timeout_seconds=args.timeout)
+
+
+def labels_from_args(args: argparse.Namespace) -> LabelConfig:
+    return LabelConfig(args.namespace_label, args.pod_label, args.container_label, tuple(args.extra_matcher))
