@@ -59,7 +59,7 @@ def test_latency_sensitive_cpu_limit_is_three_times_the_request():
 def test_background_profile_uses_smaller_ratios():
     rec = recommend(KEY, usage(), resources(), RecommendationSettings.for_profile(Profile.BACKGROUND))
     assert quantities(rec)["limits"]["cpu"] == "240m"  # 160m x 1.5
-    assert quantities(rec)["limits"]["memory"] == "288Mi"  # 230Mi x 1.25 = 287.5 -> 288Mi
+    assert quantities(rec)["limits"]["memory"] == "275Mi"  # 220Mi x 1.25
 
 
 def test_no_cpu_limit_when_the_policy_asks():
@@ -72,8 +72,8 @@ def test_no_cpu_limit_when_the_policy_asks():
 
 def test_memory_request_is_peak_plus_headroom_and_limit_by_ratio():
     rec = recommend(KEY, usage(), resources(), RecommendationSettings())
-    assert quantities(rec)["requests"]["memory"] == "230Mi"  # 200Mi x 1.15
-    assert quantities(rec)["limits"]["memory"] == "345Mi"  # 230Mi x 1.5
+    assert quantities(rec)["requests"]["memory"] == "220Mi"  # 200Mi x 1.10
+    assert quantities(rec)["limits"]["memory"] == "330Mi"  # 220Mi x 1.5
 
 
 def test_memory_never_below_the_observed_peak_even_with_zero_headroom():
@@ -87,7 +87,7 @@ def test_memory_never_below_the_observed_peak_even_with_zero_headroom():
 def test_oom_kill_raises_memory_above_the_killed_usage_by_at_least_100mi():
     killed = usage(memory_peak_bytes=float(250 * MIB), oom_kills=2, oom_killed_memory_bytes=float(256 * MIB))
     rec = recommend(KEY, killed, resources(limits={"memory": "256Mi"}), RecommendationSettings())
-    # max(256Mi x 1.2 = 307.2Mi, 256Mi + 100Mi = 356Mi) = 356Mi > 250Mi x 1.15
+    # max(256Mi x 1.2 = 307.2Mi, 256Mi + 100Mi = 356Mi) = 356Mi > 250Mi x 1.10
     assert quantities(rec)["requests"]["memory"] == "356Mi"
     assert rec.evidence["oomKills"] == 2
     assert rec.evidence["oomKilledAt"] == "256Mi"
@@ -110,8 +110,11 @@ def test_throttling_pushes_the_cpu_limit_up_never_down():
     current = resources(requests={"cpu": "100m"}, limits={"cpu": "200m"})
     settings = RecommendationSettings.for_profile("background")
     rec = recommend(KEY, throttled, current, settings)
-    # ratio limit 270m x 1.5 = 405m; throttled: at least 200m x 1.5 = 300m; 405m wins
-    assert quantities(rec)["limits"]["cpu"] == "405m"
+    # usage was capped by the limit: peak time counts 200m x 1.5 = 300m -> request 300m / 0.75 = 400m
+    assert quantities(rec)["requests"]["cpu"] == "400m"
+    assert "CPU p95 200m (throttled, counted as 300m)" in rec.reason
+    # ratio limit 400m x 1.5 = 600m; throttled: at least 200m x 1.5 = 300m; 600m wins
+    assert quantities(rec)["limits"]["cpu"] == "600m"
     assert rec.evidence["throttledRatio"] == 0.3
     assert "throttled 30% of CFS periods under limit 200m" in rec.reason
 

@@ -108,16 +108,25 @@ def current_resource_warnings(current: Resources) -> tuple[str, ...]:
 
 
 def _cpu_request(usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]) -> Decimal:
+    """Peak-time usage at the target utilization. Usage measured while CFS throttled the container
+    was capped by its limit and understates demand: then peak time counts ``throttling_limit_bump``
+    times higher, as the limit does, and the next evaluations (unthrottled) correct it."""
     peak = Decimal(str(usage.cpu_percentile_cores))
+    measured = f"CPU p{settings.cpu_percentile * 100:g} {format_cpu(ceil_cpu(peak, 1))}"
+    if _throttled(usage, settings):
+        peak *= Decimal(str(settings.throttling_limit_bump))
+        measured += f" (throttled, counted as {format_cpu(ceil_cpu(peak, 1))})"
     request = max(
         ceil_cpu(peak / Decimal(str(settings.cpu_target_utilization)), settings.cpu_step_millicores),
         CPU_FLOOR,
     )
-    notes.append(
-        f"CPU p{settings.cpu_percentile * 100:g} {format_cpu(ceil_cpu(peak, 1))} at "
-        f"{settings.cpu_target_utilization:.0%} of request -> {format_cpu(request)}"
-    )
+    notes.append(f"{measured} at {settings.cpu_target_utilization:.0%} of request -> {format_cpu(request)}")
     return request
+
+
+def _throttled(usage: ContainerUsage, settings: RecommendationSettings) -> bool:
+    ratio = usage.throttled_ratio
+    return ratio is not None and ratio > settings.throttling_threshold
 
 
 def _cpu_limit(
@@ -134,7 +143,7 @@ def _cpu_limit(
     limit = request * Decimal(str(settings.cpu_limit_ratio))
     throttled = usage.throttled_ratio
     current_limit = current.limits.get(CPU)
-    if throttled is not None and throttled > settings.throttling_threshold and current_limit is not None:
+    if _throttled(usage, settings) and current_limit is not None:
         bumped = current_limit * Decimal(str(settings.throttling_limit_bump))
         if bumped > limit:
             limit = bumped

@@ -103,7 +103,7 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
         "cpu_target_utilization": float(cpu.get("targetUtilization", 0.75)),
         "cpu_percentile": float(cpu.get("percentile", 0.95)),
         "throttling_threshold": float(cpu.get("throttlingThreshold", 0.05)),
-        "memory_headroom": float(memory.get("headroom", 0.15)),
+        "memory_headroom": float(memory.get("headroom", 0.10)),
         "min_history_seconds": _duration(history.get("minimum", "24h"), "spec.history.minimum"),
     }
     if cpu.get("noLimit"):
