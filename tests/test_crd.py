@@ -311,7 +311,7 @@ def test_defaults_are_applied(admin: Path, namespace: str) -> None:
         "noLimit": False,
         "throttlingThreshold": 0.05,
     }
-    assert spec["memory"] == {"headroom": 0.15}
+    assert spec["memory"] == {"headroom": 0.1}
     assert "limitRatio" not in spec["cpu"], "limit ratios default from the profile, not the schema"
 
 
