@@ -59,8 +59,8 @@ fi
 command -v go >/dev/null 2>&1 || die "the Go toolchain (go >= 1.24) is needed to build Kubernetes $k8s_version"
 mkdir -p "$cache_root"
 exec 9>"$cache_root/.build.lock"
-if command -v flock >/dev/null 2>&1; then
-  log "waiting for the build lock $cache_root/.build.lock"
+if command -v flock >/dev/null 2>&1 && ! flock -n 9; then
+  log "another build holds $cache_root/.build.lock; waiting for it"
   flock 9
 fi
 # Someone else may have finished the build while we waited for the lock.
@@ -82,7 +82,7 @@ done
 tmp_dir="$(mktemp -d "$cache_root/bin.tmp.XXXXXX")"
 trap 'rm -rf "$tmp_dir"' EXIT
 
-log "building Kubernetes $k8s_version (${binaries[*]}) with $(go version | awk '{print $3}'); the first build takes ~10-20 min on 2 cores"
+log "building Kubernetes $k8s_version (${binaries[*]}) with $(go version | awk '{print $3}'); a first build takes ~4-8 min on 2 cores"
 start=$(date +%s)
 (
   cd "$mod_dir"

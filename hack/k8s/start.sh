@@ -196,6 +196,8 @@ start_controller_manager() {
     --kubeconfig="$state/controller-manager.kubeconfig" \
     --authentication-kubeconfig="$state/controller-manager.kubeconfig" \
     --authorization-kubeconfig="$state/controller-manager.kubeconfig" \
+    --authentication-skip-lookup=true \
+    --client-ca-file="$pki/ca.crt" \
     --bind-address=127.0.0.1 \
     --secure-port="$kcm_port" \
     --cert-dir="$state/kcm-certs" \
