@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from support.k8s import (
+from tests.support.k8s import (
     ControlPlane,
     kubectl,
     process_running,

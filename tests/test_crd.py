@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, start_control_plane
+from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, start_control_plane
 
 pytestmark = pytest.mark.k8s
 
