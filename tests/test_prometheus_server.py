@@ -25,7 +25,7 @@ from rightsizer.demo.history import (
     write_openmetrics,
 )
 from rightsizer.demo.prometheus import PROMTOOL_BIN_ENV, PrometheusError, PrometheusServer, load_history
-from support.prometheus import start_demo_prometheus
+from tests.support.prometheus import start_demo_prometheus
 
 STEP = 60
 pytestmark = [
