@@ -135,7 +135,11 @@ class QueryScope:
         by, w, step = self.by_container, self.window, f"{self.cpu_window_seconds}s"
         cpu_rates = f"rate({self.cadvisor(CPU_USAGE)}[{step}])[{w}:{step}]"
         memory = self.cadvisor(MEMORY_WORKING_SET)
-        sample_times = f"timestamp({memory})[{w}:{step}]"
+        # The step's time wherever the container had a sample: first/last seen to within one step.
+        # Not timestamp(<selector>) in a subquery: before Prometheus 2.46 (prometheus#12579) that
+        # re-seeks every series from its first sample at every step, quadratic in the history
+        # (23 s instead of 0.13 s per namespace of 50 containers over 14 days; docs/benchmarks.md).
+        sample_times = f"(time() + 0 * {memory})[{w}:{step}]"
         return {
             "cpu_percentile": _agg("max", by, f"quantile_over_time({cpu_percentile}, {cpu_rates})"),
             "cpu_max": _agg("max", by, f"max_over_time({cpu_rates})"),
