@@ -24,6 +24,10 @@ LAST_TERMINATED = "kube_pod_container_status_last_terminated_reason"
 RESTARTS = "kube_pod_container_status_restarts_total"
 
 
+SEEN_RESOLUTION_SECONDS = 3600
+"""Resolution of first/last seen (the history span): ample for a minimum history of hours or days."""
+
+
 class PromQLError(ValueError):
     """A label name or matcher that is not valid PromQL."""
 
@@ -135,11 +139,13 @@ class QueryScope:
         by, w, step = self.by_container, self.window, f"{self.cpu_window_seconds}s"
         cpu_rates = f"rate({self.cadvisor(CPU_USAGE)}[{step}])[{w}:{step}]"
         memory = self.cadvisor(MEMORY_WORKING_SET)
-        # The step's time wherever the container had a sample: first/last seen to within one step.
-        # Not timestamp(<selector>) in a subquery: before Prometheus 2.46 (prometheus#12579) that
-        # re-seeks every series from its first sample at every step, quadratic in the history
-        # (23 s instead of 0.13 s per namespace of 50 containers over 14 days; docs/benchmarks.md).
-        sample_times = f"(time() + 0 * {memory})[{w}:{step}]"
+        # First/last seen, to the hour: the end of each hour in which the container had a sample.
+        # Every sample is read once (max_over_time over tiling 1h windows), so pods shorter than a
+        # step are not missed. Not timestamp(<selector>) in a subquery: before Prometheus 2.46
+        # (prometheus#12579) that re-seeks every series from its first sample at every step,
+        # quadratic in the history (23 s instead of 0.13 s a namespace; docs/benchmarks.md).
+        hour = f"{SEEN_RESOLUTION_SECONDS}s"
+        sample_times = f"(time() + 0 * max_over_time({memory}[{hour}]))[{w}:{hour}]"
         return {
             "cpu_percentile": _agg("max", by, f"quantile_over_time({cpu_percentile}, {cpu_rates})"),
             "cpu_max": _agg("max", by, f"max_over_time({cpu_rates})"),
