@@ -108,7 +108,9 @@ class PrometheusSource:
             auth=basic,
             session=session,
             timeout=timeout_seconds,
-            retry=Retry(total=2, backoff_factor=0.5, status_forcelist=(502, 503, 504), allowed_methods=None),
+            # Gateway errors are retried; 503 is not: it is how Prometheus says a query timed out, and
+            # the same query would time out again (scale benchmark: 3 x 2 minutes, then a failure).
+            retry=Retry(total=2, backoff_factor=0.5, status_forcelist=(502, 504), allowed_methods=None),
             method="POST",
         )
 
