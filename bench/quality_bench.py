@@ -4,10 +4,11 @@ rightsizer (default settings) learns through a real Prometheus (promtool-loaded 
 of day N); the current allocation, KRR ``simple`` and a VPA-style recommender are computed from the same
 learning period's ground truth. Each allocation is then scored against the scoring period's ground truth:
 reserved CPU and memory, CPU slack, demand above request and limit, OOM kills, peak-time CPU / request.
-See ``bench/quality/`` and docs/benchmarks-quality.draft.md.
+See ``bench/quality/`` and the "Quality" section of docs/benchmarks.md.
 
 Usage: ``python bench/quality_bench.py [--seeds 0 1 2] [--learn-days 7] [--score-days 7] [--no-doc]``.
-The markdown report goes to stdout and to docs/benchmarks-quality.draft.md. A measurement, not a test.
+The markdown report goes to stdout and to the "Quality" section of docs/benchmarks.md.
+A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from quality.run import BenchConfig, run_seed
 from rightsizer.demo.prometheus import PROMETHEUS_BIN_ENV, find_binary
 
 REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "benchmarks-quality.draft.md"
+DOC = REPO / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +49,18 @@ def environment() -> str:
     return f"{first_line}, Python {platform.python_version()}, {cpus} CPUs"
 
 
+def write_section(report: str) -> None:
+    """Replace the text between the quality markers of docs/benchmarks.md (appended if missing)."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    section = f"{BEGIN}\n{report.rstrip()}\n{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    DOC.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = BenchConfig(args.learn_days, args.score_days, args.step, tuple(args.seeds))
@@ -58,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     report = render(runs, config, time.monotonic() - started, environment())
     print(report)
     if not args.no_doc:
-        DOC.write_text(report)
+        write_section(report)
         print(f"written to {DOC.relative_to(REPO)}", file=sys.stderr)
     return 0
 

@@ -211,7 +211,7 @@ def _kills_conclusion(rs: StrategyScore, krr: StrategyScore, table: pd.DataFrame
         f"{_count(krr.oom_kills)} ({_count(krr.killed_containers)}) in the scoring period. KRR sets the "
         "memory limit at the request, peak x 1.15; rightsizer reserves about the same request but sets "
         "the limit 1.5x above it (latency-sensitive profile), so growth between evaluations hits a limit "
-        "72.5% above the peak instead of 15%:\n",
+        "65% above the peak (1.10 x 1.5) instead of 15%:\n",
     ]
     kills = table.pivot(index="container", columns="strategy", values="oom_kills")
     for container, row in kills[(kills[KRR] > 0) | (kills[RIGHTSIZER] > 0)].iterrows():
@@ -234,7 +234,7 @@ def _memory_conclusion(rs: StrategyScore, krr: StrategyScore, table: pd.DataFram
         f"**No more memory reserved than KRR: {'met' if met else 'not met'}.** rightsizer reserves "
         f"{rs.reserved_memory / GIB:.2f} GiB, KRR {krr.reserved_memory / GIB:.2f} GiB "
         f"({difference / MIB:+.0f} Mi, {difference / krr.reserved_memory:+.1%}). Both take the peak over raw "
-        "samples x 1.15; where they differ (reserved = request x pods):\n",
+        "samples (rightsizer x 1.10, KRR x 1.15); where they differ (reserved = request x pods):\n",
     ]
     memory = table.pivot(index="container", columns="strategy", values="memory_request")
     pods = table.pivot(index="container", columns="strategy", values="pods")[RIGHTSIZER]
@@ -356,20 +356,18 @@ def _engine_findings(means: dict[str, StrategyScore], table: pd.DataFrame) -> st
         "mostly adds reserved memory. Without it (what-if) rightsizer reserves "
         f"{(rs.reserved_memory - bump.reserved_memory) / MIB:.0f} Mi less, below KRR, and the two leaks get "
         f"{_count(bump.oom_kills - rs.oom_kills)} more kills ({_count(bump.oom_kills)}, against KRR's "
-        f"{_count(krr.oom_kills)}). Fix: apply the bump to the limit (limit at least the bump) and leave the "
-        "request at peak x (1 + headroom); or default `memory_headroom` to 0.10, which the 1.5x limit makes "
-        "safe on this data (the price: the working set runs above the request more often, see the table)."
+        f"{_count(krr.oom_kills)}). Kept, as VPA does it: with it the aims are met. The default "
+        "`memory_headroom` is 0.10 rather than KRR's 0.15 because the 1.5x limit, not the request, is what "
+        "kills (the price: the working set runs above the request more often, see the table)."
     )
     throttled = (
-        "- *CPU of throttled containers* (`engine._cpu_request`, `engine._cpu_limit`). Throttling raises "
-        "only the CPU limit; the request is still the p95 of throttled usage / 0.75, and throttled usage "
-        f"hides the demand. `shop/search` learned under a 500m limit: request "
+        "- *CPU of throttled containers* (`engine._cpu_request`, `engine._cpu_limit`). Throttled usage "
+        "hides the demand, so above `throttling_threshold` the p95 counts 1.5x (`throttling_limit_bump`) "
+        f"for the request as for the limit. `shop/search` learned under a 500m limit: request "
         f"{search['cpu_request'] * 1000:.0f}m, demand above it in {search['above_request']:.0%} of scoring "
         f"samples, peak-time at {search['peak_to_request']:.2f}x the request (`extra/spiky` likewise, less "
-        "so). No settings override fixes this, the demand is not in the data; the next evaluation, under the "
-        "raised limit, would see it. Fix: when the throttled ratio is above `throttling_threshold`, treat "
-        "the p95 as a lower bound: raise the request by the same `throttling_limit_bump` as the limit, and "
-        "say in the reason that a second evaluation is needed."
+        "so): still short, because demand was about 2.5x the throttled usage. The demand is not in the "
+        "data; the next evaluation, under the raised limit, sees it and corrects the request."
     )
     return f"**What causes the misses, and what would fix them.**\n\n{oom_bump}\n{throttled}\n"
 
@@ -415,7 +413,7 @@ python bench/quality_bench.py --seeds {seeds} \\
 ```
 
 Needs `prometheus` and `promtool` on PATH (or `RIGHTSIZER_PROMETHEUS_BIN` / `RIGHTSIZER_PROMTOOL_BIN`).
-The report goes to stdout and to `docs/benchmarks-quality.draft.md` (`--no-doc` to skip). This run:
+The report goes to stdout and into this section of `docs/benchmarks.md` (`--no-doc` to skip). This run:
 {environment}, {seconds:.0f} s wall time. The scoring functions are tested in
 `tests/test_quality_bench.py` without running the benchmark.
 """

@@ -29,7 +29,7 @@ STRATEGIES = (RIGHTSIZER, CURRENT, KRR, VPA)
 KRR_AS_QUERIED = "KRR simple, memory max via `[336h:75s]` subquery"
 KRR_SUBQUERY_STEP = 75
 WHAT_IFS: dict[str, dict[str, object]] = {
-    "rightsizer, `memory_headroom=0.10`": {"memory_headroom": 0.10},
+    "rightsizer, `memory_headroom=0.15` (KRR's and VPA's margin)": {"memory_headroom": 0.15},
     "rightsizer, no OOM bump (`oom_bump_ratio=0`, `oom_bump_min_bytes=0`)": {
         "oom_bump_ratio": 0.0,
         "oom_bump_min_bytes": Decimal(0),

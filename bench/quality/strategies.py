@@ -1,7 +1,7 @@
 """The competitors, computed from the learning ground truth (pandas): what is set today, KRR, a VPA.
 
 The ground truth has every raw sample, so the peaks here are exact; KRR itself reads its memory peak
-through a ``[336h:75s]`` subquery and would see less (see docs/benchmarks-quality.draft.md).
+through a ``[336h:75s]`` subquery and would see less (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
