@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -157,12 +158,18 @@ def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
     assert len(result.recommendations) == 7
 
 
+SEEN_HEADERS: list[dict[str, str]] = []
+
+
 @pytest.fixture
 def not_prometheus() -> Iterator[str]:
-    """An HTTP server that answers 404 to everything: a wrong URL, not an unreachable one."""
+    """An HTTP server that answers 404 to everything (a wrong URL, not an unreachable one) and
+    records the headers it was sent in ``SEEN_HEADERS``."""
+    SEEN_HEADERS.clear()
 
     class NotFound(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            SEEN_HEADERS.append(dict(self.headers))
             self.send_error(404)
 
         do_POST = do_GET
@@ -227,3 +234,24 @@ def test_main_returns_exit_codes_in_process(demo_prometheus, capsys):
         main(["recommend", "--prometheus-url", demo_prometheus.url, "-n", "legacy", "-q", "-o", "json"]) == 0
     )
     assert json.loads(capsys.readouterr().out)["recommendations"][0]["name"] == "api"
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "header", "value"),
+    [
+        ([], {"PROMETHEUS_TOKEN": "from-env"}, "Authorization", "Bearer from-env"),
+        (["--username", "ops"], {"PROMETHEUS_PASSWORD": "pw"}, "Authorization", "Basic b3BzOnB3"),
+        (["--header", "X-Scope-OrgID: team-a"], {}, "X-Scope-OrgID", "team-a"),
+    ],
+)
+def test_auth_reaches_prometheus(not_prometheus, flags, env, header, value):
+    result = subprocess.run(
+        [sys.executable, "-m", "rightsizer.cli", "recommend", "--prometheus-url", not_prometheus, *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 1  # the 404 server is no Prometheus
+    assert SEEN_HEADERS and SEEN_HEADERS[0].get(header) == value
