@@ -106,9 +106,7 @@ def main() -> int:
         print(json.dumps(cart["spec"]["template"]["spec"]["containers"][0]["resources"], indent=2))
         print(k("get", "events", "-n", "shop", "--field-selector", "reason=RightSized"))
 
-        step(
-            f"the same numbers from the CLI: rightsizer recommend --prometheus-url {server.url} -n shop"
-        )
+        step(f"the same numbers from the CLI: rightsizer recommend --prometheus-url {server.url} -n shop")
         report = [
             sys.executable,
             "-m",
