@@ -17,7 +17,7 @@ from rightsizer.cli import main
 from rightsizer.promql import QueryScope
 from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import RecommendationSettings
-from rightsizer.source import PrometheusSource
+from rightsizer.source import PrometheusAuth, PrometheusSource, PrometheusUnavailable
 
 pytestmark = pytest.mark.prometheus
 
@@ -219,7 +219,6 @@ def test_bearer_token_and_headers_are_sent(monkeypatch, not_prometheus, tmp_path
     token.write_text("s3cret\n")
     source = PrometheusSource(not_prometheus)
     assert source.auth.request_headers() == {}
-    from rightsizer.source import PrometheusAuth
 
     auth = PrometheusAuth(bearer_token_file=token, headers={"X-Scope-OrgID": "team-a"})
     assert auth.request_headers() == {"X-Scope-OrgID": "team-a", "Authorization": "Bearer s3cret"}
@@ -255,3 +254,14 @@ def test_auth_reaches_prometheus(not_prometheus, flags, env, header, value):
     )
     assert result.returncode == 1  # the 404 server is no Prometheus
     assert SEEN_HEADERS and SEEN_HEADERS[0].get(header) == value
+
+
+def test_a_rotated_token_file_is_read_again_for_the_next_query(not_prometheus, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("first")
+    source = PrometheusSource(not_prometheus, PrometheusAuth(bearer_token_file=token))
+    for expected in ("first", "second"):
+        token.write_text(expected)
+        with pytest.raises(PrometheusUnavailable):
+            source.check()
+        assert SEEN_HEADERS[-1]["Authorization"] == f"Bearer {expected}"

@@ -146,6 +146,7 @@ class PrometheusSource:
     def _call(self, send: Callable[[], list], what: str) -> list:
         self.queries_sent += 1
         started = time.monotonic()
+        self._client.headers = self.auth.request_headers()  # a rotated token file is picked up
         try:
             return send()
         except requests.exceptions.SSLError as error:
