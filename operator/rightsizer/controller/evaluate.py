@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -158,15 +158,7 @@ def _recommend_targets(
                 settings = spec.settings
             rec = recommend(key, usage.get(key, ContainerUsage()), current, settings)
             if deployment.invalid_quantities:
-                rec = Recommendation(
-                    rec.key,
-                    rec.current,
-                    rec.recommended,
-                    rec.qos_class,
-                    rec.reason,
-                    rec.evidence,
-                    rec.warnings + deployment.invalid_quantities,
-                )
+                rec = replace(rec, warnings=rec.warnings + deployment.invalid_quantities)
             recommendations.append(rec)
     return recommendations, left_alone
 
