@@ -241,6 +241,33 @@ def test_a_limit_range_that_forbids_the_change_blocks_it(k, operator):
     assert "small-containers" in events
 
 
+def test_a_change_that_fits_no_node_is_not_applied(k, operator):
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "small-node"},
+        "status": {
+            "capacity": {"cpu": "1", "memory": "2Gi", "pods": "110"},
+            "allocatable": {"cpu": "900m", "memory": "1536Mi", "pods": "110"},
+        },
+    }
+    k("apply", "-f", "-", input=json.dumps(node))
+    try:
+        before = get(k, "deployment", "search", "shop")
+        # search was throttled: it needs a full core, more than the only node can give.
+        spec = {"targetRef": {"name": "search"}, "mode": "Auto", "auto": {"maxStepPercent": 1000}}
+        apply_policy(k, "search", "shop", spec)
+        policy = wait_for(
+            k, operator, "search", "shop", lambda p: condition(p, "Applied").get("reason") == "Blocked"
+        )
+        assert "fit no node (largest: small-node with cpu 900m" in condition(policy, "Applied")["message"]
+        after = get(k, "deployment", "search", "shop")
+        assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    finally:
+        k("delete", "rsp", "search", "-n", "shop")
+        k("delete", "node", "small-node")
+
+
 def test_restarting_the_operator_does_not_apply_again(k, operator):
     deployment = get(k, "deployment", "cart", "shop")
     operator.restart()
