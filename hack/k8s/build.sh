@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Build (once) kube-apiserver, kube-controller-manager and etcd from the Go
-# module proxy, through the wrapper module in hack/k8s/go/.
+# Build (once) kube-apiserver, kube-controller-manager, etcd and the node's kube-scheduler,
+# kubelet and kube-proxy from the Go module proxy, through the wrapper module in hack/k8s/go/.
 #
 # Usage: hack/k8s/build.sh
 #
-# Prints the directory holding the three binaries on its LAST stdout line;
+# Prints the directory holding the binaries on its LAST stdout line;
 # progress goes to stderr.
 #
 # Where the binaries come from, in order:
-#   1. $KUBEBUILDER_ASSETS, if set and it holds all three (envtest convention):
+#   1. $KUBEBUILDER_ASSETS, if set and it holds them all (envtest convention):
 #      nothing is built.
 #   2. ${RIGHTSIZER_CACHE_DIR:-$HOME/.cache/rightsizer}/k8s/<k8s-version>/bin/,
-#      if it already holds all three: nothing is built.
+#      if it already holds them all: nothing is built.
 #   3. Otherwise they are built with `go build` into that directory
 #      (RIGHTSIZER_K8S_REBUILD=1 forces this).
 # See docs/controlplane.md.
@@ -19,7 +19,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mod_dir="$here/go"
-binaries=(kube-apiserver kube-controller-manager etcd)
+binaries=(kube-apiserver kube-controller-manager etcd kube-scheduler kubelet kube-proxy)
 
 log() { printf '[k8s/build] %s\n' "$*" >&2; }
 die() { printf '[k8s/build] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -82,13 +82,13 @@ done
 tmp_dir="$(mktemp -d "$cache_root/bin.tmp.XXXXXX")"
 trap 'rm -rf "$tmp_dir"' EXIT
 
-log "building Kubernetes $k8s_version (${binaries[*]}) with $(go version | awk '{print $3}'); a first build takes ~4-8 min on 2 cores"
+log "building Kubernetes $k8s_version (${binaries[*]}) with $(go version | awk '{print $3}'); a first build takes ~8-10 min on 2 cores"
 start=$(date +%s)
 (
   cd "$mod_dir"
   export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-buildvcs=false -mod=readonly"
   go build -trimpath -ldflags "$ldflags" -o "$tmp_dir/" \
-    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/etcd
+    "${binaries[@]/#/./cmd/}"
 ) >&2 || die "go build failed (see the messages above); module dir: $mod_dir"
 
 has_all "$tmp_dir" || die "go build finished but did not produce all of: ${binaries[*]}"

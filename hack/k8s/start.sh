@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Start a throw-away Kubernetes control plane on 127.0.0.1: etcd,
-# kube-apiserver and kube-controller-manager (no nodes, no scheduler).
+# Start a throw-away Kubernetes cluster: etcd, kube-apiserver and kube-controller-manager, and
+# with --node also kube-scheduler, containerd and a kubelet, so that pods really run.
 #
-# Usage: hack/k8s/start.sh STATE_DIR
+# Usage: hack/k8s/start.sh [--node] STATE_DIR
 #
-# Binaries: hack/k8s/build.sh (KUBEBUILDER_ASSETS or the build cache; built if
-# missing). Set RIGHTSIZER_K8S_BIN_DIR to skip build.sh and use a directory as is.
+# Without --node: the control plane listens on the host's 127.0.0.1 (free ports); there are no
+# nodes and pods stay Pending. Needs no root.
 #
-# STATE_DIR receives: admin.kubeconfig, env (source it), pki/, logs/*.log,
-# *.pid, etcd-data/. Every start is a fresh cluster: etcd data and certificates
-# from an earlier start in the same STATE_DIR are replaced.
-# Stop it with hack/k8s/stop.sh STATE_DIR.
+# With --node (needs root): the whole cluster runs inside a network namespace made for it
+# (rsz-<hash>, no route out), the node's address on a veth pair whose two ends both live inside.
+# Pods get addresses from a CNI bridge inside it. The host reaches the API server through a
+# loopback forwarder (forward.py), so all traffic stays on loopback or inside the namespace.
+# The node's images (hack/images/build.sh) are imported into containerd without a registry.
+#
+# Binaries: hack/k8s/build.sh (KUBEBUILDER_ASSETS or the build cache; built if missing). Set
+# RIGHTSIZER_K8S_BIN_DIR to skip build.sh and use a directory as is.
+#
+# STATE_DIR receives admin.kubeconfig, env (source it), pki/, logs/*.log, one *.pid file per
+# process started, and the node's state (containerd/, kubelet/, cni/). Every start is a fresh
+# cluster. Stop it with hack/k8s/stop.sh STATE_DIR (which also removes what the node leaves on
+# the host). See docs/controlplane.md.
 #
 # Environment:
 #   RIGHTSIZER_K8S_START_TIMEOUT  seconds to wait for readiness (default 120)
@@ -18,8 +27,11 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 log() { printf '[k8s/start] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
 
-[[ $# -eq 1 ]] || { echo "usage: $0 STATE_DIR" >&2; exit 2; }
+node=0
+if [[ "${1:-}" == "--node" ]]; then node=1; shift; fi
+[[ $# -eq 1 ]] || { echo "usage: $0 [--node] STATE_DIR" >&2; exit 2; }
 mkdir -p "$1"
 state="$(cd "$1" && pwd)"
 pki="$state/pki"
@@ -28,19 +40,26 @@ timeout_s="${RIGHTSIZER_K8S_START_TIMEOUT:-120}"
 t0=$(date +%s.%N)
 
 for tool in openssl python3 kubectl; do
-  command -v "$tool" >/dev/null 2>&1 || { log "ERROR: '$tool' is required but not on PATH"; exit 1; }
+  command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required but not on PATH"
 done
 
 components=(etcd kube-apiserver kube-controller-manager)
+((node)) && components+=(kube-scheduler kubelet)
 
 alive() { [[ -f "$state/$1.pid" ]] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
 
-for c in "${components[@]}"; do
+for c in "${components[@]}" containerd forward-apiserver; do
   if alive "$c"; then
-    log "ERROR: $c is already running from $state (pid $(cat "$state/$c.pid")); run hack/k8s/stop.sh $state first"
-    exit 1
+    die "$c is already running from $state (pid $(cat "$state/$c.pid")); run hack/k8s/stop.sh $state first"
   fi
 done
+
+# ---------------------------------------------------------------- node prerequisites
+if ((node)); then
+  # shellcheck source=hack/k8s/node.sh
+  . "$here/node.sh"
+  node_preflight || exit 1
+fi
 
 if [[ -n "${RIGHTSIZER_K8S_BIN_DIR:-}" ]]; then
   bin="$RIGHTSIZER_K8S_BIN_DIR"
@@ -48,12 +67,12 @@ else
   bin="$("$here/build.sh" | tail -n 1)"
 fi
 for c in "${components[@]}"; do
-  [[ -x "$bin/$c" ]] || { log "ERROR: $bin/$c is missing or not executable"; exit 1; }
+  [[ -x "$bin/$c" ]] || die "$bin/$c is missing or not executable"
 done
 
 fail() {
   log "ERROR: $*"
-  for c in "${components[@]}"; do
+  for c in "${components[@]}" containerd; do
     if [[ -f "$logs/$c.log" ]]; then
       printf '\n----- last 40 lines of %s -----\n' "$logs/$c.log" >&2
       tail -n 40 "$logs/$c.log" >&2
@@ -63,11 +82,17 @@ fail() {
   exit 1
 }
 
-# ---------------------------------------------------------------- ports
-read -r etcd_port etcd_peer_port api_port kcm_port < <(python3 - <<'EOF'
+# ---------------------------------------------------------------- addresses
+if ((node)); then
+  # Inside the namespace nothing else listens: the usual fixed ports.
+  etcd_port=2379 etcd_peer_port=2380 api_port=6443 kcm_port=10257 scheduler_port=10259
+  listen_ip=0.0.0.0 # only the namespace's loopback and veth: nothing outside can connect
+  advertise_ip="$NODE_IP"
+else
+  read -r etcd_port etcd_peer_port api_port kcm_port scheduler_port < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(4):
+for _ in range(5):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -76,7 +101,10 @@ for s in socks:
     s.close()
 EOF
 )
-server="https://127.0.0.1:$api_port"
+  listen_ip=127.0.0.1
+  advertise_ip=127.0.0.1
+fi
+internal_server="https://127.0.0.1:$api_port"
 
 # ---------------------------------------------------------------- certificates
 rm -rf "$pki" "$state/etcd-data" "$state/kcm-certs"
@@ -100,22 +128,33 @@ newkey "$pki/ca.key"
 openssl req -x509 -new -key "$pki/ca.key" -sha256 -days 30 -subj "/CN=rightsizer-test-ca" \
   -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
   -out "$pki/ca.crt" 2>/dev/null
-sign apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
+server_ext="basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+extendedKeyUsage=serverAuth"
 client_ext="basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
+sign apiserver "/CN=kube-apiserver" "$server_ext
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:$advertise_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 sign admin "/O=system:masters/CN=rightsizer-admin" "$client_ext"
 sign controller-manager "/CN=system:kube-controller-manager" "$client_ext"
 # Service-account token signing key pair.
 newkey "$pki/sa.key"
 openssl ec -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+if ((node)); then
+  sign scheduler "/CN=system:kube-scheduler" "$client_ext"
+  sign kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "$client_ext"
+  sign kubelet "/CN=system:node:$NODE_NAME" "$server_ext
+subjectAltName=IP:$NODE_IP,DNS:$NODE_NAME"
+  # Prometheus scrapes the kubelet and discovers the node as this user (ClusterRole below).
+  sign prometheus "/CN=rightsizer-prometheus" "$client_ext"
+  # The API server's client certificate for kubelet logs, exec and port-forward.
+  sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client_ext"
+fi
 
 b64() { base64 -w0 <"$1"; }
 
-# write_kubeconfig FILE USER CERT_NAME
+# write_kubeconfig FILE USER CERT_NAME SERVER
 write_kubeconfig() {
   umask 077
   cat >"$1" <<EOF
@@ -124,7 +163,7 @@ kind: Config
 clusters:
 - name: rightsizer-test
   cluster:
-    server: $server
+    server: $4
     certificate-authority-data: $(b64 "$pki/ca.crt")
 users:
 - name: $2
@@ -140,16 +179,30 @@ contexts:
 current-context: $2@rightsizer-test
 EOF
 }
-write_kubeconfig "$state/admin.kubeconfig" admin admin
-write_kubeconfig "$state/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
+# Components inside the cluster's network (all of them, with or without a node) use the API
+# server's own address; admin.kubeconfig is for the host (through the forwarder with a node).
+write_kubeconfig "$state/controller-manager.kubeconfig" system:kube-controller-manager controller-manager "$internal_server"
+write_kubeconfig "$state/internal-admin.kubeconfig" admin admin "$internal_server"
+if ((node)); then
+  write_kubeconfig "$state/scheduler.kubeconfig" system:kube-scheduler scheduler "$internal_server"
+  write_kubeconfig "$state/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet-client "$internal_server"
+fi
 
 # ---------------------------------------------------------------- processes
-# launch NAME ARGS...: runs detached, stdin/stdout/stderr not inherited.
+in_cluster_net=()
+((node)) && in_cluster_net=(nsenter "--net=$NETNS_PATH")
+
+# launch NAME ARGS...: runs detached (inside the cluster's network namespace with a node),
+# stdin/stdout/stderr not inherited. nsenter execs the command, so the pid is the component's.
 launch() {
   local name="$1"; shift
-  setsid "$@" </dev/null >"$logs/$name.log" 2>&1 &
+  setsid "${in_cluster_net[@]}" "$@" </dev/null >"$logs/$name.log" 2>&1 &
   echo $! >"$state/$name.pid"
 }
+
+if ((node)); then
+  node_network_up || fail "could not create the network namespace $NETNS_NAME"
+fi
 
 launch etcd "$bin/etcd" \
   --name=rightsizer-test \
@@ -162,36 +215,60 @@ launch etcd "$bin/etcd" \
   --unsafe-no-fsync \
   --log-level=warn
 
+apiserver_node_args=()
+if ((node)); then
+  apiserver_node_args=(
+    --kubelet-certificate-authority="$pki/ca.crt"
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt"
+    --kubelet-client-key="$pki/apiserver-kubelet-client.key"
+    --kubelet-preferred-address-types=InternalIP
+  )
+fi
 launch kube-apiserver "$bin/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
-  --bind-address=127.0.0.1 \
-  --advertise-address=127.0.0.1 \
+  --bind-address="$listen_ip" \
+  --advertise-address="$advertise_ip" \
   --secure-port="$api_port" \
   --cert-dir="$pki" \
   --tls-cert-file="$pki/apiserver.crt" \
   --tls-private-key-file="$pki/apiserver.key" \
   --client-ca-file="$pki/ca.crt" \
   --authorization-mode=Node,RBAC \
-  --service-account-issuer="$server" \
+  --service-account-issuer="$internal_server" \
   --service-account-key-file="$pki/sa.pub" \
   --service-account-signing-key-file="$pki/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 \
   --endpoint-reconciler-type=none \
   --allow-privileged=true \
-  --profiling=false
+  --profiling=false \
+  "${apiserver_node_args[@]}"
 
-cat >"$state/env" <<EOF
-# Generated by hack/k8s/start.sh; source it: . $state/env
-export KUBECONFIG='$state/admin.kubeconfig'
-export RIGHTSIZER_TEST_KUBECONFIG='$state/admin.kubeconfig'
-export RIGHTSIZER_K8S_SERVER='$server'
-export RIGHTSIZER_K8S_STATE_DIR='$state'
-export RIGHTSIZER_K8S_ETCD='http://127.0.0.1:$etcd_port'
-EOF
+if ((node)); then
+  # The host's way in: 127.0.0.1:<free port> on the host -> 127.0.0.1:6443 in the namespace.
+  forward_to "apiserver" "127.0.0.1:$api_port" || fail "the API server forwarder did not start"
+  server="https://127.0.0.1:$(cat "$state/forward-apiserver.port")"
+else
+  server="$internal_server"
+fi
+write_kubeconfig "$state/admin.kubeconfig" admin admin "$server"
 
-# The controller-manager starts only once the API server is ready: before that, RBAC's
-# bootstrap roles (and kube-system) may not exist yet and it exits with "forbidden".
-start_controller_manager() {
+{
+  echo "# Generated by hack/k8s/start.sh; source it: . $state/env"
+  echo "export KUBECONFIG='$state/admin.kubeconfig'"
+  echo "export RIGHTSIZER_TEST_KUBECONFIG='$state/admin.kubeconfig'"
+  echo "export RIGHTSIZER_K8S_SERVER='$server'"
+  echo "export RIGHTSIZER_K8S_STATE_DIR='$state'"
+  echo "export RIGHTSIZER_K8S_ETCD='http://127.0.0.1:$etcd_port'"
+  if ((node)); then
+    echo "export RIGHTSIZER_K8S_NETNS='$NETNS_PATH'"
+    echo "export RIGHTSIZER_K8S_NODE_NAME='$NODE_NAME'"
+    echo "export RIGHTSIZER_K8S_NODE_IP='$NODE_IP'"
+  fi
+} >"$state/env"
+
+# The controller-manager (and scheduler) start only once the API server is ready: before that,
+# RBAC's bootstrap roles (and kube-system) may not exist yet and they exit with "forbidden".
+start_controllers() {
   launch kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig="$state/controller-manager.kubeconfig" \
     --authentication-kubeconfig="$state/controller-manager.kubeconfig" \
@@ -209,6 +286,18 @@ start_controller_manager() {
     --cluster-signing-key-file="$pki/ca.key" \
     --leader-elect=false \
     --profiling=false
+  if ((node)); then
+    launch kube-scheduler "$bin/kube-scheduler" \
+      --kubeconfig="$state/scheduler.kubeconfig" \
+      --authentication-kubeconfig="$state/scheduler.kubeconfig" \
+      --authorization-kubeconfig="$state/scheduler.kubeconfig" \
+      --authentication-skip-lookup=true \
+      --bind-address=127.0.0.1 \
+      --secure-port="$scheduler_port" \
+      --leader-elect=false \
+      --profiling=false
+    node_start "$bin" || fail "the node did not start"
+  fi
 }
 
 # ---------------------------------------------------------------- readiness
@@ -220,20 +309,38 @@ while :; do
   for c in "${started[@]}"; do
     alive "$c" || fail "$c exited during start-up (log: $logs/$c.log)"
   done
-  if [[ "$stage" == "kube-apiserver /readyz" ]]; then
-    if [[ "$("${kc[@]}" get --raw /readyz 2>/dev/null)" == "ok" ]]; then
-      start_controller_manager
-      started+=(kube-controller-manager)
-      stage="ServiceAccount default/default (created by kube-controller-manager)"
-      continue
-    fi
-  elif "${kc[@]}" -n default get serviceaccount default >/dev/null 2>&1; then
-    break
-  fi
+  case "$stage" in
+    "kube-apiserver /readyz")
+      if [[ "$("${kc[@]}" get --raw /readyz 2>/dev/null)" == "ok" ]]; then
+        ((node)) && node_rbac "${kc[@]}"
+        start_controllers
+        started+=(kube-controller-manager)
+        ((node)) && started+=(kube-scheduler containerd kubelet)
+        stage="ServiceAccount default/default (created by kube-controller-manager)"
+        continue
+      fi
+      ;;
+    "ServiceAccount"*)
+      if "${kc[@]}" -n default get serviceaccount default >/dev/null 2>&1; then
+        ((node)) || break
+        stage="Node $NODE_NAME Ready"
+        continue
+      fi
+      ;;
+    "Node"*)
+      ready="$("${kc[@]}" get node "$NODE_NAME" \
+        -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)"
+      [[ "$ready" == "True" ]] && break
+      ;;
+  esac
   (( $(date +%s) < deadline )) || fail "timed out after ${timeout_s}s waiting for $stage"
   sleep 0.5
 done
 
 elapsed=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)")
-log "ready in ${elapsed}s: $server (KUBECONFIG=$state/admin.kubeconfig)"
+if ((node)); then
+  log "ready in ${elapsed}s with Node $NODE_NAME ($NODE_IP, network namespace $NETNS_NAME): $server"
+else
+  log "ready in ${elapsed}s: $server (KUBECONFIG=$state/admin.kubeconfig)"
+fi
 echo "$state/admin.kubeconfig"
