@@ -28,7 +28,15 @@ def usage_frames(pods, values, **state):
                 for (n, p, c), v in zip(pods, values[name], strict=True)
             ]
         )
-    for name in ("cfs_periods", "cfs_throttled", "pod_owner", "replicaset_owner", "requests", "limits"):
+    for name in (
+        "cfs_periods",
+        "cfs_throttled",
+        "cadvisor_spec",
+        "pod_owner",
+        "replicaset_owner",
+        "requests",
+        "limits",
+    ):
         frames[name] = state.get(name, pd.DataFrame())
     frames["oom_killed"] = state.get("oom_killed", pd.DataFrame())
     frames["restarts"] = state.get("restarts", pd.DataFrame())
@@ -178,3 +186,75 @@ def test_deployment_pod_name_pattern():
     assert deployment_from_pod_name("my-web-app-7d9f8b6c5d-x2x4q") == "my-web-app"
     assert deployment_from_pod_name("redis-0") is None
     assert deployment_from_pod_name("web-7d9f8b6c5d-xaxaq") is None  # 'a' is not in Kubernetes' alphabet
+
+
+def per_pod_frame(rows):
+    """rows: (pod, container, value) of a per-pod query."""
+    return pd.DataFrame([{"namespace": "shop", "pod": p, "container": c, "value": v} for p, c, v in rows])
+
+
+def spec_frame(rows):
+    """rows: (pod, container, spec, value) of the cadvisor_spec query."""
+    return pd.DataFrame(
+        [{"namespace": "shop", "pod": p, "container": c, "spec": k, "value": v} for p, c, k, v in rows]
+    )
+
+
+def test_throttling_is_pooled_by_the_cpu_limit_each_pod_ran_under():
+    frames = usage_frames(
+        PODS,
+        VALUES,
+        pod_owner=OWNERS,
+        replicaset_owner=RS_OWNERS,
+        cfs_periods=per_pod_frame([(OLD_POD, "app", 1000.0), (NEW_POD, "app", 500.0)]),
+        cfs_throttled=per_pod_frame([(OLD_POD, "app", 600.0), (NEW_POD, "app", 5.0)]),
+        cadvisor_spec=spec_frame([(OLD_POD, "app", "cpu_limit", 0.2), (NEW_POD, "app", "cpu_limit", 0.6)]),
+    )
+    app = {i.key.container: i for i in workload_containers(frames, LabelConfig())}["app"]
+    by_limit = {t.limit_cores: (t.periods, t.throttled_periods) for t in app.usage.throttling}
+    assert by_limit == {0.2: (1000.0, 600.0), 0.6: (500.0, 5.0)}
+    assert app.usage.throttling_under(Decimal("0.6")).ratio == 0.01
+
+
+def test_without_kube_state_metrics_current_resources_and_oom_kills_come_from_cadvisor():
+    frames = usage_frames(
+        [("shop", NEW_POD, "app")],
+        {k: [v[1]] for k, v in VALUES.items()},
+        cadvisor_spec=spec_frame(
+            [
+                (NEW_POD, "app", "cpu_limit", 0.2),
+                (NEW_POD, "app", "cpu_request", 102 / 1024),
+                (NEW_POD, "app", "memory_limit", float(64 * MIB)),
+                (NEW_POD, "app", "oom_events", 2.0),
+            ]
+        ),
+    )
+    (item,) = workload_containers(frames, LabelConfig())
+    assert item.current.requests == {"cpu": Decimal("0.1")}  # 102 shares: 100m
+    assert item.current.limits == {"cpu": Decimal("0.2"), "memory": Decimal(64 * MIB)}
+    assert item.usage.oom_kills == 2
+    assert item.usage.oom_killed_memory_bytes == 64 * MIB
+    assert item.usage.owner_source == "pod-name-pattern"
+
+
+def test_owners_known_from_the_kubernetes_api_come_first():
+    known = pd.DataFrame(
+        [
+            {
+                "namespace": "shop",
+                "pod": NEW_POD,
+                "kind": "Deployment",
+                "name": "web",
+                "owner_source": "kubernetes-api",
+            }
+        ]
+    )
+    frames = usage_frames(
+        [("shop", NEW_POD, "app"), ("shop", OLD_POD, "app")], {k: v[:2] for k, v in VALUES.items()}
+    )
+    items = workload_containers(frames, LabelConfig(), known_owners=known)
+    # The new pod from the API; the old one is gone from the API and its name is not a
+    # Deployment pod's (not the safe alphabet): it is left out.
+    (item,) = items
+    assert item.usage.pods == 1
+    assert item.usage.owner_source == "kubernetes-api"

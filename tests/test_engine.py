@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from rightsizer.engine import recommend
-from rightsizer.model import ContainerKey, ContainerUsage, Resources
+from rightsizer.model import ContainerKey, ContainerUsage, LimitThrottling, Resources
 from rightsizer.quantity import MIB, parse
 from rightsizer.settings import Profile, RecommendationSettings, ResourceBounds, SettingsError
 
@@ -105,7 +105,7 @@ def test_oom_kill_bump_is_twenty_percent_for_large_containers():
 
 def test_throttling_pushes_the_cpu_limit_up_never_down():
     throttled = usage(
-        cpu_percentile_cores=0.2, cpu_max_cores=0.2, cfs_periods=10000.0, cfs_throttled_periods=3000.0
+        cpu_percentile_cores=0.2, cpu_max_cores=0.2, throttling=(LimitThrottling(None, 10000.0, 3000.0),)
     )
     current = resources(requests={"cpu": "100m"}, limits={"cpu": "200m"})
     settings = RecommendationSettings.for_profile("background")
@@ -124,7 +124,7 @@ def test_throttling_pushes_the_cpu_limit_up_never_down():
 
 
 def test_throttling_below_threshold_changes_nothing():
-    light = usage(cfs_periods=10000.0, cfs_throttled_periods=100.0)
+    light = usage(throttling=(LimitThrottling(None, 10000.0, 100.0),))
     current = resources(limits={"cpu": "2"})
     rec = recommend(KEY, light, current, RecommendationSettings())
     assert quantities(rec)["limits"]["cpu"] == "480m"
@@ -211,3 +211,71 @@ def test_json_shape_matches_the_documented_contract():
 def test_bad_settings_are_rejected_naming_the_field(overrides, field):
     with pytest.raises(SettingsError, match=field):
         RecommendationSettings.for_profile("latency-sensitive", **overrides)
+
+
+def test_throttling_under_an_earlier_limit_does_not_raise_the_limit_in_force_again():
+    """The ratchet: 200m throttled 29%, then raised to 1200m. Those periods say nothing of 1200m."""
+    history = usage(
+        cpu_percentile_cores=0.3,
+        cpu_max_cores=0.31,
+        throttling=(LimitThrottling(0.2, 6000.0, 1740.0), LimitThrottling(1.2, 3000.0, 0.0)),
+    )
+    current = resources(requests={"cpu": "400m"}, limits={"cpu": "1200m"})
+    rec = recommend(KEY, history, current, RecommendationSettings())
+    # Not throttled under 1200m: peak time is what it is, 300m / 0.75 = 400m, limit 3 x 400m.
+    assert quantities(rec)["requests"]["cpu"] == "400m"
+    assert quantities(rec)["limits"]["cpu"] == "1200m"
+    assert "counted as" not in rec.reason
+    assert rec.evidence["throttledRatio"] == round(1740 / 9000, 4)
+    assert rec.evidence["throttledRatioCurrentLimit"] == 0.0
+
+
+def test_an_earlier_limit_that_throttled_stays_a_floor():
+    history = usage(
+        cpu_percentile_cores=0.03,
+        cpu_max_cores=0.05,
+        throttling=(LimitThrottling(0.2, 6000.0, 1740.0), LimitThrottling(0.5, 3000.0, 0.0)),
+    )
+    current = resources(requests={"cpu": "100m"}, limits={"cpu": "500m"})
+    rec = recommend(KEY, history, current, RecommendationSettings())
+    # The ratio would give 3 x 40m = 120m; 200m throttled, so never below 200m x 1.5 = 300m.
+    assert quantities(rec)["limits"]["cpu"] == "300m"
+    assert "under an earlier limit 200m" in rec.reason
+
+
+def test_throttling_under_the_limit_in_force_still_raises_it():
+    history = usage(
+        cpu_percentile_cores=0.2,
+        cpu_max_cores=0.2,
+        throttling=(LimitThrottling(0.1, 6000.0, 100.0), LimitThrottling(0.2, 3000.0, 900.0)),
+    )
+    current = resources(requests={"cpu": "100m"}, limits={"cpu": "200m"})
+    rec = recommend(KEY, history, current, RecommendationSettings.for_profile("background"))
+    assert "throttled 30% of CFS periods under limit 200m" in rec.reason
+    assert quantities(rec)["requests"]["cpu"] == "400m"  # 200m x 1.5 / 0.75
+
+
+def test_oom_kills_with_too_little_history_raise_memory_now_and_leave_cpu():
+    crash_looping = usage(
+        samples=12,
+        first_seen=0.0,
+        last_seen=90.0,
+        memory_peak_bytes=float(60 * MIB),
+        oom_kills=3,
+        oom_killed_memory_bytes=float(64 * MIB),
+    )
+    current = resources(requests={"cpu": "50m", "memory": "48Mi"}, limits={"cpu": "200m", "memory": "64Mi"})
+    rec = recommend(KEY, crash_looping, current, RecommendationSettings())
+    assert rec.ready
+    # max(64Mi x 1.2, 64Mi + 100Mi) = 164Mi; limit 1.5 x 164Mi = 246Mi.
+    assert quantities(rec) == {
+        "requests": {"cpu": "50m", "memory": "164Mi"},
+        "limits": {"cpu": "200m", "memory": "246Mi"},
+    }
+    assert "insufficient history" in rec.reason and "CPU left as it is" in rec.reason
+    assert any("only memory" in w for w in rec.warnings)
+
+
+def test_too_little_history_without_oom_kills_still_gives_nothing():
+    rec = recommend(KEY, usage(samples=12, last_seen=90.0), resources(), RecommendationSettings())
+    assert rec.recommended is None

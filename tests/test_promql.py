@@ -69,3 +69,18 @@ def test_no_timestamp_of_a_selector_inside_a_subquery():
         in queries["first_seen"]
     )
     assert queries["first_seen"].endswith("[3600s]))[1209600s:3600s]))")
+
+
+def test_cadvisor_spec_is_one_query_with_a_spec_label_per_part():
+    query = QueryScope(("shop",), 3600).usage_queries(0.95)["cadvisor_spec"]
+    for part in ("cpu_limit", "cpu_request", "memory_limit", "oom_events"):
+        assert f'"spec", "{part}"' in query
+    assert "min_over_time(container_spec_cpu_quota{" in query
+    assert "container_oom_events_total{" in query
+
+
+def test_a_history_of_minutes_is_measured_to_the_cpu_window_not_the_hour():
+    assert QueryScope(("shop",), 14 * 86400).seen_resolution_seconds == 3600
+    short = QueryScope(("shop",), 600, cpu_window_seconds=30)
+    assert short.seen_resolution_seconds == 30
+    assert short.usage_queries(0.95)["first_seen"].endswith("[30s]))[600s:30s]))")

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pandas as pd
 
-from rightsizer.discovery import POD_NAME_PATTERN, resolve_owners
-from rightsizer.model import ContainerKey, ContainerUsage, Resources
+from rightsizer.discovery import KUBE_STATE_METRICS, OWNER_SOURCE_PREFERENCE, resolve_owners
+from rightsizer.model import ContainerKey, ContainerUsage, LimitThrottling, Resources
 from rightsizer.promql import LabelConfig
-from rightsizer.quantity import CPU, MEMORY
+from rightsizer.quantity import CPU, MEMORY, ceil_cpu
 from rightsizer.source import UsageFrames
 
 KEY = ["namespace", "pod", "container"]
@@ -25,6 +25,8 @@ USAGE_QUERIES = (
     "cfs_periods",
     "cfs_throttled",
 )
+SPEC_VALUES = ("cpu_limit", "cpu_request", "memory_limit", "oom_events")
+"""The ``spec`` label values of the cadvisor_spec query (``QueryScope._cadvisor_spec``)."""
 
 
 @dataclass(frozen=True)
@@ -36,25 +38,36 @@ class WorkloadContainer:
     current: Resources
 
 
-def workload_containers(frames: UsageFrames, labels: LabelConfig) -> list[WorkloadContainer]:
-    """Join the per-pod frames, map pods to workloads and aggregate each workload's containers."""
+def workload_containers(
+    frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None = None
+) -> list[WorkloadContainer]:
+    """Join the per-pod frames, map pods to workloads and aggregate each workload's containers.
+
+    ``known_owners`` (columns namespace, pod, kind, name, owner_source) are owners the caller
+    knows better than Prometheus does: the operator's, from the Kubernetes API.
+    """
     per_pod = _per_pod_usage(frames, labels)
     if per_pod.empty:
         return []
-    owners = resolve_owners(per_pod, frames["pod_owner"], frames["replicaset_owner"])
+    owners = resolve_owners(per_pod, frames["pod_owner"], frames["replicaset_owner"], known_owners)
     per_pod = per_pod.merge(owners, on=["namespace", "pod"], how="inner")
     if per_pod.empty:
         return []
-    per_pod = _with_oom_kills(per_pod, frames)
     requests = _resources_by_pod(frames["requests"])
     limits = _resources_by_pod(frames["limits"])
+    per_pod = _with_cpu_limits(per_pod, limits)
+    per_pod = _with_oom_kills(per_pod, frames)
     results = []
     for (namespace, kind, name, container), pods in per_pod.groupby(WORKLOAD, sort=True):
         key = ContainerKey(namespace, kind, name, container)
-        newest_pod = pods.sort_values("last_seen", na_position="first").iloc[-1]["pod"]
+        newest = pods.sort_values("last_seen", na_position="first").iloc[-1]
+        pod_key = (namespace, newest["pod"], container)
         current = Resources(
-            requests=requests.get((namespace, newest_pod, container), {}),
-            limits=limits.get((namespace, newest_pod, container), {}),
+            requests=_with_spec(requests.get(pod_key, {}), {CPU: newest["spec_cpu_request"]}),
+            limits=_with_spec(
+                limits.get(pod_key, {}),
+                {CPU: newest["spec_cpu_limit"], MEMORY: newest["spec_memory_limit"]},
+            ),
         )
         results.append(WorkloadContainer(key, _aggregate(pods), current))
     return results
@@ -70,8 +83,36 @@ def _per_pod_usage(frames: UsageFrames, labels: LabelConfig) -> pd.DataFrame:
         frame = frame.rename(columns=renames)[[*KEY, "value"]].rename(columns={"value": name})
         merged = frame if merged is None else merged.merge(frame, on=KEY, how="outer")
     assert merged is not None
+    merged = merged.merge(_spec_columns(frames["cadvisor_spec"], renames), on=KEY, how="left")
     # A container with CPU series but no memory series (or the reverse) keeps NaN for what is missing.
     return merged[merged["memory_peak"].notna() | merged["cpu_percentile"].notna()]
+
+
+def _spec_columns(frame: pd.DataFrame, renames: dict[str, str]) -> pd.DataFrame:
+    """The cadvisor_spec rows as columns spec_cpu_limit, spec_cpu_request, ... per pod-container."""
+    columns = [f"spec_{name}" for name in SPEC_VALUES]
+    if frame.empty or "spec" not in frame.columns:
+        return pd.DataFrame({**{c: pd.Series(dtype="object") for c in KEY}, **{c: [] for c in columns}})
+    frame = frame.rename(columns=renames)
+    wide = frame.pivot_table(index=KEY, columns="spec", values="value", aggfunc="max")
+    wide = wide.reindex(columns=list(SPEC_VALUES)).add_prefix("spec_").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def _with_cpu_limits(
+    per_pod: pd.DataFrame, limits: dict[tuple[str, str, str], dict[str, Decimal]]
+) -> pd.DataFrame:
+    """The CPU limit each pod ran under: cAdvisor's CFS quota, else kube-state-metrics' limit."""
+    from_state = [
+        float(limits.get((row.namespace, row.pod, row.container), {}).get(CPU, "nan"))
+        for row in per_pod[KEY].itertuples(index=False)
+    ]
+    per_pod = per_pod.copy()
+    per_pod["cpu_limit"] = (
+        per_pod["spec_cpu_limit"].astype(float).fillna(pd.Series(from_state, index=per_pod.index))
+    )
+    return per_pod
 
 
 def _with_oom_kills(per_pod: pd.DataFrame, frames: UsageFrames) -> pd.DataFrame:
@@ -91,10 +132,15 @@ def _with_oom_kills(per_pod: pd.DataFrame, frames: UsageFrames) -> pd.DataFrame:
     per_pod = per_pod.merge(flagged, on=KEY, how="left").merge(restarts, on=KEY, how="left")
     per_pod = per_pod.merge(memory_limits, on=KEY, how="left")
     was_killed = per_pod["oom_flag"].fillna(0) >= 1
-    per_pod["oom_kills"] = (
-        (per_pod["restarts"].fillna(0).round().clip(lower=1)).where(was_killed, 0).astype(int)
+    state_kills = (per_pod["restarts"].fillna(0).round().clip(lower=1)).where(was_killed, 0)
+    cadvisor_kills = per_pod["spec_oom_events"].astype(float).fillna(0).round()
+    per_pod["oom_kills"] = state_kills.combine(cadvisor_kills, max).astype(int)
+    killed_at = (
+        per_pod["memory_limit"]
+        .fillna(per_pod["spec_memory_limit"].astype(float))
+        .fillna(per_pod["memory_peak"])
     )
-    per_pod["oom_killed_memory"] = per_pod["memory_limit"].fillna(per_pod["memory_peak"]).where(was_killed)
+    per_pod["oom_killed_memory"] = killed_at.where(per_pod["oom_kills"] > 0)
     return per_pod
 
 
@@ -103,8 +149,7 @@ def _aggregate(pods: pd.DataFrame) -> ContainerUsage:
     return ContainerUsage(
         cpu_percentile_cores=_max(pods["cpu_percentile"]),
         cpu_max_cores=_max(pods["cpu_max"]),
-        cfs_periods=float(pods["cfs_periods"].fillna(0).sum()),
-        cfs_throttled_periods=float(pods["cfs_throttled"].fillna(0).sum()),
+        throttling=_throttling_by_limit(pods),
         memory_peak_bytes=_max(pods["memory_peak"]),
         oom_kills=int(pods["oom_kills"].sum()),
         oom_killed_memory_bytes=_max(pods["oom_killed_memory"]),
@@ -112,10 +157,43 @@ def _aggregate(pods: pd.DataFrame) -> ContainerUsage:
         first_seen=_min(pods["first_seen"]),
         last_seen=_max(pods["last_seen"]),
         pods=int(pods["pod"].nunique()),
-        owner_source=POD_NAME_PATTERN
-        if (pods["owner_source"] == POD_NAME_PATTERN).any()
-        else "kube-state-metrics",
+        owner_source=_weakest_owner_source(pods["owner_source"]),
     )
+
+
+def _throttling_by_limit(pods: pd.DataFrame) -> tuple[LimitThrottling, ...]:
+    """CFS periods pooled by the CPU limit (to the millicore) each pod ran under."""
+    periods = pods.assign(
+        limit_m=pods["cpu_limit"].mul(1000).round(),
+        cfs_periods=pods["cfs_periods"].fillna(0),
+        cfs_throttled=pods["cfs_throttled"].fillna(0),
+    )
+    periods = periods[periods["cfs_periods"] > 0]
+    pooled = periods.groupby("limit_m", dropna=False)[["cfs_periods", "cfs_throttled"]].sum()
+    return tuple(
+        LimitThrottling(
+            limit_cores=None if pd.isna(limit_m) else float(limit_m) / 1000,
+            periods=float(row.cfs_periods),
+            throttled_periods=float(row.cfs_throttled),
+        )
+        for limit_m, row in pooled.iterrows()
+    )
+
+
+def _weakest_owner_source(sources: pd.Series) -> str:
+    """The least certain way any of the pods was mapped to its workload (said in the evidence)."""
+    present = set(sources)
+    return next((s for s in reversed(OWNER_SOURCE_PREFERENCE) if s in present), KUBE_STATE_METRICS)
+
+
+def _with_spec(values: dict[str, Decimal], spec: dict[str, float]) -> dict[str, Decimal]:
+    """kube-state-metrics' values, completed by cAdvisor's spec where it has none."""
+    filled = dict(values)
+    for resource, amount in spec.items():
+        if resource not in filled and not pd.isna(amount):
+            # Shares / 1024 is a millicore off (100m -> 102 shares -> 99.6m): round up to one.
+            filled[resource] = ceil_cpu(amount, 1) if resource == CPU else Decimal(str(amount))
+    return filled
 
 
 def _resources_by_pod(frame: pd.DataFrame) -> dict[tuple[str, str, str], dict[str, Decimal]]:

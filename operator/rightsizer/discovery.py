@@ -1,4 +1,5 @@
-"""Which workload a pod belongs to, from kube-state-metrics ownership or, failing that, its name."""
+"""Which workload a pod belongs to: from the Kubernetes API (the operator), kube-state-metrics'
+ownership series, or failing both, the pod's name."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 DEPLOYMENT_POD_NAME = re.compile(rf"^(?P<deployment>.+)-[{SAFE_ALPHABET}]{{6,10}}-[{SAFE_ALPHABET}]{{5}}$")
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+KUBERNETES_API = "kubernetes-api"
 KUBE_STATE_METRICS = "kube-state-metrics"
 POD_NAME_PATTERN = "pod-name-pattern"
+OWNER_SOURCE_PREFERENCE = (KUBERNETES_API, KUBE_STATE_METRICS, POD_NAME_PATTERN)
+"""Most certain first: where two sources know a pod, the first one's owner is taken."""
 OWNER_COLUMNS = ["namespace", "pod", "kind", "name", "owner_source"]
 
 
@@ -23,22 +27,30 @@ def deployment_from_pod_name(pod: str) -> str | None:
 
 
 def resolve_owners(
-    pods: pd.DataFrame, pod_owner: pd.DataFrame, replicaset_owner: pd.DataFrame
+    pods: pd.DataFrame,
+    pod_owner: pd.DataFrame,
+    replicaset_owner: pd.DataFrame,
+    known_owners: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Map each (namespace, pod) to its workload: columns namespace, pod, kind, name, owner_source.
 
-    Pods owned by ReplicaSets belong to the ReplicaSet's Deployment; StatefulSet and DaemonSet pods
-    to their owner. Pods without any ``kube_pod_owner`` series fall back to the Deployment naming
-    pattern. Pods of other owners (Jobs, bare ReplicaSets, static pods) are left out.
+    ``known_owners`` (the same columns, from the Kubernetes API) come first. Then, from
+    kube-state-metrics: pods owned by ReplicaSets belong to the ReplicaSet's Deployment,
+    StatefulSet and DaemonSet pods to their owner. Pods that neither knows fall back to the
+    Deployment naming pattern (a pod of an earlier rollout is gone from the API, and
+    kube-state-metrics may not be scraped). Pods of other owners (Jobs, bare ReplicaSets, static
+    pods) are left out.
     """
     pods = pods[["namespace", "pod"]].drop_duplicates()
+    from_api = _columns(known_owners, OWNER_COLUMNS) if known_owners is not None else None
     owned = _owned_by_state_metrics(pod_owner, replicaset_owner)
-    known = pods.merge(owned, on=["namespace", "pod"], how="inner")
+    known = pods.merge(
+        pd.concat([from_api, owned]) if from_api is not None else owned, on=["namespace", "pod"]
+    )
+    known = known.drop_duplicates(["namespace", "pod"], keep="first")
+    has_owner = pd.concat([_columns(pod_owner, ["namespace", "pod"]), known[["namespace", "pod"]]])
     without_owner = pods.merge(
-        _columns(pod_owner, ["namespace", "pod"]).drop_duplicates(),
-        on=["namespace", "pod"],
-        how="left",
-        indicator=True,
+        has_owner.drop_duplicates(), on=["namespace", "pod"], how="left", indicator=True
     )
     without_owner = without_owner[without_owner["_merge"] == "left_only"][["namespace", "pod"]]
     guessed = without_owner.assign(

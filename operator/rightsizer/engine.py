@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from rightsizer.model import ContainerKey, ContainerUsage, Recommendation, Resources
+from rightsizer.model import ContainerKey, ContainerUsage, LimitThrottling, Recommendation, Resources
 from rightsizer.qos import qos_class
 from rightsizer.quantity import (
     CPU,
@@ -30,29 +30,67 @@ def recommend(
     key: ContainerKey, usage: ContainerUsage, current: Resources, settings: RecommendationSettings
 ) -> Recommendation:
     """Recommend requests and limits for one container, or say why there is too little to go on."""
-    evidence = usage_evidence(usage, settings)
+    evidence = usage_evidence(usage, current, settings)
     warnings = current_resource_warnings(current)
     missing = insufficient_history(usage, settings)
+    if missing and usage.oom_kills:
+        return _memory_after_oom_kills(key, usage, current, settings, missing, evidence, warnings)
     if missing:
         return Recommendation(key, current, None, None, missing, evidence, warnings)
 
     assert usage.cpu_percentile_cores is not None and usage.memory_peak_bytes is not None
     notes: list[str] = []
-    cpu_request = _bounded(_cpu_request(usage, settings, notes), CPU, settings, notes)
+    cpu_request = _bounded(_cpu_request(usage, current, settings, notes), CPU, settings, notes)
     memory_request = _bounded(_memory_request(usage, settings, notes), MEMORY, settings, notes)
-    if settings.max_allowed.memory is not None and settings.max_allowed.memory < usage.memory_peak_bytes:
-        warnings += (
-            f"maxAllowed memory {format_memory(settings.max_allowed.memory)} is below the observed peak "
-            f"{format_memory(ceil_memory(usage.memory_peak_bytes))}: expect OOM kills",
-        )
-
-    limits = {MEMORY: ceil_memory(memory_request * Decimal(str(settings.memory_limit_ratio)))}
+    warnings += _max_allowed_warnings(usage, settings)
+    limits = {MEMORY: _memory_limit(memory_request, settings)}
     cpu_limit = _cpu_limit(cpu_request, usage, current, settings, notes)
     if cpu_limit is not None:
         limits[CPU] = cpu_limit
     recommended = Resources(requests={CPU: cpu_request, MEMORY: memory_request}, limits=limits)
     return Recommendation(
         key, current, recommended, qos_class(recommended), "; ".join(notes), evidence, warnings
+    )
+
+
+def _memory_after_oom_kills(
+    key: ContainerKey,
+    usage: ContainerUsage,
+    current: Resources,
+    settings: RecommendationSettings,
+    missing: str,
+    evidence: dict[str, object],
+    warnings: tuple[str, ...],
+) -> Recommendation:
+    """Too little history for the rest, but OOM kills: memory is raised now and CPU left as it is.
+
+    An OOM kill is unambiguous evidence, and a container that is killed again and again never
+    gathers the history the other numbers need (it lives seconds at a time), so waiting for it
+    would leave it crash-looping. Raising memory is the safe direction.
+    """
+    notes = [f"{missing}: CPU left as it is"]
+    memory_request = _bounded(_memory_request(usage, settings, notes), MEMORY, settings, notes)
+    memory_request = max(memory_request, current.requests.get(MEMORY, Decimal(0)))
+    requests = {**current.requests, MEMORY: memory_request}
+    limits = {**current.limits, MEMORY: max(_memory_limit(memory_request, settings), memory_request)}
+    recommended = Resources(requests=requests, limits=limits)
+    warnings += ("only memory is recommended until there is enough history for CPU",)
+    return Recommendation(
+        key, current, recommended, qos_class(recommended), "; ".join(notes), evidence, warnings
+    )
+
+
+def _memory_limit(memory_request: Decimal, settings: RecommendationSettings) -> Decimal:
+    return ceil_memory(memory_request * Decimal(str(settings.memory_limit_ratio)))
+
+
+def _max_allowed_warnings(usage: ContainerUsage, settings: RecommendationSettings) -> tuple[str, ...]:
+    high = settings.max_allowed.memory
+    if high is None or usage.memory_peak_bytes is None or high >= usage.memory_peak_bytes:
+        return ()
+    return (
+        f"maxAllowed memory {format_memory(high)} is below the observed peak "
+        f"{format_memory(ceil_memory(usage.memory_peak_bytes))}: expect OOM kills",
     )
 
 
@@ -71,7 +109,9 @@ def insufficient_history(usage: ContainerUsage, settings: RecommendationSettings
     return None
 
 
-def usage_evidence(usage: ContainerUsage, settings: RecommendationSettings) -> dict[str, object]:
+def usage_evidence(
+    usage: ContainerUsage, current: Resources, settings: RecommendationSettings
+) -> dict[str, object]:
     """What the recommendation rests on, in units a person reads (quantities, ratios, counts)."""
     evidence: dict[str, object] = {
         "cpuPercentile": settings.cpu_percentile,
@@ -87,6 +127,9 @@ def usage_evidence(usage: ContainerUsage, settings: RecommendationSettings) -> d
         evidence["cpuMax"] = format_cpu(ceil_cpu(usage.cpu_max_cores, 1))
     if usage.throttled_ratio is not None:
         evidence["throttledRatio"] = round(usage.throttled_ratio, 4)
+    now = usage.throttling_under(current.limits.get(CPU))
+    if now is not None and now.ratio is not None and now.ratio != usage.throttled_ratio:
+        evidence["throttledRatioCurrentLimit"] = round(now.ratio, 4)
     if usage.memory_peak_bytes is not None:
         evidence["memoryPeak"] = format_memory(ceil_memory(usage.memory_peak_bytes))
     if usage.oom_killed_memory_bytes is not None and usage.oom_kills:
@@ -107,13 +150,16 @@ def current_resource_warnings(current: Resources) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def _cpu_request(usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]) -> Decimal:
+def _cpu_request(
+    usage: ContainerUsage, current: Resources, settings: RecommendationSettings, notes: list[str]
+) -> Decimal:
     """Peak-time usage at the target utilization. Usage measured while CFS throttled the container
     was capped by its limit and understates demand: then peak time counts ``throttling_limit_bump``
-    times higher, as the limit does, and the next evaluations (unthrottled) correct it."""
+    times higher, as the limit does, and the next evaluations (unthrottled) correct it. Only
+    throttling under the limit in force counts: under a raised limit, usage is no longer capped."""
     peak = Decimal(str(usage.cpu_percentile_cores))
     measured = f"CPU p{settings.cpu_percentile * 100:g} {format_cpu(ceil_cpu(peak, 1))}"
-    if _throttled(usage, settings):
+    if _throttled_now(usage, current, settings) is not None:
         peak *= Decimal(str(settings.throttling_limit_bump))
         measured += f" (throttled, counted as {format_cpu(ceil_cpu(peak, 1))})"
     request = max(
@@ -124,9 +170,26 @@ def _cpu_request(usage: ContainerUsage, settings: RecommendationSettings, notes:
     return request
 
 
-def _throttled(usage: ContainerUsage, settings: RecommendationSettings) -> bool:
-    ratio = usage.throttled_ratio
-    return ratio is not None and ratio > settings.throttling_threshold
+def _throttled_now(
+    usage: ContainerUsage, current: Resources, settings: RecommendationSettings
+) -> LimitThrottling | None:
+    """The throttling measured under the CPU limit in force, when it is above the threshold."""
+    if CPU not in current.limits:
+        return None
+    under = usage.throttling_under(current.limits[CPU])
+    if under is None or under.ratio is None or under.ratio <= settings.throttling_threshold:
+        return None
+    return under
+
+
+def _throttled_earlier(usage: ContainerUsage, settings: RecommendationSettings) -> LimitThrottling | None:
+    """The largest known CPU limit that throttled above the threshold, in force or not."""
+    throttled = [
+        t
+        for t in usage.throttling
+        if t.limit_cores is not None and t.ratio is not None and t.ratio > settings.throttling_threshold
+    ]
+    return max(throttled, key=lambda t: t.limit_cores or 0.0, default=None)
 
 
 def _cpu_limit(
@@ -136,21 +199,36 @@ def _cpu_limit(
     settings: RecommendationSettings,
     notes: list[str],
 ) -> Decimal | None:
-    """CPU limit from the profile ratio, pushed up (never down) by throttling and observed maxima."""
+    """CPU limit from the profile ratio, pushed up (never down) by throttling and observed maxima.
+
+    Throttling under the limit in force raises it by ``throttling_limit_bump``. Throttling under
+    an earlier limit only keeps the new one above that earlier limit x the bump: it says nothing
+    about the limit in force, and bumping that again would ratchet it up at every evaluation.
+    """
     if settings.cpu_limit_ratio is None:
         notes.append("no CPU limit (policy)")
         return None
     limit = request * Decimal(str(settings.cpu_limit_ratio))
-    throttled = usage.throttled_ratio
-    current_limit = current.limits.get(CPU)
-    if _throttled(usage, settings) and current_limit is not None:
-        bumped = current_limit * Decimal(str(settings.throttling_limit_bump))
-        if bumped > limit:
-            limit = bumped
+    bump = Decimal(str(settings.throttling_limit_bump))
+    now = _throttled_now(usage, current, settings)
+    earlier = _throttled_earlier(usage, settings)
+    if now is not None:
+        current_limit = current.limits[CPU]
+        bumped = current_limit * bump
+        limit = max(limit, bumped)
         notes.append(
-            f"throttled {throttled:.0%} of CFS periods under limit {format_cpu(current_limit)} -> "
+            f"throttled {now.ratio:.0%} of CFS periods under limit {format_cpu(current_limit)} -> "
             f"limit at least {format_cpu(ceil_cpu(bumped, settings.cpu_step_millicores))}"
         )
+    elif earlier is not None and earlier.limit_cores is not None:
+        floor = Decimal(str(earlier.limit_cores)) * bump
+        if floor > limit:
+            limit = floor
+            notes.append(
+                f"throttled {earlier.ratio:.0%} of CFS periods under an earlier limit "
+                f"{format_cpu(ceil_cpu(earlier.limit_cores, 1))} -> limit at least "
+                f"{format_cpu(ceil_cpu(floor, settings.cpu_step_millicores))}"
+            )
     if usage.cpu_max_cores is not None and Decimal(str(usage.cpu_max_cores)) > limit:
         limit = Decimal(str(usage.cpu_max_cores))
         notes.append(f"CPU limit raised to the observed maximum {format_cpu(ceil_cpu(limit, 1))}")
@@ -158,12 +236,14 @@ def _cpu_limit(
 
 
 def _memory_request(usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]) -> Decimal:
-    peak = Decimal(str(usage.memory_peak_bytes))
+    """Peak working set plus headroom; after OOM kills, at least the bump above the killed memory."""
+    peak = Decimal(str(usage.memory_peak_bytes or 0))
     request = peak * (1 + Decimal(str(settings.memory_headroom)))
-    notes.append(
-        f"memory peak {format_memory(ceil_memory(peak))} + {settings.memory_headroom:.0%} -> "
-        f"{format_memory(ceil_memory(request))}"
-    )
+    if usage.memory_peak_bytes is not None:
+        notes.append(
+            f"memory peak {format_memory(ceil_memory(peak))} + {settings.memory_headroom:.0%} -> "
+            f"{format_memory(ceil_memory(request))}"
+        )
     if usage.oom_kills:
         killed_at = max(Decimal(str(usage.oom_killed_memory_bytes or 0)), peak)
         bumped = max(

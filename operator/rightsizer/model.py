@@ -35,6 +35,21 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class LimitThrottling:
+    """CFS periods of the pods of one workload container that ran under one CPU limit."""
+
+    limit_cores: float | None
+    """The CPU limit in force (CFS quota / period); None when it is not known (no cAdvisor spec
+    series, no kube-state-metrics limit): then it is taken to be the limit in force today."""
+    periods: float
+    throttled_periods: float
+
+    @property
+    def ratio(self) -> float | None:
+        return self.throttled_periods / self.periods if self.periods > 0 else None
+
+
+@dataclass(frozen=True)
 class ContainerUsage:
     """What Prometheus saw of one container over the history window, all its pods together."""
 
@@ -42,8 +57,9 @@ class ContainerUsage:
     """The configured percentile of short-window CPU usage, from the busiest pod."""
     cpu_max_cores: float | None = None
     """The highest short-window CPU usage of any pod."""
-    cfs_periods: float = 0.0
-    cfs_throttled_periods: float = 0.0
+    throttling: tuple[LimitThrottling, ...] = ()
+    """CFS periods by the CPU limit they ran under: throttling measured under a limit that is no
+    longer in force says nothing about the limit in force now."""
     memory_peak_bytes: float | None = None
     """The highest working-set sample of any pod (raw samples, no subquery)."""
     oom_kills: int = 0
@@ -63,10 +79,29 @@ class ContainerUsage:
 
     @property
     def throttled_ratio(self) -> float | None:
-        """Throttled periods / periods, or None when the container never ran with a CPU limit."""
-        if self.cfs_periods <= 0:
+        """Throttled periods / periods under any limit, or None when it never ran with a CPU limit."""
+        periods = sum(t.periods for t in self.throttling)
+        return sum(t.throttled_periods for t in self.throttling) / periods if periods > 0 else None
+
+    def throttling_under(self, limit_cores: Decimal | None) -> LimitThrottling | None:
+        """The periods measured under ``limit_cores`` (and under an unknown limit), pooled."""
+        matching = [
+            t
+            for t in self.throttling
+            if t.limit_cores is None or (limit_cores is not None and _same_cpu(t.limit_cores, limit_cores))
+        ]
+        if not matching:
             return None
-        return self.cfs_throttled_periods / self.cfs_periods
+        return LimitThrottling(
+            limit_cores=float(limit_cores) if limit_cores is not None else None,
+            periods=sum(t.periods for t in matching),
+            throttled_periods=sum(t.throttled_periods for t in matching),
+        )
+
+
+def _same_cpu(cores: float, other: Decimal) -> bool:
+    """Equal to the millicore: CFS quota / period is exact, a float round trip may not be."""
+    return round(cores * 1000) == round(float(other) * 1000)
 
 
 @dataclass(frozen=True)

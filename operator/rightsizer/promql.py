@@ -16,6 +16,11 @@ CPU_USAGE = "container_cpu_usage_seconds_total"
 MEMORY_WORKING_SET = "container_memory_working_set_bytes"
 CFS_PERIODS = "container_cpu_cfs_periods_total"
 CFS_THROTTLED = "container_cpu_cfs_throttled_periods_total"
+SPEC_CPU_QUOTA = "container_spec_cpu_quota"
+SPEC_CPU_PERIOD = "container_spec_cpu_period"
+SPEC_CPU_SHARES = "container_spec_cpu_shares"
+SPEC_MEMORY_LIMIT = "container_spec_memory_limit_bytes"
+OOM_EVENTS = "container_oom_events_total"
 POD_OWNER = "kube_pod_owner"
 REPLICASET_OWNER = "kube_replicaset_owner"
 REQUESTS = "kube_pod_container_resource_requests"
@@ -25,7 +30,14 @@ RESTARTS = "kube_pod_container_status_restarts_total"
 
 
 SEEN_RESOLUTION_SECONDS = 3600
-"""Resolution of first/last seen (the history span): ample for a minimum history of hours or days."""
+"""Resolution of first/last seen (the history span) for windows of a day or more: ample for a
+minimum history of hours or days. Shorter windows (minutes, in tests and demos) use the CPU
+window instead, so that a history of minutes is measured in minutes."""
+UNLIMITED_MEMORY_BYTES = 2**62
+"""cAdvisor reports "no memory limit" as a huge number (page-rounded 2^63); anything above this is none."""
+NO_CPU_REQUEST_SHARES = 2
+"""CPU shares the kubelet gives a container without a CPU request (the kernel's minimum)."""
+CPU_SHARES_PER_CORE = 1024
 
 
 class PromQLError(ValueError):
@@ -97,6 +109,13 @@ class QueryScope:
     def window(self) -> str:
         return f"{self.window_seconds}s"
 
+    @property
+    def seen_resolution_seconds(self) -> int:
+        """Step of the first/last-seen subquery (see ``SEEN_RESOLUTION_SECONDS``)."""
+        if self.window_seconds >= 86400:
+            return SEEN_RESOLUTION_SECONDS
+        return min(SEEN_RESOLUTION_SECONDS, self.cpu_window_seconds)
+
     def cadvisor(self, metric: str) -> str:
         """Selector of a cAdvisor series: real containers only (no pod cgroup, no pause container)."""
         lab = self.labels
@@ -144,8 +163,8 @@ class QueryScope:
         # step are not missed. Not timestamp(<selector>) in a subquery: before Prometheus 2.46
         # (prometheus#12579) that re-seeks every series from its first sample at every step,
         # quadratic in the history (23 s instead of 0.13 s a namespace; docs/benchmarks.md).
-        hour = f"{SEEN_RESOLUTION_SECONDS}s"
-        sample_times = f"(time() + 0 * max_over_time({memory}[{hour}]))[{w}:{hour}]"
+        tile = f"{self.seen_resolution_seconds}s"
+        sample_times = f"(time() + 0 * max_over_time({memory}[{tile}]))[{w}:{tile}]"
         return {
             "cpu_percentile": _agg("max", by, f"quantile_over_time({cpu_percentile}, {cpu_rates})"),
             "cpu_max": _agg("max", by, f"max_over_time({cpu_rates})"),
@@ -155,7 +174,39 @@ class QueryScope:
             "last_seen": _agg("max", by, f"max_over_time({sample_times})"),
             "cfs_periods": _agg("max", by, f"increase({self.cadvisor(CFS_PERIODS)}[{w}])"),
             "cfs_throttled": _agg("max", by, f"increase({self.cadvisor(CFS_THROTTLED)}[{w}])"),
+            "cadvisor_spec": self._cadvisor_spec(),
         }
+
+    def _cadvisor_spec(self) -> str:
+        """What cAdvisor says of each pod's container spec, one row per (pod, container, ``spec``):
+
+        - ``cpu_limit``: the smallest CFS quota / period of the window, in cores. Throttling is
+          judged per CPU limit; a pod resized in place is counted under its lowest limit, the
+          one it was throttled under.
+        - ``cpu_request``: the last CPU shares / 1024 (a request; 2 shares mean none).
+        - ``memory_limit``: the last memory limit in bytes (none when unlimited).
+        - ``oom_events``: OOM kills cAdvisor counted, summed over the pod's container instances.
+
+        One query, not four, so the batch stays at a fixed size; requests, limits and OOM kills
+        come from here where kube-state-metrics is not scraped (docs/metrics.md).
+        """
+        by, w = self.by_container, self.window
+        quota, period = self.cadvisor(SPEC_CPU_QUOTA), self.cadvisor(SPEC_CPU_PERIOD)
+        shares, memory = self.cadvisor(SPEC_CPU_SHARES), self.cadvisor(SPEC_MEMORY_LIMIT)
+        parts = {
+            "cpu_limit": _agg("min", by, f"(min_over_time({quota}[{w}]) > 0) / max_over_time({period}[{w}])"),
+            "cpu_request": _agg(
+                "max",
+                by,
+                f"(last_over_time({shares}[{w}]) > {NO_CPU_REQUEST_SHARES}) / {CPU_SHARES_PER_CORE}",
+            ),
+            "memory_limit": _agg("max", by, f"last_over_time({memory}[{w}]) > 0 < {UNLIMITED_MEMORY_BYTES}"),
+            "oom_events": _agg("sum", by, f"max_over_time({self.cadvisor(OOM_EVENTS)}[{w}])"),
+        }
+        return " or ".join(
+            f'label_replace({expression}, "spec", {escape(name)}, "", "")'
+            for name, expression in parts.items()
+        )
 
     def state_queries(self) -> dict[str, str]:
         """kube-state-metrics aggregates: ownership, requests and limits, OOM kills."""
