@@ -13,10 +13,10 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -303,7 +303,7 @@ def test_defaults_are_applied(admin: Path, namespace: str) -> None:
     assert spec["profile"] == "latency-sensitive"
     assert spec["interval"] == "5m"
     assert spec["targetRef"] == {"kind": "Deployment", "name": "web"}
-    assert spec["history"] == {"window": "14d", "minimum": "24h"}
+    assert spec["history"] == {"window": "14d", "minimum": "24h", "resolution": "5m"}
     assert spec["auto"] == {"minChangePercent": 10, "maxStepPercent": 100, "cooldown": "1h"}
     assert spec["cpu"] == {
         "targetUtilization": 0.75,
@@ -384,6 +384,7 @@ ALLOWED = [
     ("update", "rightsizepolicies.rightsizer.io", ["--subresource=status", "-n", "anywhere"]),
     ("patch", "deployments.apps", ["-n", "anywhere"]),
     ("watch", "deployments.apps", ["-A"]),
+    ("watch", "pods", ["-A"]),
     ("list", "nodes", []),
     ("list", "limitranges", ["-A"]),
     ("list", "resourcequotas", ["-A"]),
@@ -400,6 +401,7 @@ DENIED = [
     ("create", "deployments.apps", ["-n", "anywhere"]),
     ("update", "deployments.apps", ["-n", "anywhere"]),
     ("create", "pods", ["-n", "anywhere"]),
+    ("delete", "pods", ["-n", "anywhere"]),
     ("create", "pods/exec", ["-n", "anywhere"]),
     ("get", "configmaps", ["-n", "anywhere"]),
     ("create", "rightsizepolicies.rightsizer.io", ["-n", "anywhere"]),
@@ -539,8 +541,10 @@ def test_operator_runs_as_its_service_account_without_forbidden(
     (PrometheusReachable=False) and as a Warning Event: both writes go through the RBAC under test.
     Runs cluster-wide, as deployed (no --namespace), so Kopf's namespace and CRD watches are exercised too.
     """
-    executable = shutil.which("rightsizer")
-    assert executable, "the rightsizer console script is not installed"
+    # The virtualenv's own console script (the one pip installed beside this interpreter), never
+    # whatever "rightsizer" happens to be on PATH: a fresh machine has none there.
+    executable = Path(sys.executable).parent / "rightsizer"
+    assert executable.is_file(), f"the rightsizer console script is not installed beside {sys.executable}"
     ns = workload_namespace
     port = _free_port()
     log_path = tmp_path / "operator.log"
@@ -549,7 +553,7 @@ def test_operator_runs_as_its_service_account_without_forbidden(
     with log_path.open("w") as sink:
         process = subprocess.Popen(
             [
-                executable,
+                str(executable),
                 "operator",
                 "--prometheus-url",
                 f"http://127.0.0.1:{_free_port()}",

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--history", type=duration, default=14 * 86400, help="history window (default 14d)")
     rec.add_argument("--min-history", type=duration, default=86400, help="minimum history (default 24h)")
+    rec.add_argument(
+        "--resolution",
+        type=duration,
+        default=300,
+        help="CPU usage is averaged over windows this long (default 5m; shorter only for minutes of history)",
+    )
     rec.add_argument("--profile", choices=[p.value for p in Profile], default=Profile.LATENCY_SENSITIVE.value)
     rec.add_argument("--target-utilization", type=fraction, default=0.75, help="peak CPU / request (0.75)")
     rec.add_argument("--cpu-percentile", type=fraction, default=0.95, help="peak-time percentile (0.95)")
@@ -62,7 +68,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     if args.no_cpu_limit:
         overrides["cpu_limit_ratio"] = None
     settings = RecommendationSettings.for_profile(args.profile, **overrides)
-    request = ScanRequest(tuple(args.namespace), args.history, labels_from_args(args))
+    if args.resolution * 2 > args.history:
+        raise SettingsError(f"--resolution must be at most half of --history ({args.history}s)")
+    request = ScanRequest(tuple(args.namespace), args.history, labels_from_args(args), args.resolution)
     started = time.monotonic()
     result = scan(
         prometheus_from_args(args), request, settings, progress=None if args.quiet else stderr_progress

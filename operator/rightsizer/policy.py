@@ -69,6 +69,8 @@ class PolicySpec:
     mode: str
     interval_seconds: int
     history_seconds: int
+    cpu_window_seconds: int
+    """``spec.history.resolution``: CPU usage is averaged over windows this long."""
     settings: RecommendationSettings
     container_policies: tuple[ContainerPolicy, ...]
     auto: AutoRails
@@ -117,12 +119,20 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
     except (SettingsError, ValueError) as error:
         raise PolicyError(f"spec: {error}") from None
     auto = spec.get("auto") or {}
+    window = _duration(history.get("window", "14d"), "spec.history.window")
+    resolution = _duration(history.get("resolution", "5m"), "spec.history.resolution")
+    if resolution * 2 > window:
+        raise PolicyError(
+            f"spec.history.resolution ({history.get('resolution')}) must be at most half of "
+            f"spec.history.window ({history.get('window')})"
+        )
     return PolicySpec(
         target_name=target["name"] if target else None,
         selector=_selector(selector) if selector is not None else None,
         mode=spec.get("mode", RECOMMEND),
         interval_seconds=_duration(spec.get("interval", "5m"), "spec.interval"),
-        history_seconds=_duration(history.get("window", "14d"), "spec.history.window"),
+        history_seconds=window,
+        cpu_window_seconds=resolution,
         settings=settings,
         container_policies=tuple(
             _container_policy(item, index) for index, item in enumerate(spec.get("containerPolicies") or [])

@@ -22,10 +22,12 @@ from rightsizer.constraints import limit_range_violations, node_fit_violations, 
 from rightsizer.controller.kube import Cluster, PatchConflict
 from rightsizer.engine import recommend
 from rightsizer.model import ContainerKey, ContainerUsage, Recommendation, Resources
+from rightsizer.oomkills import ObservedOomKill, observe, with_observed
+from rightsizer.pods import PodView, known_owners
 from rightsizer.policy import AUTO, PolicyError, PolicySpec, parse_policy
 from rightsizer.promql import LabelConfig, QueryScope
 from rightsizer.selection import select_targets
-from rightsizer.source import PrometheusSource, PrometheusUnavailable
+from rightsizer.source import PrometheusSource, PrometheusUnavailable, UsageFrames
 from rightsizer.workload import DeploymentView
 
 DEFAULT_INTERVAL_SECONDS = 300
@@ -82,12 +84,16 @@ def is_due(policy: PolicyObject, now: datetime) -> bool:
 def evaluate(
     policy: PolicyObject,
     deployments: list[DeploymentView],
+    pods: list[PodView],
     prometheus: PrometheusSource,
     cluster: Cluster,
     labels: LabelConfig,
     now: datetime,
 ) -> Outcome:
-    """Recommend for the policy's targets (and apply in Auto mode); the status to write and events."""
+    """Recommend for the policy's targets (and apply in Auto mode); the status to write and events.
+
+    ``deployments`` and ``pods`` are those of the policy's namespace (the operator's indexes).
+    """
     conditions = list(policy.status.get("conditions") or [])
     status: dict[str, Any] = {
         "observedGeneration": policy.generation,
@@ -106,16 +112,23 @@ def evaluate(
         return Outcome(status, [Event("Warning", "InvalidPolicy", str(error))])
 
     targets, missing = select_targets(spec, deployments)
-    status.update(targetCount=len(targets), missingTargets=missing)
+    oom_kills = observe(
+        policy.namespace, policy.status.get("observedOOMKills") or [], pods, now, spec.history_seconds
+    )
+    status.update(
+        targetCount=len(targets),
+        missingTargets=missing,
+        observedOOMKills=[kill.to_status() for kill in oom_kills],
+    )
     try:
-        scope = QueryScope((policy.namespace,), spec.history_seconds, labels)
+        scope = QueryScope((policy.namespace,), spec.history_seconds, labels, spec.cpu_window_seconds)
         frames = prometheus.fetch(scope, spec.settings.cpu_percentile, now.timestamp())
     except PrometheusUnavailable as error:
         return _prometheus_failed(policy, status, conditions, str(error), now)
     set_condition(cond.PROMETHEUS_REACHABLE, True, "QuerySucceeded", f"queried {prometheus.url}")
     status["consecutiveFailures"] = 0
 
-    usage = {item.key: item.usage for item in workload_containers(frames, labels)}
+    usage = _usage_by_container(frames, labels, pods, oom_kills)
     recommendations, left_alone = _recommend_targets(spec, targets, usage)
     notes: dict[tuple[str, str], str] = {key: "left alone: containerPolicies mode Off" for key in left_alone}
     events: list[Event] = []
@@ -143,6 +156,17 @@ def evaluate(
         recommendations=[_status_entry(r, notes.get((r.key.name, r.key.container))) for r in recommendations],
     )
     return Outcome(status, events)
+
+
+def _usage_by_container(
+    frames: UsageFrames, labels: LabelConfig, pods: list[PodView], oom_kills: list[ObservedOomKill]
+) -> dict[ContainerKey, ContainerUsage]:
+    """What Prometheus saw of each container, with the OOM kills the API showed added in."""
+    usage = {item.key: item.usage for item in workload_containers(frames, labels, known_owners(pods))}
+    for key in {kill.key for kill in oom_kills}:
+        kills = [kill for kill in oom_kills if kill.key == key]
+        usage[key] = with_observed(usage.get(key, ContainerUsage()), kills)
+    return usage
 
 
 def _recommend_targets(

@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from rightsizer.controller.evaluate import PolicyObject, evaluate, is_due
+from rightsizer.pods import PodView
 from rightsizer.workload import DeploymentView
 
 
@@ -25,10 +26,15 @@ def index_deployment(body: Mapping[str, Any]) -> DeploymentView:
     return DeploymentView.from_body(_plain(body))
 
 
+def index_pod(body: Mapping[str, Any]) -> PodView:
+    return PodView.from_body(_plain(body))
+
+
 def tick(
     body: Mapping[str, Any],
     memo: kopf.Memo,
     deployments: Iterable[DeploymentView],
+    pods: Iterable[PodView],
     patch: kopf.Patch,
     logger: logging.Logger | logging.LoggerAdapter,
 ) -> None:
@@ -46,7 +52,7 @@ def tick(
     now = datetime.now(UTC)
     if not is_due(policy, now):
         return
-    outcome = evaluate(policy, list(deployments), memo.prometheus, memo.cluster, memo.labels, now)
+    outcome = evaluate(policy, list(deployments), list(pods), memo.prometheus, memo.cluster, memo.labels, now)
     patch.status.update(outcome.status)
     for event in outcome.events:
         kopf.event(event.target or body, type=event.type, reason=event.reason, message=event.message[:1024])

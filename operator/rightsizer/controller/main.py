@@ -25,14 +25,27 @@ def deployments_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[
     return {namespace: handlers.index_deployment(body)}
 
 
+@kopf.index("", "v1", "pods")
+def pods_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+    return {namespace: handlers.index_pod(body)}
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, initial_delay=1.0)
 def evaluate_policy(
     body: kopf.Body,
     memo: kopf.Memo,
     patch: kopf.Patch,
     deployments_by_namespace: kopf.Index,
+    pods_by_namespace: kopf.Index,
     namespace: str,
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    handlers.tick(body, memo, deployments_by_namespace.get(namespace, []), patch, logger)
+    handlers.tick(
+        body,
+        memo,
+        deployments_by_namespace.get(namespace, []),
+        pods_by_namespace.get(namespace, []),
+        patch,
+        logger,
+    )
