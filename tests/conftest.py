@@ -1,4 +1,5 @@
-"""Session fixtures: one real Prometheus with the demo history, shared by every test that queries it."""
+"""Session fixtures: one real Prometheus with the demo history, shared by every test that queries it,
+and the real node (one per machine: its cgroups have fixed names), shared by every node test."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from rightsizer.demo.history import DAY, demo_scenario, window_ending_now
 from rightsizer.demo.prometheus import PrometheusServer
+from tests.support.k8s import ControlPlane, start_control_plane
 from tests.support.prometheus import start_demo_prometheus
 
 HISTORY_DAYS = 3
@@ -29,3 +31,13 @@ def demo_workloads():
     """The workload specs behind ``demo_prometheus`` (names, containers and resources)."""
     start, end = window_ending_now(HISTORY_DAYS * DAY, STEP_SECONDS)
     return demo_scenario(start, end)
+
+
+@pytest.fixture(scope="session")
+def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A cluster with a real node (hack/k8s/start.sh --node); fails, never skips, without root."""
+    cluster = start_control_plane(tmp_path_factory.mktemp("node"), node=True)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

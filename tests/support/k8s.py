@@ -1,4 +1,5 @@
-"""A real Kubernetes control plane on loopback, for tests.
+"""A real Kubernetes cluster for tests: a control plane on loopback, or with ``node=True`` a whole
+cluster with a real node inside a network namespace (``hack/k8s/start.sh --node``, needs root).
 
 ``start_control_plane`` runs ``hack/k8s/build.sh`` (builds kube-apiserver,
 kube-controller-manager and etcd once, then reuses them from
@@ -29,7 +30,9 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK_DIR = REPO_ROOT / "hack" / "k8s"
 EXISTING_KUBECONFIG_ENV = "RIGHTSIZER_TEST_KUBECONFIG"
+EXISTING_NODE_ENV = "RIGHTSIZER_TEST_NODE_STATE_DIR"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+NODE_COMPONENTS = ("kube-scheduler", "containerd", "kubelet", "forward-apiserver")
 
 
 class ControlPlaneError(RuntimeError):
@@ -58,6 +61,9 @@ class ControlPlane:
     server: str
     state_dir: Path | None = None
     managed: bool = False
+    netns: str | None = None
+    """With a node: the network namespace the cluster runs in (``/run/netns/NAME``)."""
+    node_name: str | None = None
     _stopped: bool = field(default=False, repr=False)
 
     def pids(self) -> dict[str, int]:
@@ -65,14 +71,14 @@ class ControlPlane:
         if self.state_dir is None:
             return {}
         found: dict[str, int] = {}
-        for name in COMPONENTS:
+        for name in COMPONENTS + (NODE_COMPONENTS if self.netns else ()):
             pidfile = self.state_dir / f"{name}.pid"
             if pidfile.is_file():
                 found[name] = int(pidfile.read_text().strip())
         return found
 
     def stop(self) -> None:
-        """Stop etcd, kube-apiserver and kube-controller-manager. Idempotent; no-op if not managed."""
+        """Stop what ``start.sh`` started, node leftovers included. Idempotent; no-op if unmanaged."""
         if not self.managed or self._stopped or self.state_dir is None:
             return
         result = subprocess.run(
@@ -108,23 +114,32 @@ def _raw_config(kubeconfig: Path) -> dict:
     return json.loads(result.stdout)
 
 
-def start_control_plane(state_dir: Path, timeout: float = 1800) -> ControlPlane:
+def start_control_plane(state_dir: Path, timeout: float = 1800, *, node: bool = False) -> ControlPlane:
     """Build (if needed) and start a control plane whose files live in ``state_dir``.
 
     If ``RIGHTSIZER_TEST_KUBECONFIG`` is set, nothing is built or started: the returned
-    ``ControlPlane`` points at that kubeconfig and its ``stop()`` does nothing.
+    ``ControlPlane`` points at that kubeconfig and its ``stop()`` does nothing. With ``node``,
+    ``RIGHTSIZER_TEST_NODE_STATE_DIR`` names the state dir of a running ``start.sh --node``
+    instead (the node tests need its network namespace, which a kubeconfig does not give).
 
     ``timeout`` bounds build plus start, in seconds (the first build takes several minutes).
-    Raises ``ControlPlaneError`` with the scripts' stderr (which has the log tails) on failure.
+    Raises ``ControlPlaneError`` with the scripts' stderr (which has the log tails) on failure,
+    and, with ``node``, when this process is not root: the node tests fail, never skip.
     """
+    if node:
+        return _start_node_cluster(Path(state_dir), timeout)
     existing = os.environ.get(EXISTING_KUBECONFIG_ENV)
     if existing:
         kubeconfig = Path(existing).expanduser().resolve()
         if not kubeconfig.is_file():
             raise ControlPlaneError(f"{EXISTING_KUBECONFIG_ENV}={existing} is not a file")
         return ControlPlane(kubeconfig=kubeconfig, server=_server_of(kubeconfig))
+    return _start(Path(state_dir), timeout, node=False)
 
-    state_dir = Path(state_dir).resolve()
+
+def _start(state_dir: Path, timeout: float, *, node: bool) -> ControlPlane:
+    """``build.sh`` then ``start.sh [--node] STATE_DIR``."""
+    state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
 
     # build.sh's progress (stderr) goes to our stderr, which pytest captures and shows on failure.
@@ -137,7 +152,7 @@ def start_control_plane(state_dir: Path, timeout: float = 1800) -> ControlPlane:
     env = {**os.environ, "RIGHTSIZER_K8S_BIN_DIR": lines[-1]}
 
     start = subprocess.run(
-        [str(HACK_DIR / "start.sh"), str(state_dir)],
+        [str(HACK_DIR / "start.sh"), *(["--node"] if node else []), str(state_dir)],
         capture_output=True,
         text=True,
         env=env,
@@ -148,9 +163,41 @@ def start_control_plane(state_dir: Path, timeout: float = 1800) -> ControlPlane:
         raise ControlPlaneError(
             f"hack/k8s/start.sh failed with exit code {start.returncode}:\n{start.stderr}"
         )
+    return _from_state_dir(state_dir, managed=True)
+
+
+def _start_node_cluster(state_dir: Path, timeout: float) -> ControlPlane:
+    existing = os.environ.get(EXISTING_NODE_ENV)
+    if existing:
+        return _from_state_dir(Path(existing).expanduser().resolve(), managed=False)
+    if os.geteuid() != 0:
+        raise ControlPlaneError(
+            "the real node needs root (a network namespace, cgroups, mounts, containerd and a kubelet); "
+            f"run the tests as root, or point {EXISTING_NODE_ENV} at the state dir of a running "
+            "'hack/k8s/start.sh --node'. Node tests are never skipped: they fail here."
+        )
+    return _start(state_dir, timeout, node=True)
+
+
+def _from_state_dir(state_dir: Path, *, managed: bool) -> ControlPlane:
+    """The cluster of a ``start.sh`` state dir, described by its ``env`` file."""
+    env_file = state_dir / "env"
+    if not env_file.is_file():
+        raise ControlPlaneError(f"{state_dir} holds no cluster (no env file written by hack/k8s/start.sh)")
+    values = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in env_file.read_text().splitlines()
+        if line.startswith("export ")
+    )
+    values = {k: v.strip("'") for k, v in values.items()}
     kubeconfig = state_dir / "admin.kubeconfig"
     return ControlPlane(
-        kubeconfig=kubeconfig, server=_server_of(kubeconfig), state_dir=state_dir, managed=True
+        kubeconfig=kubeconfig,
+        server=values.get("RIGHTSIZER_K8S_SERVER") or _server_of(kubeconfig),
+        state_dir=state_dir,
+        managed=managed,
+        netns=values.get("RIGHTSIZER_K8S_NETNS"),
+        node_name=values.get("RIGHTSIZER_K8S_NODE_NAME"),
     )
 
 

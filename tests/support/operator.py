@@ -22,10 +22,17 @@ class OperatorProcess:
     """``rightsizer operator`` in a subprocess; ``restart()`` stops it with SIGTERM and starts it again."""
 
     def __init__(
-        self, kubeconfig: Path, prometheus_url: str, log_path: Path, tick_seconds: float = 1.0
+        self,
+        kubeconfig: Path,
+        prometheus_url: str,
+        log_path: Path,
+        tick_seconds: float = 1.0,
+        namespaces: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig, self.prometheus_url, self.log_path = kubeconfig, prometheus_url, log_path
         self.tick_seconds = tick_seconds
+        self.namespaces = namespaces
+        """Watch only these (``--namespace``); all namespaces when empty."""
         self.process: subprocess.Popen[bytes] | None = None
         self.liveness_port = 0
 
@@ -47,6 +54,7 @@ class OperatorProcess:
                 self.prometheus_url,
                 "--liveness",
                 f"http://127.0.0.1:{self.liveness_port}/healthz",
+                *(arg for namespace in self.namespaces for arg in ("--namespace", namespace)),
             ],
             env=env,
             stdout=log,
