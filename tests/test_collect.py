@@ -213,6 +213,8 @@ def test_throttling_is_pooled_by_the_cpu_limit_each_pod_ran_under():
     app = {i.key.container: i for i in workload_containers(frames, LabelConfig())}["app"]
     by_limit = {t.limit_cores: (t.periods, t.throttled_periods) for t in app.usage.throttling}
     assert by_limit == {0.2: (1000.0, 600.0), 0.6: (500.0, 5.0)}
+    peak_time = {t.limit_cores: t.cpu_percentile_cores for t in app.usage.throttling}
+    assert peak_time == {0.2: 0.30, 0.6: 0.10}  # each limit's busiest pod
     assert app.usage.throttling_under(Decimal("0.6")).ratio == 0.01
 
 

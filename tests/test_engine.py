@@ -105,7 +105,7 @@ def test_oom_kill_bump_is_twenty_percent_for_large_containers():
 
 def test_throttling_pushes_the_cpu_limit_up_never_down():
     throttled = usage(
-        cpu_percentile_cores=0.2, cpu_max_cores=0.2, throttling=(LimitThrottling(None, 10000.0, 3000.0),)
+        cpu_percentile_cores=0.2, cpu_max_cores=0.2, throttling=(LimitThrottling(None, 10000.0, 3000.0, 0.2),)
     )
     current = resources(requests={"cpu": "100m"}, limits={"cpu": "200m"})
     settings = RecommendationSettings.for_profile("background")
@@ -218,11 +218,12 @@ def test_throttling_under_an_earlier_limit_does_not_raise_the_limit_in_force_aga
     history = usage(
         cpu_percentile_cores=0.3,
         cpu_max_cores=0.31,
-        throttling=(LimitThrottling(0.2, 6000.0, 1740.0), LimitThrottling(1.2, 3000.0, 0.0)),
+        throttling=(LimitThrottling(0.2, 6000.0, 1740.0, 0.2), LimitThrottling(1.2, 3000.0, 0.0, 0.3)),
     )
     current = resources(requests={"cpu": "400m"}, limits={"cpu": "1200m"})
     rec = recommend(KEY, history, current, RecommendationSettings())
-    # Not throttled under 1200m: peak time is what it is, 300m / 0.75 = 400m, limit 3 x 400m.
+    # Not throttled under 1200m: 300m / 0.75 = 400m, limit 3 x 400m. The pods throttled under 200m
+    # count as 200m x 1.5 = 300m: no more than what the unthrottled pods show.
     assert quantities(rec)["requests"]["cpu"] == "400m"
     assert quantities(rec)["limits"]["cpu"] == "1200m"
     assert "counted as" not in rec.reason
@@ -234,7 +235,7 @@ def test_an_earlier_limit_that_throttled_stays_a_floor():
     history = usage(
         cpu_percentile_cores=0.03,
         cpu_max_cores=0.05,
-        throttling=(LimitThrottling(0.2, 6000.0, 1740.0), LimitThrottling(0.5, 3000.0, 0.0)),
+        throttling=(LimitThrottling(0.2, 6000.0, 1740.0, 0.02), LimitThrottling(0.5, 3000.0, 0.0, 0.03)),
     )
     current = resources(requests={"cpu": "100m"}, limits={"cpu": "500m"})
     rec = recommend(KEY, history, current, RecommendationSettings())
@@ -247,11 +248,12 @@ def test_throttling_under_the_limit_in_force_still_raises_it():
     history = usage(
         cpu_percentile_cores=0.2,
         cpu_max_cores=0.2,
-        throttling=(LimitThrottling(0.1, 6000.0, 100.0), LimitThrottling(0.2, 3000.0, 900.0)),
+        throttling=(LimitThrottling(0.1, 6000.0, 100.0, 0.1), LimitThrottling(0.2, 3000.0, 900.0, 0.2)),
     )
     current = resources(requests={"cpu": "100m"}, limits={"cpu": "200m"})
     rec = recommend(KEY, history, current, RecommendationSettings.for_profile("background"))
     assert "throttled 30% of CFS periods under limit 200m" in rec.reason
+    assert "(throttled under 200m, counted as 300m)" in rec.reason
     assert quantities(rec)["requests"]["cpu"] == "400m"  # 200m x 1.5 / 0.75
 
 
@@ -279,3 +281,18 @@ def test_oom_kills_with_too_little_history_raise_memory_now_and_leave_cpu():
 def test_too_little_history_without_oom_kills_still_gives_nothing():
     rec = recommend(KEY, usage(samples=12, last_seen=90.0), resources(), RecommendationSettings())
     assert rec.recommended is None
+
+
+def test_pods_throttled_under_an_earlier_limit_still_count_their_capped_usage_higher():
+    """Right after a raise the new pods have little history: the throttled pods' capped 205m must
+    not pull the request down (410m -> 280m -> 385m was seen on the real node)."""
+    history = usage(
+        cpu_percentile_cores=0.21,
+        cpu_max_cores=0.21,
+        throttling=(LimitThrottling(0.2, 6000.0, 5000.0, 0.205), LimitThrottling(1.23, 300.0, 0.0, 0.21)),
+    )
+    current = resources(requests={"cpu": "410m"}, limits={"cpu": "1230m"})
+    rec = recommend(KEY, history, current, RecommendationSettings())
+    assert quantities(rec)["requests"]["cpu"] == "410m"  # 205m x 1.5 / 0.75
+    assert quantities(rec)["limits"]["cpu"] == "1230m"  # 3 x 410m; not 1.5 x 1230m
+    assert "(throttled under 200m, counted as 308m)" in rec.reason

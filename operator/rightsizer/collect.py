@@ -169,12 +169,17 @@ def _throttling_by_limit(pods: pd.DataFrame) -> tuple[LimitThrottling, ...]:
         cfs_throttled=pods["cfs_throttled"].fillna(0),
     )
     periods = periods[periods["cfs_periods"] > 0]
-    pooled = periods.groupby("limit_m", dropna=False)[["cfs_periods", "cfs_throttled"]].sum()
+    pooled = periods.groupby("limit_m", dropna=False).agg(
+        cfs_periods=("cfs_periods", "sum"),
+        cfs_throttled=("cfs_throttled", "sum"),
+        cpu_percentile=("cpu_percentile", "max"),
+    )
     return tuple(
         LimitThrottling(
             limit_cores=None if pd.isna(limit_m) else float(limit_m) / 1000,
             periods=float(row.cfs_periods),
             throttled_periods=float(row.cfs_throttled),
+            cpu_percentile_cores=None if pd.isna(row.cpu_percentile) else float(row.cpu_percentile),
         )
         for limit_m, row in pooled.iterrows()
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from rightsizer.duration import format_duration
 from rightsizer.model import ContainerKey, ContainerUsage, LimitThrottling, Recommendation, Resources
 from rightsizer.qos import qos_class
 from rightsizer.quantity import (
@@ -40,7 +41,7 @@ def recommend(
 
     assert usage.cpu_percentile_cores is not None and usage.memory_peak_bytes is not None
     notes: list[str] = []
-    cpu_request = _bounded(_cpu_request(usage, current, settings, notes), CPU, settings, notes)
+    cpu_request = _bounded(_cpu_request(usage, settings, notes), CPU, settings, notes)
     memory_request = _bounded(_memory_request(usage, settings, notes), MEMORY, settings, notes)
     warnings += _max_allowed_warnings(usage, settings)
     limits = {MEMORY: _memory_limit(memory_request, settings)}
@@ -100,10 +101,11 @@ def insufficient_history(usage: ContainerUsage, settings: RecommendationSettings
         return "no memory usage series in Prometheus for this container"
     if usage.cpu_percentile_cores is None:
         return "no CPU usage series in Prometheus for this container"
-    hours = usage.history_seconds / 3600
-    needed_hours = settings.min_history_seconds / 3600
     if usage.history_seconds < settings.min_history_seconds:
-        return f"insufficient history: {hours:.1f}h of samples, needs {needed_hours:g}h"
+        return (
+            f"insufficient history: {_span(usage.history_seconds)} of samples, "
+            f"needs {_needed(settings.min_history_seconds)}"
+        )
     if usage.samples < settings.min_samples:
         return f"insufficient history: {usage.samples} samples, needs {settings.min_samples}"
     return None
@@ -116,7 +118,7 @@ def usage_evidence(
     evidence: dict[str, object] = {
         "cpuPercentile": settings.cpu_percentile,
         "samples": usage.samples,
-        "historyHours": round(usage.history_seconds / 3600, 1),
+        "historyHours": round(usage.history_seconds / 3600, 2 if usage.history_seconds < 3600 else 1),
         "pods": usage.pods,
         "oomKills": usage.oom_kills,
         "ownerSource": usage.owner_source,
@@ -150,24 +152,46 @@ def current_resource_warnings(current: Resources) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def _cpu_request(
-    usage: ContainerUsage, current: Resources, settings: RecommendationSettings, notes: list[str]
-) -> Decimal:
-    """Peak-time usage at the target utilization. Usage measured while CFS throttled the container
-    was capped by its limit and understates demand: then peak time counts ``throttling_limit_bump``
-    times higher, as the limit does, and the next evaluations (unthrottled) correct it. Only
-    throttling under the limit in force counts: under a raised limit, usage is no longer capped."""
+def _cpu_request(usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]) -> Decimal:
+    """Peak-time usage at the target utilization.
+
+    Usage measured while CFS throttled the container was capped by its limit and understates
+    demand: the peak time of pods that were throttled under their limit counts
+    ``throttling_limit_bump`` times higher (as the limit does), whichever limit that was. It is an
+    estimate from what those pods used, not from the limit in force, so it does not compound; pods
+    running unthrottled under a raised limit show the real demand, and once the throttled pods
+    leave the history window, their estimate goes with them.
+    """
     peak = Decimal(str(usage.cpu_percentile_cores))
     measured = f"CPU p{settings.cpu_percentile * 100:g} {format_cpu(ceil_cpu(peak, 1))}"
-    if _throttled_now(usage, current, settings) is not None:
-        peak *= Decimal(str(settings.throttling_limit_bump))
-        measured += f" (throttled, counted as {format_cpu(ceil_cpu(peak, 1))})"
+    bump = Decimal(str(settings.throttling_limit_bump))
+    for throttled in _throttled_groups(usage, settings):
+        estimate = Decimal(str(throttled.cpu_percentile_cores)) * bump
+        if estimate > peak:
+            peak = estimate
+            under = (
+                ""
+                if throttled.limit_cores is None
+                else f" under {format_cpu(ceil_cpu(throttled.limit_cores, 1))}"
+            )
+            measured += f" (throttled{under}, counted as {format_cpu(ceil_cpu(peak, 1))})"
     request = max(
         ceil_cpu(peak / Decimal(str(settings.cpu_target_utilization)), settings.cpu_step_millicores),
         CPU_FLOOR,
     )
     notes.append(f"{measured} at {settings.cpu_target_utilization:.0%} of request -> {format_cpu(request)}")
     return request
+
+
+def _throttled_groups(usage: ContainerUsage, settings: RecommendationSettings) -> list[LimitThrottling]:
+    """The pods, grouped by CPU limit, that were throttled above the threshold (with usage known)."""
+    return [
+        t
+        for t in usage.throttling
+        if t.ratio is not None
+        and t.ratio > settings.throttling_threshold
+        and t.cpu_percentile_cores is not None
+    ]
 
 
 def _throttled_now(
@@ -245,7 +269,9 @@ def _memory_request(usage: ContainerUsage, settings: RecommendationSettings, not
             f"{format_memory(ceil_memory(request))}"
         )
     if usage.oom_kills:
-        killed_at = max(Decimal(str(usage.oom_killed_memory_bytes or 0)), peak)
+        # The memory it was killed at: the limit then, or failing that the peak. Not the peak when
+        # the limit is known: a peak reached later under a raised limit was not a kill.
+        killed_at = Decimal(str(usage.oom_killed_memory_bytes)) if usage.oom_killed_memory_bytes else peak
         bumped = max(
             killed_at * (1 + Decimal(str(settings.oom_bump_ratio))), killed_at + settings.oom_bump_min_bytes
         )
@@ -256,6 +282,18 @@ def _memory_request(usage: ContainerUsage, settings: RecommendationSettings, not
             f"{format_memory(ceil_memory(bumped))}"
         )
     return max(ceil_memory(request), MEMORY_FLOOR)
+
+
+def _span(seconds: float) -> str:
+    """A history span as people read it: ``5.0h`` from an hour on, ``40m`` or ``35s`` below."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{int(seconds // 60)}m" if seconds >= 60 else f"{int(seconds)}s"
+
+
+def _needed(seconds: int) -> str:
+    """A minimum history as a policy writes it: ``24h`` (not 1d), ``2m``, ``90s``."""
+    return f"{seconds / 3600:g}h" if seconds >= 3600 else format_duration(seconds)
 
 
 def _bounded(amount: Decimal, resource: str, settings: RecommendationSettings, notes: list[str]) -> Decimal:

@@ -43,6 +43,8 @@ class LimitThrottling:
     series, no kube-state-metrics limit): then it is taken to be the limit in force today."""
     periods: float
     throttled_periods: float
+    cpu_percentile_cores: float | None = None
+    """The highest peak-time CPU usage of these pods: capped by the limit when throttled."""
 
     @property
     def ratio(self) -> float | None:
@@ -92,10 +94,12 @@ class ContainerUsage:
         ]
         if not matching:
             return None
+        percentiles = [t.cpu_percentile_cores for t in matching if t.cpu_percentile_cores is not None]
         return LimitThrottling(
             limit_cores=float(limit_cores) if limit_cores is not None else None,
             periods=sum(t.periods for t in matching),
             throttled_periods=sum(t.throttled_periods for t in matching),
+            cpu_percentile_cores=max(percentiles, default=None),
         )
 
 
