@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what rightsizer's tests and demo need, idempotently, on a fresh Debian machine:
 #   - Debian's prometheus (server + promtool) and openssl
+#   - as root, for the real node: Debian's containerd, runc, containernetworking-plugins,
+#     iproute2 and util-linux (nsenter, setpriv)
 #   - a virtualenv in .venv with rightsizer and its test tools
 #   - kube-apiserver, kube-controller-manager and etcd, built once from the Go module proxy
 #     and cached outside the repo (hack/k8s/build.sh; KUBEBUILDER_ASSETS is honoured)
@@ -14,6 +16,13 @@ missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [[ $(id -u) -eq 0 ]]; then
+  command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
+  [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+fi
 if ((${#missing[@]})); then
   sudo=""
   if [[ $(id -u) -ne 0 ]]; then
@@ -36,4 +45,5 @@ log "installing rightsizer into .venv"
 
 command -v kubectl >/dev/null 2>&1 || { log "ERROR: kubectl is needed on PATH"; exit 1; }
 "$root/hack/k8s/build.sh" >/dev/null
+"$root/hack/images/build.sh" >/dev/null
 log "ready"

@@ -23,12 +23,8 @@ CONTAINERD_SOCK="$state/containerd/containerd.sock"
 HOST_PATHS=(/var/lib/kubelet /run/containerd /run/netns /var/log/containers /var/log/pods)
 NODE_PROCESSES=(kubelet containerd kube-scheduler)
 
+# Everything the node needs, checked before anything starts (start.sh has checked for root).
 node_preflight() {
-  if [[ $(id -u) -ne 0 ]]; then
-    log "ERROR: the node needs root: it creates a network namespace, cgroups and mounts, and runs"
-    log "containerd and a kubelet. Run as root, or start without --node (a control plane whose pods stay Pending)."
-    return 1
-  fi
   local tool missing=()
   for tool in nsenter ip containerd containerd-shim-runc-v2 runc ctr; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")

@@ -32,6 +32,11 @@ die() { log "ERROR: $*"; exit 1; }
 node=0
 if [[ "${1:-}" == "--node" ]]; then node=1; shift; fi
 [[ $# -eq 1 ]] || { echo "usage: $0 [--node] STATE_DIR" >&2; exit 2; }
+if ((node)) && [[ $(id -u) -ne 0 ]]; then
+  log "ERROR: the node needs root: it creates a network namespace, cgroups and mounts, and runs"
+  log "containerd and a kubelet. Run as root, or start without --node (a control plane whose pods stay Pending)."
+  exit 1
+fi
 mkdir -p "$1"
 state="$(cd "$1" && pwd)"
 pki="$state/pki"
