@@ -12,6 +12,9 @@ from typing import Any
 from rightsizer.demo.history import ContainerSpec, WorkloadSpec
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+HISTORY_ONLY = {"rightsizer.io/history-only": "true"}
+"""A node selector no node matches: the pods of a generated history never run, even on a cluster
+with a real node (hack/demo.py runs only the live cart there)."""
 
 
 def current_containers(workload: WorkloadSpec) -> tuple[ContainerSpec, ...]:
@@ -22,7 +25,8 @@ def current_containers(workload: WorkloadSpec) -> tuple[ContainerSpec, ...]:
 
 
 def deployment_manifest(workload: WorkloadSpec, *, strategy: str = "Recreate") -> dict[str, Any]:
-    """A Deployment for a generated workload. No image is pulled in the demo: no node runs pods.
+    """A Deployment for a generated workload, whose pods never run (``HISTORY_ONLY``): its usage
+    is the generated history, not a node's.
 
     ``Recreate`` keeps a rollout settled without a kubelet (old pods go before new ones come), so
     Auto mode sees a Deployment that is not mid-rollout after it patched it.
@@ -52,7 +56,10 @@ def deployment_manifest(workload: WorkloadSpec, *, strategy: str = "Recreate") -
             "replicas": workload.replicas,
             "strategy": {"type": strategy},
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"nodeSelector": dict(HISTORY_ONLY), "containers": containers},
+            },
         },
     }
 

@@ -1,0 +1,99 @@
+"""The local demo (hack/demo.py) as a user runs it: on the real node the OOM-killed cart is fixed
+for real, and a SIGTERM or SIGHUP to a demo left running (--keep) stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "hack" / "demo.py"
+RUNNING = "Running; Ctrl-C, SIGTERM or SIGHUP stops everything."
+
+
+def processes_mentioning(path: Path) -> list[str]:
+    """Processes whose command line or environment names ``path`` (everything the demo started)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (proc / "environ").read_bytes().decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (str(path) in cmdline or str(path) in environ):
+            found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
+
+
+def run_demo_until_running(
+    state_dir: Path, *extra: str, timeout: float = 600
+) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, str(DEMO), "--keep", "--days", "1", "--state-dir", str(state_dir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        output.append(line)
+        if RUNNING in line:
+            return process, "".join(output)
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    pytest.fail(f"the demo never reached '{RUNNING}' (exit {process.wait()}):\n{''.join(output)[-6000:]}")
+
+
+def stop_and_check(process: subprocess.Popen[str], signum: signal.Signals, state_dir: Path) -> str:
+    assert processes_mentioning(state_dir), "the demo should be running something before it is stopped"
+    process.send_signal(signum)
+    rest, _ = process.communicate(timeout=180)
+    assert process.returncode == 0, rest
+    assert f"({signum.name})" in rest and "==> stopping" in rest
+    left = processes_mentioning(state_dir)
+    assert not left, f"still running after {signum.name}:\n" + "\n".join(left)
+    return rest
+
+
+@pytest.mark.k8s
+@pytest.mark.prometheus
+def test_sighup_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    state_dir = tmp_path / "demo"
+    process, output = run_demo_until_running(state_dir, "--no-node")
+    assert "Without the real node (--no-node)" in output
+    assert "recommendations of shop/web" in output
+    stop_and_check(process, signal.SIGHUP, state_dir)
+
+
+@pytest.mark.node
+@pytest.mark.k8s
+@pytest.mark.prometheus
+def test_on_the_real_node_the_cart_is_oom_killed_for_real_until_rightsizer_fixes_it(tmp_path: Path) -> None:
+    state_dir = tmp_path / "demo"
+    process, output = run_demo_until_running(state_dir)
+    summary = output.split("==> shop/cart before and after rightsizer", 1)[1]
+    lines = dict(line.split(":", 1) for line in summary.strip().splitlines()[:4])
+    assert '"memory": "512Mi"' in lines["resources before"]
+    assert '"memory": "512Mi"' not in lines["resources after"], summary  # the limit was raised
+    counts = {
+        when: [int(n) for n in re.findall(r"(\d+) (?:restarts|pods)", lines[when])]
+        for when in ("before", "after")
+    }
+    assert counts["before"][1] >= 1, summary  # OOM-killed for real before
+    assert counts["after"] == [0, 0], summary  # and not any more
+    # SIGTERM stops every process, the node's included, and the node's leftovers go with it.
+    stop_and_check(process, signal.SIGTERM, state_dir)
+    assert not list(Path("/sys/fs/cgroup").glob("*/kubepods"))
