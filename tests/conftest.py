@@ -1,5 +1,6 @@
-"""Session fixtures: one real Prometheus with the demo history, shared by every test that queries it,
-and the real node (one per machine: its cgroups have fixed names), shared by every node test."""
+"""Shared fixtures: one real Prometheus with the demo history for every test that queries it, and a
+cluster with the real node for each module of node tests. A module's node is stopped before the
+next module starts its own: there is one node per machine at a time (its cgroups have fixed names)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def demo_workloads():
     return demo_scenario(start, end)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A cluster with a real node (hack/k8s/start.sh --node); fails, never skips, without root."""
     cluster = start_control_plane(tmp_path_factory.mktemp("node"), node=True)

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rightsizer.demo.prometheus import PROMETHEUS_BIN_ENV, PrometheusError, find_binary
+from rightsizer.demo.prometheus import PROMETHEUS_BIN_ENV, RETENTION, PrometheusError, find_binary
 from tests.support.k8s import HACK_DIR, ControlPlane
 
 LOAD_IMAGE = "rightsizer.local/load:v1"
@@ -78,7 +78,8 @@ class NodePrometheus:
 
     ``start()`` returns once the kubelet target is up and container series are stored; ``url``
     is the forwarder's address on the host's loopback. ``stop()`` and a later ``start()`` keep the
-    data directory and the host port, as a Prometheus that went away and came back.
+    data directory and the host port, as a Prometheus that went away and came back. History
+    loaded into ``data_dir/tsdb`` beforehand (``load_history``) is served beside what it scrapes.
     """
 
     def __init__(self, cluster: ControlPlane, data_dir: Path, scrape_interval: str = SCRAPE_INTERVAL) -> None:
@@ -122,6 +123,7 @@ class NodePrometheus:
                     find_binary("prometheus", PROMETHEUS_BIN_ENV),
                     f"--config.file={config}",
                     f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
+                    f"--storage.tsdb.retention.time={RETENTION}",
                     f"--web.listen-address=127.0.0.1:{self.inner_port}",
                 ],
                 stdout=log,
@@ -156,6 +158,18 @@ class NodePrometheus:
         if body.get("status") != "success":
             raise PrometheusError(f"query {promql!r} failed: {body}")
         return body["data"]["result"]
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[tuple[float, float]]:
+        """A range query of one series: (time, value) points (empty when there is no data)."""
+        url = f"{self.url}/api/v1/query_range?" + urllib.parse.urlencode(
+            {"query": promql, "start": start, "end": end, "step": step}
+        )
+        with urllib.request.urlopen(url, timeout=30) as response:
+            body = json.loads(response.read())
+        if body.get("status") != "success":
+            raise PrometheusError(f"query {promql!r} failed: {body}")
+        result = body["data"]["result"]
+        return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.data_dir / "prometheus.log"

@@ -1,0 +1,471 @@
+"""Auto mode closes its loop on a real node: change -> pods run with the new resources -> their
+real usage, throttling and OOM kills feed the next decision.
+
+Four scenarios run side by side in their own namespaces, each a Deployment of the load image
+(hack/images/go/cmd/load) with policies whose history window is minutes:
+
+- loop-oom: a container OOM-killed under a too-small memory limit;
+- loop-throttle: a container CPU-throttled under a too-small CPU limit;
+- loop-over: an over-provisioned container;
+- loop-down: an over-provisioned container whose Prometheus is stopped mid-loop.
+
+Their Deployments start together when the module starts, so the scenarios' minutes overlap;
+each test reads what happened from the whole record (a recorder of template changes, Prometheus'
+history, the policy's status), never only from the moment it starts looking, so each can run
+alone and in any order. The node, Prometheus and the operator are all real; the operator runs
+as the ServiceAccount of deploy/.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from rightsizer.quantity import parse
+from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig
+from tests.support.node import NodePrometheus, load_deployment
+from tests.support.operator import OperatorProcess
+
+pytestmark = [pytest.mark.node, pytest.mark.k8s, pytest.mark.prometheus]
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+COOLDOWN_SECONDS = 30
+HISTORY = {"window": "10m", "minimum": "2m", "resolution": "30s"}
+"""Minutes, not days: the operator sees enough samples (a 2 s scrape) to decide within minutes."""
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    # 96Mi wanted under a 64Mi limit: OOM-killed about 8 s after every start.
+    "loop-oom": {
+        "name": "cart",
+        "args": ["-cpu", "20m", "-memory", "96Mi", "-memory-rate", "8Mi"],
+        "requests": {"cpu": "50m", "memory": "48Mi"},
+        "limits": {"cpu": "200m", "memory": "64Mi"},
+        "auto": {"maxStepPercent": 300},
+    },
+    # 300m wanted under a 200m limit: throttled in most CFS periods.
+    "loop-throttle": {
+        "name": "search",
+        "args": ["-cpu", "300m", "-memory", "32Mi"],
+        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "limits": {"cpu": "200m", "memory": "128Mi"},
+        "auto": {"maxStepPercent": 1000},
+    },
+    # 50m and 40Mi used of 600m and 400Mi: halved at most per step (maxStepPercent 100).
+    "loop-over": {
+        "name": "web",
+        "args": ["-cpu", "50m", "-memory", "40Mi"],
+        "requests": {"cpu": "600m", "memory": "400Mi"},
+        "limits": {"cpu": "1200m", "memory": "400Mi"},
+        "auto": {"maxStepPercent": 100},
+    },
+    # Over-provisioned too, stepping down by 25%: many steps, so the loop still has work to do
+    # after Prometheus comes back. Its policy is applied by its test.
+    "loop-down": {
+        "name": "api",
+        "args": ["-cpu", "50m", "-memory", "40Mi"],
+        "requests": {"cpu": "400m", "memory": "300Mi"},
+        "limits": {"cpu": "800m", "memory": "300Mi"},
+        "auto": {"maxStepPercent": 25},
+    },
+}
+DOWN = "loop-down"
+
+
+def policy_manifest(namespace: str) -> dict[str, Any]:
+    scenario = SCENARIOS[namespace]
+    return {
+        "apiVersion": "rightsizer.io/v1alpha1",
+        "kind": "RightSizePolicy",
+        "metadata": {"name": scenario["name"], "namespace": namespace},
+        "spec": {
+            "targetRef": {"name": scenario["name"]},
+            "mode": "Auto",
+            "interval": "10s",
+            "history": HISTORY,
+            "auto": {"cooldown": f"{COOLDOWN_SECONDS}s", **scenario["auto"]},
+        },
+    }
+
+
+@dataclass
+class TemplateRecorder:
+    """Polls the scenarios' Deployments every second and keeps every distinct pod template seen,
+    with when it was first seen: the whole history of what Auto mode did, whenever a test looks."""
+
+    kubeconfig: Path
+    changes: dict[str, list[tuple[float, dict[str, Any]]]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> TemplateRecorder:
+        self._thread = threading.Thread(target=self._run, name="template-recorder", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def history(self, namespace: str) -> list[tuple[float, dict[str, Any]]]:
+        return list(self.changes.get(namespace, []))
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            result = kubectl(
+                "get",
+                "deployments",
+                "-A",
+                "-l",
+                "loop",
+                "-o",
+                "json",
+                kubeconfig=self.kubeconfig,
+                check=False,
+            )
+            if result.returncode != 0:
+                continue
+            for item in json.loads(result.stdout)["items"]:
+                resources = item["spec"]["template"]["spec"]["containers"][0].get("resources", {})
+                seen = self.changes.setdefault(item["metadata"]["namespace"], [])
+                if not seen or seen[-1][1] != resources:
+                    seen.append((time.time(), resources))
+
+
+@dataclass
+class Loop:
+    cluster: ControlPlane
+    prometheus: NodePrometheus
+    down_prometheus: NodePrometheus
+    operator: OperatorProcess
+    down_operator: OperatorProcess
+    recorder: TemplateRecorder
+    started: float
+
+    def k(self, *args: str, input: str | None = None, check: bool = True) -> Any:
+        return kubectl(*args, kubeconfig=self.cluster.kubeconfig, input=input, check=check)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        return json.loads(self.k("get", kind, name, "-n", namespace, "-o", "json").stdout)
+
+    def policy(self, namespace: str) -> dict[str, Any]:
+        return self.get("rsp", SCENARIOS[namespace]["name"], namespace)
+
+    def template(self, namespace: str) -> dict[str, Any]:
+        deployment = self.get("deployment", SCENARIOS[namespace]["name"], namespace)
+        return deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+
+    def pods(self, namespace: str) -> list[dict[str, Any]]:
+        return json.loads(self.k("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+
+    def describe(self, namespace: str) -> str:
+        """What a failing test prints: the policy's status, the template history, pods, logs."""
+        operator = self.down_operator if namespace == DOWN else self.operator
+        try:
+            status = json.dumps(self.policy(namespace).get("status"), indent=1)
+        except Exception as error:  # the policy may not exist yet
+            status = f"(no policy: {error})"
+        pods = [
+            (p["metadata"]["name"], p["status"].get("phase"), p["status"].get("containerStatuses"))
+            for p in self.pods(namespace)
+        ]
+        history = "\n".join(f"  {t - self.started:6.0f}s {r}" for t, r in self.recorder.history(namespace))
+        return (
+            f"policy status:\n{status}\ntemplates (seconds since the start):\n{history}\n"
+            f"pods: {json.dumps(pods, indent=1)}\noperator log:\n{operator.log_tail(80)}"
+        )
+
+    def wait(self, namespace: str, what: str, check: Callable[[], T | None], timeout: float) -> T:
+        """Poll ``check`` until it returns something truthy; fail with the scenario's state if not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(2)
+        pytest.fail(
+            f"{namespace}: timed out after {timeout:.0f}s waiting for {what}\n{self.describe(namespace)}"
+        )
+
+
+@pytest.fixture(scope="module")
+def loop(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    state = tmp_path_factory.mktemp("loop")
+
+    def k(*args: str, input: str | None = None) -> Any:
+        return kubectl(*args, kubeconfig=node_cluster.kubeconfig, input=input)
+
+    k("apply", "-f", str(ROOT / "crds" / "rightsizepolicy.yaml"))
+    k("wait", "--for", "condition=established", "--timeout=60s", "crd/rightsizepolicies.rightsizer.io")
+    for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+        k("apply", "-f", str(ROOT / "deploy" / manifest))
+    prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
+    down_prometheus = NodePrometheus(node_cluster, state / "down-prometheus").start()
+    objects: list[dict[str, Any]] = []
+    for namespace, scenario in SCENARIOS.items():
+        objects.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        deployment = load_deployment(
+            namespace, scenario["name"], scenario["args"], scenario["requests"], scenario["limits"]
+        )
+        deployment["metadata"]["labels"]["loop"] = "true"
+        objects.append(deployment)
+        if namespace != DOWN:
+            objects.append(policy_manifest(namespace))
+    k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    started = time.time()
+    recorder = TemplateRecorder(node_cluster.kubeconfig).start()
+    identity = serviceaccount_kubeconfig(
+        node_cluster.kubeconfig, "rightsizer-system", "rightsizer", state / "sa.kubeconfig"
+    )
+    watched = tuple(ns for ns in SCENARIOS if ns != DOWN)
+    operator = OperatorProcess(identity, prometheus.url, state / "operator.log", namespaces=watched).start()
+    down_operator = OperatorProcess(
+        identity, down_prometheus.url, state / "down-operator.log", namespaces=(DOWN,)
+    ).start()
+    try:
+        yield Loop(node_cluster, prometheus, down_prometheus, operator, down_operator, recorder, started)
+    finally:
+        recorder.stop()
+        operator.stop()
+        down_operator.stop()
+        prometheus.stop()
+        down_prometheus.stop()
+        for namespace in SCENARIOS:
+            kubectl(
+                "delete",
+                "namespace",
+                namespace,
+                "--wait=false",
+                kubeconfig=node_cluster.kubeconfig,
+                check=False,
+            )
+
+
+def quantity(resources: dict[str, Any], kind: str, resource: str) -> Decimal | None:
+    value = resources.get(kind, {}).get(resource)
+    return None if value is None else parse(value)
+
+
+def timestamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def evaluation_time(policy: dict[str, Any]) -> str:
+    return policy.get("status", {}).get("lastEvaluationTime", "")
+
+
+def condition(policy: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in policy.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def oom_kills_in_pods(pods: list[dict[str, Any]]) -> list[float]:
+    """finishedAt of every OOM kill the pods' statuses show (the last termination of each container)."""
+    kills = []
+    for pod in pods:
+        for container in pod["status"].get("containerStatuses") or []:
+            terminated = (container.get("lastState") or {}).get("terminated") or {}
+            if terminated.get("reason") == "OOMKilled":
+                kills.append(timestamp(terminated["finishedAt"]))
+    return kills
+
+
+# ---------------------------------------------------------------- throttled
+
+
+def test_a_throttled_container_gets_a_higher_cpu_limit_that_then_stops_rising(loop: Loop) -> None:
+    ns = "loop-throttle"
+    share = (
+        f'sum(increase(container_cpu_cfs_throttled_periods_total{{namespace="{ns}", container="app"}}[1m]))'
+        f' / sum(increase(container_cpu_cfs_periods_total{{namespace="{ns}", container="app"}}[1m]))'
+    )
+    # Real CFS throttling first: 300m of demand under a 200m limit.
+    loop.wait(ns, "real throttling (over half of the CFS periods)", lambda: _above(loop, share, 0.5), 240)
+
+    def raised() -> tuple[float, Decimal] | None:
+        for seen, resources in loop.recorder.history(ns):
+            limit = quantity(resources, "limits", "cpu")
+            if limit is not None and limit > Decimal("0.2"):
+                return seen, limit
+        return None
+
+    raised_at, first_limit = loop.wait(ns, "Auto to raise the CPU limit above 200m", raised, 420)
+    # The pods under the new limit are not throttled any more: under 5% of periods in a minute.
+    relieved_at = loop.wait(
+        ns, "the throttled share to fall under 5%", lambda: _relieved_since(loop, share, raised_at), 300
+    )
+    # Then the limit stops rising, though the policy's 10-minute window still holds the periods
+    # throttled under 200m: watch for 2 minutes (12 evaluations, 4 cooldowns) after relief.
+    loop.wait(ns, "2 minutes after the relief", lambda: time.time() > relieved_at + 120, 300)
+    limits_after = [
+        (seen, quantity(resources, "limits", "cpu"))
+        for seen, resources in loop.recorder.history(ns)
+        if seen > raised_at
+    ]
+    rises = [
+        (seen - loop.started, limit)
+        for seen, limit in limits_after
+        if limit is not None and limit > first_limit
+    ]
+    assert not rises, f"the CPU limit kept rising after {first_limit}: {rises}\n{loop.describe(ns)}"
+    final = loop.template(ns)
+    assert quantity(final, "limits", "cpu") >= Decimal("0.3")  # room for the 300m it needs
+    assert condition(loop.policy(ns), "PrometheusReachable")["status"] == "True"
+
+
+def _above(loop: Loop, promql: str, threshold: float) -> bool:
+    result = loop.prometheus.query(promql)
+    return bool(result) and float(result[0]["value"][1]) > threshold
+
+
+def _relieved_since(loop: Loop, promql: str, since: float) -> float | None:
+    """The first time after ``since`` at which the throttled share was under 5% (Prometheus' record)."""
+    now = time.time()
+    if now - since < 60:
+        return None
+    points = loop.prometheus.query_range(promql, since + 60, now, 10)
+    return next((t for t, value in points if value < 0.05), None)
+
+
+# ---------------------------------------------------------------- over-provisioned
+
+
+def test_an_over_provisioned_container_steps_down_within_the_cap_and_settles(loop: Loop) -> None:
+    ns = "loop-over"
+
+    def settled() -> dict[str, Any] | None:
+        policy = loop.policy(ns)
+        changes = len(loop.recorder.history(ns)) - 1
+        quiet = condition(policy, "Applied").get("reason") == "NoChangeNeeded"
+        return policy if quiet and changes >= 2 else None
+
+    policy = loop.wait(ns, "the steps down to settle (NoChangeNeeded after two changes)", settled, 600)
+    generation = loop.get("deployment", "web", ns)["metadata"]["generation"]
+    # Several more evaluations, every one past the cooldown, patch nothing.
+    seen_evaluations = {evaluation_time(policy)}
+
+    def five_more_evaluations() -> bool:
+        current = loop.policy(ns)
+        assert condition(current, "Applied").get("reason") == "NoChangeNeeded", loop.describe(ns)
+        seen_evaluations.add(evaluation_time(current))
+        return len(seen_evaluations) > 5
+
+    loop.wait(ns, "five more evaluations", five_more_evaluations, 180)
+    assert loop.get("deployment", "web", ns)["metadata"]["generation"] == generation
+
+    history = [resources for _, resources in loop.recorder.history(ns)]
+    rounding = {"cpu": Decimal("0.005"), "memory": parse("1Mi")}
+    for before, after in itertools.pairwise(history):
+        for kind in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                old, new = quantity(before, kind, resource), quantity(after, kind, resource)
+                assert old is not None and new is not None
+                # maxStepPercent 100: no step more than halves a value (up to rounding).
+                assert new >= old / 2 - rounding[resource], (kind, resource, history)
+    final = history[-1]
+    assert quantity(final, "requests", "cpu") <= Decimal("0.15")  # 50m used of 600m
+    assert quantity(final, "requests", "memory") <= parse("100Mi")  # ~45Mi used of 400Mi
+
+
+# ---------------------------------------------------------------- OOM-killed
+
+
+def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: Loop) -> None:
+    ns = "loop-oom"
+
+    def killed() -> bool:
+        """A real OOM kill, in a pod's status now or remembered by the operator from one (its pod
+        may be gone already: the rollout that raised memory deleted it)."""
+        remembered = loop.policy(ns).get("status", {}).get("observedOOMKills")
+        return bool(remembered or oom_kills_in_pods(loop.pods(ns)))
+
+    loop.wait(ns, "a real OOM kill", killed, 180)
+
+    def raised() -> tuple[float, Decimal] | None:
+        for seen, resources in loop.recorder.history(ns):
+            limit = quantity(resources, "limits", "memory")
+            if limit is not None and limit > parse("96Mi"):
+                return seen, quantity(resources, "requests", "memory") or Decimal(0)
+        return None
+
+    raised_at, raised_request = loop.wait(ns, "Auto to raise the memory limit above 96Mi", raised, 300)
+    status = loop.policy(ns)["status"]
+    assert status["observedOOMKills"], "the OOM kills seen are remembered in status"
+
+    def running_three_minutes() -> bool:
+        pods = [p for p in loop.pods(ns) if not p["metadata"].get("deletionTimestamp")]
+        later_kills = [t for t in oom_kills_in_pods(pods) if t > raised_at]
+        assert not later_kills, f"OOM-killed again after the change:\n{loop.describe(ns)}"
+        running = [
+            timestamp(c["state"]["running"]["startedAt"])
+            for p in pods
+            for c in p["status"].get("containerStatuses") or []
+            if "running" in (c.get("state") or {})
+        ]
+        return bool(running) and time.time() - max(running) >= 180 and time.time() - raised_at >= 180
+
+    loop.wait(ns, "the container to run three minutes", running_three_minutes, 600)
+    remembered = loop.policy(ns)["status"]["observedOOMKills"]
+    assert all(timestamp(k["finishedAt"]) <= raised_at for k in remembered), remembered
+    # Memory was never lowered back into the kill once the pod that was killed was gone.
+    for seen, resources in loop.recorder.history(ns):
+        if seen >= raised_at:
+            assert quantity(resources, "requests", "memory") >= raised_request, loop.describe(ns)
+
+
+# ---------------------------------------------------------------- Prometheus stopped mid-loop
+
+
+def test_prometheus_stopped_mid_loop_patches_nothing_and_the_loop_resumes(loop: Loop) -> None:
+    ns = DOWN
+    loop.k("apply", "-f", "-", input=json.dumps(policy_manifest(ns)))
+    first = loop.wait(ns, "a first change", lambda: len(loop.recorder.history(ns)) >= 2, 420)
+    assert first
+    loop.down_prometheus.stop()
+    try:
+        down = loop.wait(
+            ns,
+            "PrometheusReachable=False",
+            lambda: condition(p := loop.policy(ns), "PrometheusReachable").get("status") == "False" and p,
+            120,
+        )
+        assert "cannot connect to Prometheus" in condition(down, "PrometheusReachable")["message"]
+        generation = loop.get("deployment", "api", ns)["metadata"]["generation"]
+        stopped_at = time.time()
+        # Failures for longer than the cooldown: Auto mode would be free to patch, and must not.
+        loop.wait(
+            ns,
+            "four failed evaluations and the cooldown to pass",
+            lambda: (
+                loop.policy(ns)["status"].get("consecutiveFailures", 0) >= 4
+                and time.time() > stopped_at + COOLDOWN_SECONDS
+            ),
+            180,
+        )
+        assert loop.get("deployment", "api", ns)["metadata"]["generation"] == generation, loop.describe(ns)
+        assert condition(loop.policy(ns), "PrometheusReachable")["status"] == "False"
+    finally:
+        loop.down_prometheus.start()
+    loop.wait(
+        ns,
+        "PrometheusReachable=True again",
+        lambda: condition(loop.policy(ns), "PrometheusReachable").get("status") == "True",
+        120,
+    )
+    loop.wait(
+        ns,
+        "the loop to resume with a further change",
+        lambda: loop.get("deployment", "api", ns)["metadata"]["generation"] > generation,
+        240,
+    )
