@@ -61,7 +61,9 @@ def image_archive(tag: str, binary: Path) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tag", required=True, help="image reference, e.g. rightsizer.local/load:v1")
     parser.add_argument("--binary", type=Path, required=True, help="static binary: the image's entrypoint")
     parser.add_argument("--out", type=Path, required=True, help="docker-archive tar to write")

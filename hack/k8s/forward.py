@@ -71,10 +71,14 @@ async def serve(listener: socket.socket, host: str, port: int, port_file: Path) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--netns", required=True, help="network namespace file, e.g. /run/netns/NAME")
     parser.add_argument("--to", required=True, help="HOST:PORT inside the namespace")
-    parser.add_argument("--listen-port", type=int, default=0, help="port on the host's 127.0.0.1 (0: any free)")
+    parser.add_argument(
+        "--listen-port", type=int, default=0, help="port on the host's 127.0.0.1 (0: any free)"
+    )
     parser.add_argument("--port-file", type=Path, required=True, help="where to write the port listened on")
     args = parser.parse_args()
     host, _, port = args.to.rpartition(":")
