@@ -13,6 +13,7 @@ the end-to-end tests use), so what the demo shows is what the tests check.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -68,6 +69,12 @@ def step(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
 
+def _say(message: str) -> None:
+    """Print while stopping, where stdout may be a closed pipe."""
+    with contextlib.suppress(OSError):
+        print(message, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,14 +102,18 @@ def main() -> int:
             while True:
                 time.sleep(3600)
     except (KeyboardInterrupt, Stopped) as reason:
-        print(f"\n({reason or 'interrupted'})")
+        _say(f"\n({reason or 'interrupted'})")
     finally:
-        # Stopping must not be cut short by a second signal: every process goes.
+        # Stopping must not be cut short: not by a second signal, not by a failing stopper, not by
+        # a closed stdout (the terminal or pipe that started the demo may be gone).
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(signum, signal.SIG_IGN)
-        step("stopping")
+        _say("\n==> stopping")
         for stop in reversed(stoppers):
-            stop()
+            try:
+                stop()
+            except Exception as error:  # every other stopper must still run
+                _say(f"stopping {getattr(stop, '__qualname__', stop)} failed: {error}")
     return 0
 
 
