@@ -21,11 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from quality.report import render
-from quality.run import BenchConfig, run_seed
-from rightsizer.demo.prometheus import PROMETHEUS_BIN_ENV, find_binary
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # rightsizer_demo lives beside the package, not in it
+
+from quality.report import render  # noqa: E402
+from quality.run import BenchConfig, run_seed  # noqa: E402
+from rightsizer_demo.prometheus import PROMETHEUS_BIN_ENV, find_binary  # noqa: E402
+
 DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 

@@ -40,10 +40,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rightsizer.demo.prometheus import PrometheusServer, find_binary
-from rightsizer.promql import MEMORY_WORKING_SET, QueryScope
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # rightsizer_demo lives beside the package, not in it
+
+from rightsizer.promql import MEMORY_WORKING_SET, QueryScope  # noqa: E402
+from rightsizer_demo.prometheus import PrometheusServer, find_binary  # noqa: E402
+
 GENERATOR_SOURCE = REPO / "bench" / "scale"
 DOC = REPO / "docs" / "benchmarks.md"
 RESULTS_BEGIN = "<!-- scale-results:begin -->"

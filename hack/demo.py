@@ -29,9 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rightsizer.demo.history import DAY, demo_scenario, window_ending_now, write_openmetrics  # noqa: E402
-from rightsizer.demo.manifests import deployment_manifests, namespace_manifests  # noqa: E402
-from rightsizer.demo.prometheus import PrometheusServer, load_history  # noqa: E402
+from rightsizer_demo.history import DAY, demo_scenario, window_ending_now, write_openmetrics  # noqa: E402
+from rightsizer_demo.manifests import deployment_manifests, namespace_manifests  # noqa: E402
+from rightsizer_demo.prometheus import PrometheusServer, load_history  # noqa: E402
 from tests.support.k8s import kubectl, serviceaccount_kubeconfig, start_control_plane  # noqa: E402
 from tests.support.node import NodePrometheus, load_deployment  # noqa: E402
 from tests.support.operator import OperatorProcess  # noqa: E402

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rightsizer.demo.history import DAY, demo_scenario, window_ending_now
-from rightsizer.demo.prometheus import PrometheusServer
+from rightsizer_demo.history import DAY, demo_scenario, window_ending_now
+from rightsizer_demo.prometheus import PrometheusServer
 from tests.support.k8s import ControlPlane, start_control_plane
 from tests.support.prometheus import start_demo_prometheus
 

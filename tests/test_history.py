@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rightsizer.demo.history import (
+from rightsizer_demo.history import (
     CFS_PERIODS_PER_SECOND,
     DAY,
     MIB,
@@ -29,7 +29,7 @@ from rightsizer.demo.history import (
     window_ending_now,
     write_openmetrics,
 )
-from rightsizer.demo.prometheus import load_history
+from rightsizer_demo.prometheus import load_history
 
 T0 = 1_699_920_000  # 2023-11-14 00:00 UTC
 STEP = 60

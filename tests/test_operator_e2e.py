@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rightsizer.demo.manifests import deployment_manifests, namespace_manifests
+from rightsizer_demo.manifests import deployment_manifests, namespace_manifests
 from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, start_control_plane
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import start_demo_prometheus

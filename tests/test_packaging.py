@@ -11,7 +11,9 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,3 +407,32 @@ def test_examples_are_namespace_free_policies(path: Path) -> None:
 def test_the_three_examples_exist() -> None:
     names = {p.name for p in (DEPLOY / "examples").glob("*.yaml")}
     assert names == {"recommend-web.yaml", "auto-selector.yaml", "background-worker.yaml"}
+
+
+# ---------------------------------------------------------------- the wheel
+
+
+def test_the_wheel_holds_the_operator_and_nothing_it_does_not_import(tmp_path: Path) -> None:
+    """The history generator and demo harness (rightsizer_demo) stay out of what users install."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("rightsizer-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    modules = {n for n in names if n.endswith(".py")}
+    assert "rightsizer/engine.py" in modules and "rightsizer/controller/main.py" in modules
+    assert not [n for n in modules if not n.startswith("rightsizer/")], modules
+    assert not [n for n in modules if "demo" in n], modules

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from prometheus_api_client import PrometheusConnect
 
-from rightsizer.demo.history import (
+from rightsizer_demo.history import (
     DAY,
     MIB,
     ContainerSpec,
@@ -24,7 +24,7 @@ from rightsizer.demo.history import (
     ground_truth,
     write_openmetrics,
 )
-from rightsizer.demo.prometheus import PROMTOOL_BIN_ENV, PrometheusError, PrometheusServer, load_history
+from rightsizer_demo.prometheus import PROMTOOL_BIN_ENV, PrometheusError, PrometheusServer, load_history
 from tests.support.prometheus import start_demo_prometheus
 
 STEP = 60

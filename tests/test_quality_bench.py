@@ -22,7 +22,8 @@ from bench.quality.strategies import (
     subquery_points,
 )
 
-from rightsizer.demo.history import (
+from rightsizer.model import ContainerKey
+from rightsizer_demo.history import (
     DAY,
     MIB,
     ContainerSpec,
@@ -30,7 +31,6 @@ from rightsizer.demo.history import (
     WorkloadSpec,
     ground_truth,
 )
-from rightsizer.model import ContainerKey
 
 STEP = 60
 KEY = ContainerKey("ns", "Deployment", "app", "main")

@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from rightsizer.demo.history import WorkloadSpec, write_openmetrics
-from rightsizer.demo.prometheus import PrometheusServer, load_history
 from rightsizer.model import Recommendation
 from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import RecommendationSettings
 from rightsizer.source import PrometheusSource
+from rightsizer_demo.history import WorkloadSpec, write_openmetrics
+from rightsizer_demo.prometheus import PrometheusServer, load_history
 
 from .allocation import Allocation, Allocations
 

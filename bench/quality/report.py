@@ -9,8 +9,8 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from rightsizer.demo.history import MIB, WorkloadSpec
 from rightsizer.model import ContainerKey
+from rightsizer_demo.history import MIB, WorkloadSpec
 
 from .run import CURRENT, KRR, KRR_AS_QUERIED, RIGHTSIZER, STRATEGIES, VPA, WHAT_IFS, BenchConfig, SeedRun
 from .scenarios import EPOCH, extra_workloads, learning_end, scenario
@@ -127,7 +127,7 @@ def _intro(config: BenchConfig) -> str:
 def _method(config: BenchConfig) -> str:
     return f"""### Method
 
-- **History**: `rightsizer.demo.history`, one sample every {config.step} s. Learning: days [0, N), scoring:
+- **History**: `rightsizer_demo.history`, one sample every {config.step} s. Learning: days [0, N), scoring:
   days [N, N+M), with N = {config.learn_days} and M = {config.score_days}; both are slices of one trajectory
   (the generator is deterministic). Each seed changes every random draw.
 - **rightsizer** learns through a real Prometheus: the learning history is written with `write_openmetrics`,

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rightsizer.demo.history import DAY, ground_truth
 from rightsizer.model import ContainerKey, Recommendation
 from rightsizer.settings import RecommendationSettings
+from rightsizer_demo.history import DAY, ground_truth
 
 from .allocation import Allocations
 from .learn import learn_through_prometheus, rightsizer_allocations

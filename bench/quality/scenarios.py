@@ -1,6 +1,6 @@
 """The benchmark's workloads: the demo cluster plus five workloads for the cases a right-sizer must get right.
 
-Everything is built with the generator's public API (``rightsizer.demo.history``). Times are absolute: the
+Everything is built with the generator's public API (``rightsizer_demo.history``). Times are absolute: the
 learning period starts at ``EPOCH`` (a Monday, 00:00 UTC, so daily cycles line up with UTC hours) and the
 scoring period follows it without a gap.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rightsizer.demo.history import (
+from rightsizer_demo.history import (
     DAY,
     MIB,
     ContainerSpec,

@@ -21,8 +21,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from rightsizer.demo.history import DAY, UsageModel
 from rightsizer.model import ContainerKey
+from rightsizer_demo.history import DAY, UsageModel
 
 from .allocation import Allocation, Allocations
 from .scenarios import ModelKey

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from rightsizer.demo.history import DAY, MIB
 from rightsizer.model import ContainerKey
+from rightsizer_demo.history import DAY, MIB
 
 from .allocation import Allocation, Allocations
 

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rightsizer.demo.prometheus import PROMETHEUS_BIN_ENV, RETENTION, PrometheusError, find_binary
+from rightsizer_demo.prometheus import PROMETHEUS_BIN_ENV, RETENTION, PrometheusError, find_binary
 from tests.support.k8s import HACK_DIR, ControlPlane
 
 LOAD_IMAGE = "rightsizer.local/load:v1"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rightsizer.demo.history import DAY, WorkloadSpec, demo_scenario, window_ending_now, write_openmetrics
-from rightsizer.demo.prometheus import PrometheusServer, load_history
+from rightsizer_demo.history import DAY, WorkloadSpec, demo_scenario, window_ending_now, write_openmetrics
+from rightsizer_demo.prometheus import PrometheusServer, load_history
 
 
 def start_demo_prometheus(

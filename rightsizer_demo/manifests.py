@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rightsizer.demo.history import ContainerSpec, WorkloadSpec
+from rightsizer_demo.history import ContainerSpec, WorkloadSpec
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 HISTORY_ONLY = {"rightsizer.io/history-only": "true"}
