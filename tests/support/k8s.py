@@ -19,11 +19,14 @@ there. See docs/controlplane.md.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -31,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK_DIR = REPO_ROOT / "hack" / "k8s"
 EXISTING_KUBECONFIG_ENV = "RIGHTSIZER_TEST_KUBECONFIG"
 EXISTING_NODE_ENV = "RIGHTSIZER_TEST_NODE_STATE_DIR"
+NODE_LOCK = Path("/run/lock/rightsizer-node.lock")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 NODE_COMPONENTS = ("kube-scheduler", "containerd", "kubelet", "forward-apiserver")
 
@@ -65,6 +69,7 @@ class ControlPlane:
     """With a node: the network namespace the cluster runs in (``/run/netns/NAME``)."""
     node_name: str | None = None
     _stopped: bool = field(default=False, repr=False)
+    _node_lock: IO[bytes] | None = field(default=None, repr=False)
 
     def pids(self) -> dict[str, int]:
         """Process ids of the components as recorded by ``start.sh`` (empty for an existing cluster)."""
@@ -91,6 +96,8 @@ class ControlPlane:
         if result.returncode != 0:
             raise ControlPlaneError(f"stop.sh failed ({result.returncode}):\n{result.stderr}")
         self._stopped = True
+        if self._node_lock is not None:
+            self._node_lock.close()  # the next node may start
 
 
 def process_running(pid: int) -> bool:
@@ -176,7 +183,30 @@ def _start_node_cluster(state_dir: Path, timeout: float) -> ControlPlane:
             f"run the tests as root, or point {EXISTING_NODE_ENV} at the state dir of a running "
             "'hack/k8s/start.sh --node'. Node tests are never skipped: they fail here."
         )
-    return _start(state_dir, timeout, node=True)
+    lock = _wait_for_the_node_lock(timeout)
+    try:
+        cluster = _start(state_dir, timeout, node=True)
+    except BaseException:
+        lock.close()
+        raise
+    cluster._node_lock = lock
+    return cluster
+
+
+def _wait_for_the_node_lock(timeout: float) -> IO[bytes]:
+    """One node per machine (its cgroups have fixed names): a second test session, or the demo,
+    waits here until the node before it is stopped, instead of failing to start."""
+    lock = NODE_LOCK.open("ab")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                raise ControlPlaneError(f"another node held {NODE_LOCK} for {timeout:.0f}s") from None
+            time.sleep(1)
 
 
 def _from_state_dir(state_dir: Path, *, managed: bool) -> ControlPlane:
