@@ -64,7 +64,9 @@ def test_changes_below_the_minimum_are_skipped():
     close = res({"cpu": "105m", "memory": "260Mi"})
     plan = plan_changes(deployment(), [rec("app", CURRENT, close)], AutoRails(min_change_percent=10), NOW)
     assert plan.changes == ()
-    assert plan.skipped == {"app": "change below the minimum of 10%"}
+    assert plan.skipped == {
+        ContainerKey("shop", "Deployment", "web", "app"): "change below the minimum of 10%"
+    }
 
 
 def test_steps_are_capped():
@@ -99,7 +101,7 @@ def test_mid_rollout_and_paused_deployments_are_not_touched():
 def test_no_recommendation_means_no_change():
     plan = plan_changes(deployment(), [rec("app", CURRENT, None)], AutoRails(), NOW)
     assert plan.changes == ()
-    assert plan.skipped["app"].startswith("no recommendation")
+    assert plan.skipped[ContainerKey("shop", "Deployment", "web", "app")].startswith("no recommendation")
 
 
 def test_patch_touches_only_the_changed_container_and_records_why():
@@ -126,3 +128,15 @@ def test_patch_touches_only_the_changed_container_and_records_why():
         describe(plan.changes[0])
         == "app: requests cpu 100m->200m, memory none->300Mi; limits cpu 1->none, memory none->450Mi"
     )
+
+
+def test_adding_or_removing_a_limit_always_counts_however_small_the_rest():
+    with_limit = res({"cpu": "100m", "memory": "256Mi"}, {"cpu": "300m"})
+    plan = plan_changes(
+        deployment(), [rec("app", CURRENT, with_limit)], AutoRails(min_change_percent=50), NOW
+    )
+    assert [c.container for c in plan.changes] == ["app"]  # a CPU limit is added: applied
+    without = plan_changes(
+        deployment(), [rec("app", with_limit, CURRENT)], AutoRails(min_change_percent=50), NOW
+    )
+    assert [c.container for c in without.changes] == ["app"]  # and removed: applied too

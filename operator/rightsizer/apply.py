@@ -10,27 +10,31 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from rightsizer.model import Recommendation, Resources
+from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.policy import AutoRails
 from rightsizer.quantity import RESOURCES, ceil_cpu, ceil_memory
+from rightsizer.timestamps import format_time, parse_time
 from rightsizer.workload import ANNOTATION_PREFIX, DeploymentView
 
 APPLIED_AT = ANNOTATION_PREFIX + "applied-at"
 APPLIED_BY = ANNOTATION_PREFIX + "applied-by"
 LAST_CHANGE = ANNOTATION_PREFIX + "last-change"
-FIELD_MANAGER = "rightsizer"
 
 
 @dataclass(frozen=True)
 class ContainerChange:
-    container: str
+    key: ContainerKey
     before: Resources
     after: Resources
     reason: str
+
+    @property
+    def container(self) -> str:
+        return self.key.container
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class ApplyPlan:
     """Changes worth applying now; per-container reasons for the rest; or why nothing may be applied."""
 
     changes: tuple[ContainerChange, ...] = ()
-    skipped: dict[str, str] = field(default_factory=dict)
+    skipped: dict[ContainerKey, str] = field(default_factory=dict)
     blocked: str | None = None
 
 
@@ -49,22 +53,22 @@ def plan_changes(
     blocked = deployment.rollout_in_progress() or _cooldown(deployment, rails, now)
     if blocked:
         return ApplyPlan(blocked=blocked)
-    changes, skipped = [], {}
+    changes: list[ContainerChange] = []
+    skipped: dict[ContainerKey, str] = {}
     for rec in recommendations:
-        name = rec.key.container
         if rec.recommended is None:
-            skipped[name] = f"no recommendation: {rec.reason}"
+            skipped[rec.key] = f"no recommendation: {rec.reason}"
             continue
         stepped = _step(rec.current, rec.recommended, rails.max_step_percent)
         if not _significant(rec.current, stepped, rails.min_change_percent):
-            skipped[name] = f"change below the minimum of {rails.min_change_percent}%"
+            skipped[rec.key] = f"change below the minimum of {rails.min_change_percent}%"
             continue
         reason = (
             rec.reason
             if stepped == rec.recommended
             else f"{rec.reason} (step capped at {rails.max_step_percent}%)"
         )
-        changes.append(ContainerChange(name, rec.current, stepped, reason))
+        changes.append(ContainerChange(rec.key, rec.current, stepped, reason))
     return ApplyPlan(tuple(changes), skipped)
 
 
@@ -73,7 +77,7 @@ def _cooldown(deployment: DeploymentView, rails: AutoRails, now: datetime) -> st
     if not applied_at:
         return None
     try:
-        last = datetime.fromisoformat(applied_at.replace("Z", "+00:00"))
+        last = parse_time(applied_at)
     except ValueError:
         return None
     remaining = rails.cooldown_seconds - (now - last).total_seconds()
@@ -119,7 +123,6 @@ def build_patch(
     deployment: DeploymentView, changes: tuple[ContainerChange, ...], policy: str, now: datetime
 ) -> dict[str, Any]:
     """A strategic-merge patch of the changed containers' resources plus the audit annotations."""
-    timestamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     record = {
         c.container: {"from": c.before.to_quantities(), "to": c.after.to_quantities(), "reason": c.reason}
         for c in changes
@@ -143,7 +146,7 @@ def build_patch(
         "metadata": {
             "resourceVersion": deployment.resource_version,
             "annotations": {
-                APPLIED_AT: timestamp,
+                APPLIED_AT: format_time(now),
                 APPLIED_BY: f"RightSizePolicy/{policy}",
                 LAST_CHANGE: json.dumps(record, sort_keys=True),
             },

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from rightsizer.timestamps import format_time
 
 RECOMMENDATIONS_READY = "RecommendationsReady"
 PROMETHEUS_REACHABLE = "PrometheusReachable"
 INSUFFICIENT_DATA = "InsufficientData"
 APPLIED = "Applied"
-
-
-def timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def set_condition(
@@ -28,7 +26,7 @@ def set_condition(
     value = "True" if status else "False"
     previous = next((c for c in conditions if c.get("type") == type_), None)
     transition = (
-        previous["lastTransitionTime"] if previous and previous.get("status") == value else timestamp(now)
+        previous["lastTransitionTime"] if previous and previous.get("status") == value else format_time(now)
     )
     updated = {
         "type": type_,

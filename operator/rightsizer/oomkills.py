@@ -18,6 +18,7 @@ from typing import Any
 from rightsizer.model import ContainerKey, ContainerUsage
 from rightsizer.pods import PodView
 from rightsizer.quantity import QuantityError, format_memory, parse
+from rightsizer.timestamps import parse_time
 
 MAX_KEPT_PER_CONTAINER = 10
 """Enough to count a crash loop; bounded so a status never grows with a container's restarts."""
@@ -68,7 +69,7 @@ def observe(
             key = ContainerKey(namespace, pod.owner_kind, pod.owner_name, kill.container)
             kills.add(ObservedOomKill(key, kill.finished_at, pod.name, kill.memory_limit_bytes))
     oldest = now - timedelta(seconds=window_seconds)
-    recent = [k for k in kills if _parse_time(k.finished_at) >= oldest]
+    recent = [k for k in kills if parse_time(k.finished_at) >= oldest]
     kept: list[ObservedOomKill] = []
     for key in sorted({k.key for k in recent}):
         newest_first = sorted((k for k in recent if k.key == key), key=lambda k: k.finished_at, reverse=True)
@@ -84,7 +85,3 @@ def with_observed(usage: ContainerUsage, kills: Iterable[ObservedOomKill]) -> Co
     limits = [float(k.memory_limit_bytes) for k in kills if k.memory_limit_bytes is not None]
     killed_at = max([*limits, usage.oom_killed_memory_bytes or 0.0]) or None
     return replace(usage, oom_kills=max(usage.oom_kills, len(kills)), oom_killed_memory_bytes=killed_at)
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

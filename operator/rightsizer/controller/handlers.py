@@ -9,7 +9,9 @@ from typing import Any
 
 import kopf
 
-from rightsizer.controller.evaluate import PolicyObject, evaluate, is_due
+from rightsizer.controller.evaluate import evaluate
+from rightsizer.controller.outcome import PolicyObject
+from rightsizer.controller.schedule import is_due
 from rightsizer.pods import PodView
 from rightsizer.workload import DeploymentView
 

@@ -7,7 +7,8 @@ from typing import Any, Protocol
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from rightsizer.apply import FIELD_MANAGER
+FIELD_MANAGER = "rightsizer"
+"""Who rightsizer's patches are recorded as (managedFields): GitOps tools can be told to ignore it."""
 
 
 class PatchConflict(RuntimeError):

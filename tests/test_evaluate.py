@@ -1,0 +1,394 @@
+"""One evaluation, as the operator runs it, without Kopf: ``evaluate`` against a fake ``Cluster``
+(it records what would be patched and serves LimitRanges, quotas and nodes) and the real demo
+Prometheus; and ``is_due``, the schedule of evaluations."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from rightsizer.apply import APPLIED_AT
+from rightsizer.controller.evaluate import evaluate
+from rightsizer.controller.kube import PatchConflict
+from rightsizer.controller.outcome import Outcome, PolicyObject
+from rightsizer.controller.schedule import MAX_JITTER, RETRY_BASE_SECONDS, is_due, jitter, wait_seconds
+from rightsizer.pods import PodView
+from rightsizer.promql import LabelConfig
+from rightsizer.source import PrometheusSource
+from rightsizer.timestamps import format_time
+from rightsizer.workload import DeploymentView
+from rightsizer_demo.manifests import deployment_manifests
+from tests.support.operator import free_port
+
+pytestmark = pytest.mark.prometheus
+
+
+@dataclass
+class FakeCluster:
+    """``Cluster`` without an API server: what exists is given, what would be patched is recorded."""
+
+    limit_range_items: list[dict[str, Any]] = field(default_factory=list)
+    quota_items: list[dict[str, Any]] = field(default_factory=list)
+    node_items: list[dict[str, Any]] = field(default_factory=list)
+    patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    reads: list[str] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    def limit_ranges(self, namespace: str) -> list[dict[str, Any]]:
+        self.reads.append("limit_ranges")
+        return self.limit_range_items
+
+    def resource_quotas(self, namespace: str) -> list[dict[str, Any]]:
+        self.reads.append("quotas")
+        return self.quota_items
+
+    def nodes(self) -> list[dict[str, Any]]:
+        self.reads.append("nodes")
+        return self.node_items
+
+    def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.patches.append((namespace, name, patch))
+
+
+@pytest.fixture(scope="module")
+def manifests(demo_workloads) -> dict[str, dict[str, Any]]:
+    """The demo's Deployments, settled (their controller has rolled every replica out)."""
+    settled = {}
+    for manifest in deployment_manifests(demo_workloads):
+        body = copy.deepcopy(manifest)
+        replicas = body["spec"]["replicas"]
+        body["metadata"].update(uid=f"uid-{body['metadata']['name']}", resourceVersion="7", generation=1)
+        body["status"] = {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas}
+        settled[f"{body['metadata']['namespace']}/{body['metadata']['name']}"] = body
+    return settled
+
+
+def deployments(manifests: dict[str, dict[str, Any]], namespace: str, **changes: Any) -> list[DeploymentView]:
+    """The namespace's Deployments; ``changes`` maps a name to a function that edits its body."""
+    views = []
+    for key, body in manifests.items():
+        if key.startswith(f"{namespace}/"):
+            body = copy.deepcopy(body)
+            edit = changes.get(body["metadata"]["name"])
+            if edit is not None:
+                edit(body)
+            views.append(DeploymentView.from_body(body))
+    return views
+
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def policy(
+    spec: dict[str, Any], status: dict[str, Any] | None = None, namespace: str = "shop"
+) -> PolicyObject:
+    return PolicyObject("p", namespace, "uid-p", 3, spec, status or {})
+
+
+def run(
+    prometheus: PrometheusSource,
+    spec: dict[str, Any],
+    views: list[DeploymentView],
+    cluster: FakeCluster | None = None,
+    status: dict[str, Any] | None = None,
+    pods: list[PodView] | None = None,
+    namespace: str = "shop",
+) -> Outcome:
+    return evaluate(
+        policy(spec, status, namespace),
+        views,
+        pods or [],
+        prometheus,
+        cluster or FakeCluster(),
+        LabelConfig(),
+        NOW,
+    )
+
+
+def conditions(outcome: Outcome) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in outcome.status["conditions"]}
+
+
+def entries(outcome: Outcome) -> dict[str, dict[str, Any]]:
+    return {f"{r['name']}/{r['container']}": r for r in outcome.status["recommendations"]}
+
+
+@pytest.fixture(scope="module")
+def prometheus(demo_prometheus) -> PrometheusSource:
+    return PrometheusSource(demo_prometheus.url)
+
+
+AUTO = {"mode": "Auto", "auto": {"maxStepPercent": 300}}
+
+
+# ---------------------------------------------------------------- Recommend mode
+
+
+def test_recommend_mode_writes_every_container_and_patches_nothing(prometheus, manifests):
+    cluster = FakeCluster()
+    outcome = run(prometheus, {"targetRef": {"name": "web"}}, deployments(manifests, "shop"), cluster)
+    status = outcome.status
+    assert set(entries(outcome)) == {"web/app", "web/log-shipper"}
+    assert status["readyContainers"] == "2/2" and status["targetCount"] == 1
+    assert status["observedGeneration"] == 3 and status["lastEvaluationTime"] == format_time(NOW)
+    assert status["consecutiveFailures"] == 0
+    found = conditions(outcome)
+    assert found["PrometheusReachable"]["status"] == "True"
+    assert found["RecommendationsReady"]["reason"] == "RecommendationsComputed"
+    assert found["Applied"]["reason"] == "RecommendMode"
+    assert cluster.patches == [] and cluster.reads == []
+    assert outcome.events == []
+
+
+def test_a_policy_that_cannot_be_read_says_why(prometheus, manifests):
+    outcome = run(
+        prometheus, {"targetRef": {"name": "web"}, "interval": "often"}, deployments(manifests, "shop")
+    )
+    assert conditions(outcome)["RecommendationsReady"]["reason"] == "InvalidPolicy"
+    assert "spec.interval" in conditions(outcome)["RecommendationsReady"]["message"]
+    assert outcome.status["recommendations"] == []
+    assert [e.reason for e in outcome.events] == ["InvalidPolicy"]
+
+
+def test_no_target_is_said_in_both_conditions(prometheus, manifests):
+    outcome = run(
+        prometheus, {"selector": {"matchLabels": {"app": "nothing"}}}, deployments(manifests, "shop")
+    )
+    found = conditions(outcome)
+    assert found["RecommendationsReady"]["reason"] == "NoTargets"
+    assert found["InsufficientData"]["reason"] == "NoTargets"
+    assert "matches no Deployment" in found["RecommendationsReady"]["message"]
+
+
+def test_a_young_workload_is_insufficient_data(prometheus, manifests):
+    outcome = run(prometheus, {"targetRef": {"name": "new-feature"}}, deployments(manifests, "shop"))
+    found = conditions(outcome)
+    assert found["InsufficientData"]["status"] == "True"
+    assert "new-feature/app: insufficient history" in found["InsufficientData"]["message"]
+    assert outcome.status["readyContainers"] == "0/1"
+    assert "recommended" not in entries(outcome)["new-feature/app"]
+
+
+def test_a_container_with_mode_off_is_listed_and_never_changed(prometheus, manifests):
+    spec = {
+        **AUTO,
+        "targetRef": {"name": "web"},
+        "containerPolicies": [{"containerName": "log-shipper", "mode": "Off"}],
+    }
+    cluster = FakeCluster()
+    outcome = run(prometheus, spec, deployments(manifests, "shop"), cluster)
+    assert entries(outcome)["web/log-shipper"]["autoApply"] == "left alone: containerPolicies mode Off"
+    assert outcome.status["readyContainers"] == "1/1"  # only app is evaluated
+    (_, _, patch) = cluster.patches[0]
+    assert [c["name"] for c in patch["spec"]["template"]["spec"]["containers"]] == ["app"]
+
+
+# ---------------------------------------------------------------- Prometheus unreachable
+
+
+def test_prometheus_unreachable_keeps_the_last_recommendations_and_patches_nothing(prometheus, manifests):
+    first = run(prometheus, {**AUTO, "targetRef": {"name": "cart"}}, deployments(manifests, "shop"))
+    down = PrometheusSource(f"http://127.0.0.1:{free_port()}")
+    cluster = FakeCluster()
+    outcome = run(
+        down, {**AUTO, "targetRef": {"name": "cart"}}, deployments(manifests, "shop"), cluster, first.status
+    )
+    found = conditions(outcome)
+    assert found["PrometheusReachable"]["reason"] == "QueryFailed"
+    assert "cannot connect to Prometheus" in found["PrometheusReachable"]["message"]
+    assert outcome.status["recommendations"] == first.status["recommendations"]
+    assert outcome.status["consecutiveFailures"] == 1
+    assert cluster.patches == []
+    assert [e.reason for e in outcome.events] == ["PrometheusUnreachable"]
+    # Still down: counted again, but the Event was posted once, when it became unreachable.
+    again = run(
+        down, {**AUTO, "targetRef": {"name": "cart"}}, deployments(manifests, "shop"), cluster, outcome.status
+    )
+    assert again.status["consecutiveFailures"] == 2
+    assert again.events == [] and cluster.patches == []
+
+
+# ---------------------------------------------------------------- Auto mode
+
+
+def test_auto_mode_patches_the_recommended_resources_and_says_so(prometheus, manifests):
+    cluster = FakeCluster()
+    outcome = run(
+        prometheus, {**AUTO, "targetRef": {"name": "cart"}}, deployments(manifests, "shop"), cluster
+    )
+    ((namespace, name, patch),) = cluster.patches
+    assert (namespace, name) == ("shop", "cart")
+    assert patch["metadata"]["resourceVersion"] == "7"
+    (container,) = patch["spec"]["template"]["spec"]["containers"]
+    recommended = entries(outcome)["cart/app"]["recommended"]
+    assert container["resources"]["requests"] == recommended["requests"]
+    assert conditions(outcome)["Applied"]["status"] == "True"
+    assert entries(outcome)["cart/app"]["autoApply"].startswith(f"applied at {format_time(NOW)}")
+    assert [(e.reason, e.target is not None) for e in outcome.events] == [
+        ("Applied", False),
+        ("RightSized", True),
+    ]
+    assert outcome.events[1].target["metadata"]["name"] == "cart"
+    assert set(cluster.reads) == {"limit_ranges", "quotas", "nodes"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda body: body["spec"].update(paused=True), "Deployment is paused"),
+        (lambda body: body["status"].update(replicas=3), "old pods remain"),
+        (lambda body: body["status"].update(updatedReplicas=1), "rollout in progress (1/2 pods updated)"),
+        (lambda body: body["metadata"].update(generation=2), "has not observed the latest spec"),
+        (
+            lambda body: body["metadata"].update(
+                annotations={APPLIED_AT: format_time(NOW - timedelta(minutes=5))}
+            ),
+            "cooldown",
+        ),
+    ],
+)
+def test_auto_mode_leaves_a_deployment_that_is_not_settled_alone(prometheus, manifests, edit, reason):
+    cluster = FakeCluster()
+    views = deployments(manifests, "shop", cart=edit)
+    outcome = run(prometheus, {**AUTO, "targetRef": {"name": "cart"}}, views, cluster)
+    assert cluster.patches == []
+    applied = conditions(outcome)["Applied"]
+    assert applied["reason"] == "Blocked" and reason in applied["message"]
+    assert reason in entries(outcome)["cart/app"]["autoApply"]
+
+
+def test_a_limit_range_default_limit_counts_like_a_limit_set_in_the_pod(prometheus, manifests):
+    """The change leaves cart's CPU limit unset; the LimitRange's default limit then applies, and
+    its ratio to the new request is above what the LimitRange allows."""
+    limit_range = {
+        "metadata": {"name": "ratio"},
+        "spec": {
+            "limits": [{"type": "Container", "default": {"cpu": "8"}, "maxLimitRequestRatio": {"cpu": "4"}}]
+        },
+    }
+    spec = {**AUTO, "targetRef": {"name": "cart"}, "cpu": {"noLimit": True}}
+    cluster = FakeCluster(limit_range_items=[limit_range])
+    outcome = run(prometheus, spec, deployments(manifests, "shop"), cluster)
+    assert cluster.patches == []
+    message = conditions(outcome)["Applied"]["message"]
+    assert "LimitRange ratio: container app: cpu limit/request" in message
+    assert [e.reason for e in outcome.events] == ["ChangeBlocked"]
+
+
+def test_a_change_that_fits_no_node_is_blocked(prometheus, manifests):
+    node = {"metadata": {"name": "tiny"}, "status": {"allocatable": {"cpu": "100m", "memory": "128Mi"}}}
+    cluster = FakeCluster(node_items=[node])
+    outcome = run(
+        prometheus, {**AUTO, "targetRef": {"name": "cart"}}, deployments(manifests, "shop"), cluster
+    )
+    assert cluster.patches == []
+    assert "fit no node (largest: tiny" in conditions(outcome)["Applied"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "events"),
+    [
+        (
+            PatchConflict("Deployment shop/cart changed while being evaluated"),
+            "retried at the next evaluation",
+            [],
+        ),
+        (
+            ApiException(status=422, reason="Unprocessable Entity"),
+            "rejected by the API server: 422",
+            ["PatchFailed"],
+        ),
+    ],
+)
+def test_a_refused_patch_is_reported_not_retried_blindly(prometheus, manifests, error, reason, events):
+    cluster = FakeCluster(fail_with=error)
+    outcome = run(
+        prometheus, {**AUTO, "targetRef": {"name": "cart"}}, deployments(manifests, "shop"), cluster
+    )
+    applied = conditions(outcome)["Applied"]
+    assert applied["reason"] == "Blocked" and reason in applied["message"]
+    assert [e.reason for e in outcome.events] == events
+
+
+def test_oom_kills_in_pod_statuses_are_remembered_and_counted(prometheus, manifests):
+    killed = PodView.from_body(
+        {
+            "metadata": {
+                "namespace": "shop",
+                "name": "cart-5d8f7b9c6d-x2x4q",
+                "labels": {"pod-template-hash": "5d8f7b9c6d"},
+                "ownerReferences": [{"kind": "ReplicaSet", "name": "cart-5d8f7b9c6d", "controller": True}],
+            },
+            "spec": {"containers": [{"name": "app", "resources": {"limits": {"memory": "512Mi"}}}]},
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": "app",
+                        "lastState": {"terminated": {"reason": "OOMKilled", "finishedAt": format_time(NOW)}},
+                    }
+                ]
+            },
+        }
+    )
+    spec = {"targetRef": {"name": "cart"}}
+    outcome = run(prometheus, spec, deployments(manifests, "shop"), pods=[killed])
+    (remembered,) = outcome.status["observedOOMKills"]
+    assert remembered == {
+        "kind": "Deployment",
+        "name": "cart",
+        "container": "app",
+        "pod": "cart-5d8f7b9c6d-x2x4q",
+        "finishedAt": format_time(NOW),
+        "memoryLimit": "512Mi",
+    }
+    # The next evaluation no longer sees the pod (a rollout deleted it) but still counts the kill.
+    later = run(prometheus, spec, deployments(manifests, "shop"), status=outcome.status)
+    assert later.status["observedOOMKills"] == [remembered]
+    assert entries(later)["cart/app"]["evidence"]["oomKills"] >= 1
+
+
+# ---------------------------------------------------------------- the schedule
+
+
+def evaluated(at: datetime, generation: int = 3, failures: int = 0, interval: str = "5m") -> PolicyObject:
+    status = {"observedGeneration": 3, "lastEvaluationTime": format_time(at), "consecutiveFailures": failures}
+    return PolicyObject(
+        "p", "shop", "uid-p", generation, {"targetRef": {"name": "web"}, "interval": interval}, status
+    )
+
+
+def test_a_new_or_changed_policy_is_evaluated_at_once():
+    assert is_due(PolicyObject("p", "shop", "uid-p", 1, {"targetRef": {"name": "web"}}, {}), NOW)
+    assert is_due(evaluated(NOW, generation=4), NOW)  # spec changed: evaluated right away
+    assert not is_due(evaluated(NOW), NOW + timedelta(seconds=1))
+
+
+def test_the_interval_plus_a_fixed_jitter_of_at_most_ten_percent():
+    spread = {jitter(f"uid-{n}") for n in range(200)}
+    assert max(spread) <= MAX_JITTER and min(spread) >= 0
+    assert max(spread) - min(spread) > MAX_JITTER / 2  # policies really spread out
+    assert jitter("uid-p") == jitter("uid-p")  # the same for one policy every time
+    wait = wait_seconds(evaluated(NOW))
+    assert wait == pytest.approx(300 * (1 + jitter("uid-p")))
+    assert not is_due(evaluated(NOW), NOW + timedelta(seconds=299))
+    assert is_due(evaluated(NOW), NOW + timedelta(seconds=331))
+
+
+def test_after_prometheus_failures_the_retries_back_off_up_to_the_interval():
+    waits = [wait_seconds(evaluated(NOW, failures=n)) for n in range(1, 7)]
+    assert waits == [RETRY_BASE_SECONDS, 30, 60, 120, 240, 300]
+    assert not is_due(evaluated(NOW, failures=2), NOW + timedelta(seconds=29))
+    assert is_due(evaluated(NOW, failures=2), NOW + timedelta(seconds=30))
+
+
+def test_a_policy_that_cannot_be_read_is_retried_at_the_default_interval():
+    status = {"observedGeneration": 3, "lastEvaluationTime": format_time(NOW)}
+    broken = PolicyObject("p", "shop", "uid-p", 3, {"interval": "often"}, status)
+    assert wait_seconds(broken) == pytest.approx(300 * (1 + jitter("uid-p")))
