@@ -63,9 +63,12 @@ class UsageModel:
 
     CPU demand is ``(base + amplitude * daily) * (1 + cpu_noise * N(0, 1))`` plus bursts, where ``daily``
     is a cosine that is 1 at ``cpu_peak_hour_utc`` and 0 twelve hours later; bursts of ``burst_cores``
-    start ``bursts_per_day`` times a day on average and last ``burst_minutes``. The memory working set is
-    ``(base + growth * age) * (1 + memory_noise * N(0, 1))`` with ``age`` counted from the container's
-    last start, so a leak starts over after an OOM kill.
+    start ``bursts_per_day`` times a day on average and last ``burst_minutes``; a nightly batch adds
+    ``batch_cores`` every day for ``batch_hours`` from ``batch_start_hour_utc``. From ``step_at`` (epoch
+    seconds) on, all of it is multiplied by ``step_cpu_factor`` (a load step). The memory working set is
+    ``(base + growth * age) * (1 + memory_noise * N(0, 1)) * spike`` with ``age`` counted from the
+    container's last start, so a leak starts over after an OOM kill; ``spike`` is ``1 + memory_spike_ratio``
+    during spikes (``memory_spikes_per_day`` on average, ``memory_spike_minutes`` long), else 1.
     """
 
     cpu_base_cores: float
@@ -78,6 +81,14 @@ class UsageModel:
     burst_minutes: float = 5.0
     memory_growth_bytes_per_day: float = 0.0
     memory_noise: float = 0.02
+    batch_start_hour_utc: float = 0.0
+    batch_hours: float = 0.0
+    batch_cores: float = 0.0
+    step_at: float | None = None
+    step_cpu_factor: float = 1.0
+    memory_spikes_per_day: float = 0.0
+    memory_spike_ratio: float = 0.0
+    memory_spike_minutes: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,30 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class ShortPod:
+    """A pod of a ReplicaSet of its own that lives ``seconds`` from ``at``: a canary, or a crash-looping pod.
+
+    Its containers are the template's with CPU demand multiplied by ``cpu_factor`` (a canary of a new
+    version that burns CPU, a pod busy starting up).
+    """
+
+    at: float
+    seconds: float
+    cpu_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """Replicas that come and go as under a HorizontalPodAutoscaler: from ``WorkloadSpec.replicas`` at the
+    quiet time of day up to ``max_replicas`` around ``peak_hour_utc``, following a daily cosine re-evaluated
+    every ``period_seconds``. Each replica added is a new pod, deleted when the workload scales down."""
+
+    max_replicas: int
+    peak_hour_utc: float = 14.0
+    period_seconds: int = 1800
+
+
+@dataclass(frozen=True)
 class WorkloadSpec:
     """A Deployment or StatefulSet and how its pods behave.
 
@@ -118,7 +153,9 @@ class WorkloadSpec:
     slice of one trajectory. Pods are simulated from ``created_at`` on (counters start there), whatever the
     window asked for; ``created_at`` after the start of a window makes a workload too young to judge;
     ``kube_state_metrics=False`` exports no kube-state-metrics series at all for it, as when KSM is not
-    scraped, so that owners have to come from pod names.
+    scraped, so that owners have to come from pod names. ``short_pods`` adds short-lived pods (canaries),
+    ``replica_cpu_factors`` multiplies the CPU demand of replica ``i`` by its ``i``-th factor (a hot replica
+    behind uneven load balancing), ``autoscaling`` makes replicas come and go.
     """
 
     namespace: str
@@ -129,6 +166,9 @@ class WorkloadSpec:
     replicas: int = 1
     rollout: Rollout | None = None
     kube_state_metrics: bool = True
+    short_pods: tuple[ShortPod, ...] = ()
+    replica_cpu_factors: tuple[float, ...] = ()
+    autoscaling: Autoscaling | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -137,6 +177,11 @@ class WorkloadSpec:
             raise ValueError(f"{self.namespace}/{self.name}: needs at least one replica and one container")
         if self.rollout is not None and (self.kind != "Deployment" or self.rollout.at <= self.created_at):
             raise ValueError(f"{self.namespace}/{self.name}: a rollout needs a Deployment and a later time")
+        scales = self.short_pods or self.autoscaling is not None
+        if scales and (self.kind != "Deployment" or self.rollout is not None):
+            raise ValueError(f"{self.namespace}/{self.name}: short pods and autoscaling need a Deployment")
+        if self.autoscaling is not None and self.autoscaling.max_replicas < self.replicas:
+            raise ValueError(f"{self.namespace}/{self.name}: max_replicas is below replicas")
 
 
 @dataclass(frozen=True)
@@ -150,6 +195,8 @@ class PodPlan:
     containers: tuple[ContainerSpec, ...]
     start: float
     end: float = math.inf
+    cpu_factor: float = 1.0
+    """The pod's CPU demand is its containers' usage model's times this (a hot replica, a canary)."""
 
     @property
     def namespace(self) -> str:
@@ -161,7 +208,9 @@ def pod_plans(workload: WorkloadSpec, *, seed: int = 0) -> list[PodPlan]:
 
     StatefulSet pods are ``<name>-0..N-1``. Deployment pods are ``<deployment>-<hash>-<suffix>`` owned by
     the ReplicaSet ``<deployment>-<hash>`` (hash: 10 characters, suffix: 5, from ``POD_NAME_ALPHABET``);
-    a rollout ends every pod and starts as many of a new ReplicaSet with a new hash.
+    a rollout ends every pod and starts as many of a new ReplicaSet with a new hash. Short pods have a
+    ReplicaSet each; replicas added by autoscaling are pods of the workload's ReplicaSet that live from
+    the scale-up to the scale-down.
     """
     if workload.kind == "StatefulSet":
         return [
@@ -172,6 +221,7 @@ def pod_plans(workload: WorkloadSpec, *, seed: int = 0) -> list[PodPlan]:
                 workload.name,
                 workload.containers,
                 workload.created_at,
+                cpu_factor=_replica_factor(workload, i),
             )
             for i in range(workload.replicas)
         ]
@@ -192,9 +242,71 @@ def pod_plans(workload: WorkloadSpec, *, seed: int = 0) -> list[PodPlan]:
                 containers,
                 start,
                 end,
+                cpu_factor=_replica_factor(workload, i),
             )
             for i in range(workload.replicas)
         ]
+    return plans + _short_pod_plans(workload, seed) + _autoscaled_pod_plans(workload, seed)
+
+
+def _replica_factor(workload: WorkloadSpec, replica: int) -> float:
+    factors = workload.replica_cpu_factors
+    return factors[replica] if replica < len(factors) else 1.0
+
+
+def _short_pod_plans(workload: WorkloadSpec, seed: int) -> list[PodPlan]:
+    plans = []
+    for index, short in enumerate(workload.short_pods):
+        replicaset = (
+            f"{workload.name}-{_k8s_string(10, seed, workload.namespace, workload.name, 'short', index)}"
+        )
+        name = f"{replicaset}-{_k8s_string(5, seed, workload.namespace, replicaset, 0)}"
+        plans.append(
+            PodPlan(
+                workload,
+                name,
+                "ReplicaSet",
+                replicaset,
+                workload.containers,
+                short.at,
+                short.at + short.seconds,
+                cpu_factor=short.cpu_factor,
+            )
+        )
+    return plans
+
+
+def _autoscaled_pod_plans(workload: WorkloadSpec, seed: int, horizon_days: int = 60) -> list[PodPlan]:
+    """The pods autoscaling adds above ``replicas``, for ``horizon_days`` from the workload's creation."""
+    scaling = workload.autoscaling
+    if scaling is None:
+        return []
+    times = np.arange(workload.created_at, workload.created_at + horizon_days * DAY, scaling.period_seconds)
+    hours = (times % DAY) / 3600.0
+    daily = 0.5 * (1.0 + np.cos(2.0 * np.pi * (hours - scaling.peak_hour_utc) / 24.0))
+    replicas = workload.replicas + np.round((scaling.max_replicas - workload.replicas) * daily).astype(int)
+    replicaset = f"{workload.name}-{_k8s_string(10, seed, workload.namespace, workload.name, 0)}"
+    plans = []
+    for slot in range(workload.replicas, scaling.max_replicas):
+        alive = np.concatenate(([False], replicas > slot, [False])).astype(int)
+        starts = np.flatnonzero(np.diff(alive) == 1)
+        ends = np.flatnonzero(np.diff(alive) == -1)
+        for first, last in zip(starts, ends, strict=True):
+            start = float(times[first])
+            end = float(times[last]) if last < len(times) else math.inf
+            suffix = _k8s_string(5, seed, workload.namespace, replicaset, slot, start)
+            plans.append(
+                PodPlan(
+                    workload,
+                    f"{replicaset}-{suffix}",
+                    "ReplicaSet",
+                    replicaset,
+                    workload.containers,
+                    start,
+                    end,
+                    cpu_factor=_replica_factor(workload, slot),
+                )
+            )
     return plans
 
 
@@ -465,7 +577,7 @@ def _simulate_container(
     plan: PodPlan, spec: ContainerSpec, times: np.ndarray, step: int, seed: int
 ) -> _ContainerTrace:
     key = (seed, plan.namespace, plan.name, spec.name)
-    demand = _cpu_demand(key, spec.usage, times, step)
+    demand = _cpu_demand(key, spec.usage, times, step) * plan.cpu_factor
     memory, oom = _memory(key, spec, times, step)
     cpu_limit = spec.limit(CPU)
     cores = demand if cpu_limit is None else np.minimum(demand, cpu_limit)
@@ -491,7 +603,16 @@ def _cpu_demand(key: tuple[object, ...], usage: UsageModel, times: np.ndarray, s
     level = usage.cpu_base_cores + usage.cpu_daily_amplitude_cores * daily
     noise = _draws((*key, "cpu"), times, step, np.random.Generator.standard_normal)
     noisy = level * (1.0 + usage.cpu_noise * noise)
-    return np.maximum(noisy + _bursts(key, usage, times, step), 0.001)
+    demand = noisy + _bursts(key, usage, times, step) + _batch(usage, hours)
+    if usage.step_at is not None:
+        demand = np.where(times >= usage.step_at, demand * usage.step_cpu_factor, demand)
+    return np.maximum(demand, 0.001)
+
+
+def _batch(usage: UsageModel, hours: np.ndarray) -> np.ndarray:
+    """Extra cores while the nightly batch runs: every day for ``batch_hours`` from its start hour."""
+    since_start = (hours - usage.batch_start_hour_utc) % 24.0
+    return usage.batch_cores * (since_start < usage.batch_hours)
 
 
 def _bursts(key: tuple[object, ...], usage: UsageModel, times: np.ndarray, step: int) -> np.ndarray:
@@ -503,6 +624,17 @@ def _bursts(key: tuple[object, ...], usage: UsageModel, times: np.ndarray, step:
     return usage.burst_cores * running
 
 
+def _memory_spikes(key: tuple[object, ...], usage: UsageModel, times: np.ndarray, step: int) -> np.ndarray:
+    """The working set's multiplier: ``1 + memory_spike_ratio`` while a spike runs, else 1."""
+    if usage.memory_spikes_per_day <= 0:
+        return np.ones(len(times))
+    probability = min(1.0, usage.memory_spikes_per_day * step / DAY)
+    starts = _draws((*key, "memory-spike"), times, step, np.random.Generator.random) < probability
+    length = max(1, round(usage.memory_spike_minutes * 60 / step))
+    running = np.convolve(starts.astype(float), np.ones(length))[: len(times)] > 0
+    return 1.0 + usage.memory_spike_ratio * running
+
+
 def _memory(
     key: tuple[object, ...], spec: ContainerSpec, times: np.ndarray, step: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -511,7 +643,7 @@ def _memory(
     The sample of the step with the kill is the new container's first one (the kill happened in between).
     """
     normal = _draws((*key, "memory"), times, step, np.random.Generator.standard_normal)
-    noise = 1.0 + spec.usage.memory_noise * normal
+    noise = (1.0 + spec.usage.memory_noise * normal) * _memory_spikes(key, spec.usage, times, step)
     memory = _working_set(spec.usage, times - times[0], noise)
     oom = np.zeros(len(times), dtype=bool)
     limit = spec.limit(MEMORY)

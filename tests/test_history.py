@@ -19,8 +19,10 @@ from rightsizer_demo.history import (
     MIB,
     POD_NAME_ALPHABET,
     TRUTH_COLUMNS,
+    Autoscaling,
     ContainerSpec,
     Rollout,
+    ShortPod,
     UsageModel,
     WorkloadSpec,
     demo_scenario,
@@ -331,3 +333,81 @@ def test_the_demo_has_the_named_cases(demo):
     assert peak.loc["worker", "cpu_cores"] < peak.loc["worker", "cpu_request"]  # over-provisioned
     assert peak.loc["search", "cpu_cores"] > peak.loc["search", "cpu_request"]  # under-provisioned
     assert set(truth.loc[truth["workload"] == "web", "container"]) == {"app", "log-shipper"}
+
+
+def single(usage: UsageModel, **options: Any) -> WorkloadSpec:
+    app = ContainerSpec("app", usage, requests={"cpu": "100m", "memory": "128Mi"})
+    return WorkloadSpec("ns", "job", (app,), created_at=T0, **options)
+
+
+def test_a_nightly_batch_adds_its_cores_for_its_hours_every_day():
+    usage = UsageModel(0.05, 64 * MIB, cpu_noise=0, batch_start_hour_utc=2, batch_hours=1, batch_cores=2.0)
+    truth = ground_truth([single(usage)], T0, T0 + 2 * DAY, STEP)
+    hours = truth["timestamp"].dt.hour
+    assert np.allclose(truth.loc[hours == 2, "cpu_demand_cores"], 2.05)
+    assert np.allclose(truth.loc[hours != 2, "cpu_demand_cores"], 0.05)
+    assert (hours == 2).sum() == 2 * 60  # one hour each day
+
+
+def test_a_load_step_multiplies_cpu_demand_from_its_time_on():
+    usage = UsageModel(1.0, 64 * MIB, cpu_noise=0, step_at=T0 + DAY, step_cpu_factor=0.4)
+    truth = ground_truth([single(usage)], T0, T0 + 2 * DAY, STEP)
+    after = truth["timestamp"] >= pd.Timestamp(T0 + DAY, unit="s", tz="UTC")
+    assert np.allclose(truth.loc[~after, "cpu_demand_cores"], 1.0)
+    assert np.allclose(truth.loc[after, "cpu_demand_cores"], 0.4)
+
+
+def test_memory_spikes_multiply_the_working_set_while_they_run():
+    usage = UsageModel(
+        0.1,
+        100 * MIB,
+        memory_noise=0,
+        memory_spikes_per_day=24,
+        memory_spike_ratio=1.0,
+        memory_spike_minutes=3,
+    )
+    memory = ground_truth([single(usage)], T0, T0 + DAY, STEP)["memory_bytes"].to_numpy()
+    assert set(np.round(memory / MIB)) == {100.0, 200.0}
+    spiking = memory > 150 * MIB
+    assert 24 <= spiking.sum() <= 3 * 24 * 2  # about 24 spikes of up to 3 minutes
+    starts = np.flatnonzero(np.diff(spiking.astype(int)) == 1)
+    assert 10 <= len(starts) <= 40
+
+
+def test_a_short_pod_lives_its_seconds_in_a_replicaset_of_its_own_with_more_cpu():
+    usage = UsageModel(0.1, 64 * MIB, cpu_noise=0)
+    workload = single(usage, replicas=2, short_pods=(ShortPod(T0 + 3600, 900, cpu_factor=8.0),))
+    plans = pod_plans(workload)
+    assert len(plans) == 3
+    canary = plans[-1]
+    assert canary.owner_name not in {p.owner_name for p in plans[:2]}
+    assert (canary.start, canary.end) == (T0 + 3600, T0 + 4500)
+    truth = ground_truth([workload], T0, T0 + DAY, STEP)
+    rows = truth[truth["pod"] == canary.name]
+    assert len(rows) == 15 and np.allclose(rows["cpu_demand_cores"], 0.8)
+
+
+def test_replica_cpu_factors_make_a_hot_replica():
+    usage = UsageModel(0.1, 64 * MIB, cpu_noise=0)
+    workload = single(usage, replicas=3, replica_cpu_factors=(2.0,))
+    demand = ground_truth([workload], T0, T0 + 3600, STEP).groupby("pod")["cpu_demand_cores"].mean()
+    assert sorted(np.round(demand, 3)) == [0.1, 0.1, 0.2]
+
+
+def test_autoscaled_replicas_come_and_go_with_the_time_of_day():
+    usage = UsageModel(0.1, 64 * MIB)
+    workload = single(usage, replicas=2, autoscaling=Autoscaling(max_replicas=6, peak_hour_utc=14))
+    truth = ground_truth([workload], T0, T0 + 3 * DAY, STEP)
+    alive = truth.groupby("timestamp")["pod"].nunique()
+    assert alive.min() == 2 and alive.max() == 6
+    assert alive[alive.index.hour == 14].min() == 6 and alive[alive.index.hour == 2].max() == 2
+    lifetimes = truth.groupby("pod")["timestamp"].agg(lambda t: (t.max() - t.min()).total_seconds())
+    assert (lifetimes < DAY).sum() >= 3 * 4  # every day, each added replica is a new pod
+    assert truth["pod"].nunique() == len({p.name for p in pod_plans(workload) if p.start < T0 + 3 * DAY})
+
+
+def test_short_pods_and_autoscaling_need_a_deployment():
+    with pytest.raises(ValueError, match="Deployment"):
+        single(UsageModel(0.1, MIB), kind="StatefulSet", short_pods=(ShortPod(T0, 60),))
+    with pytest.raises(ValueError, match="max_replicas"):
+        single(UsageModel(0.1, MIB), replicas=3, autoscaling=Autoscaling(max_replicas=2))

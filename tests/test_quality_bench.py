@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from bench.quality.allocation import Allocation
 from bench.quality.scoring import (
+    busy_hours,
     container_ages,
     peak_window_means,
     pod_traces,
@@ -165,6 +166,32 @@ def test_summary_totals_requests_times_pods_and_weights_shares_by_samples():
     assert summary.oom_kills == 2 and summary.killed_containers == 2
     assert summary.cpu_slack == pytest.approx(0.25)
     assert summary.in_band == 0 and summary.containers == 1
+
+
+def test_reserved_amounts_count_pods_for_the_time_they_run():
+    """An autoscaled pod alive for half the scoring period reserves half as much as a pod alive all of it."""
+    whole = growing_container()
+    half = growing_container().iloc[10:].assign(pod="app-1")  # 5 scored minutes of 10
+    traces = pod_traces(pd.concat([whole, half]), {MODEL_KEY: MODEL}, at(5 * STEP))[KEY]
+    score = score_container(traces, Allocation(0.2, 256 * MIB))
+    assert score.pods == 2 and score.replicas == pytest.approx(1.5)
+    assert summarize([score]).reserved_cpu == pytest.approx(0.3)
+
+
+def test_busy_hours_are_each_days_busiest_rolling_hour():
+    times = np.arange(0, 2 * DAY, STEP)
+    usage = np.full(len(times), 0.05)
+    usage[(times % DAY >= 2 * 3600 + 1800) & (times % DAY < 3 * 3600 + 1800)] = 2.0  # 02:30-03:30
+    assert np.allclose(busy_hours(times, usage), [2.0, 2.0])  # not cut in two by the clock hour
+
+
+def test_the_worst_pod_shows_a_throttled_replica_the_pooled_share_dilutes():
+    calm = growing_container().assign(cpu_demand_cores=0.1)
+    hot = growing_container().assign(pod="app-1", cpu_demand_cores=0.4)
+    traces = pod_traces(pd.concat([calm, hot]), {MODEL_KEY: MODEL}, at(5 * STEP))[KEY]
+    score = score_container(traces, Allocation(0.2, 256 * MIB, 0.3, None))
+    assert score.above_limit == pytest.approx(0.5)
+    assert score.worst_pod_above_limit == pytest.approx(1.0)
 
 
 def test_peak_window_means_are_aligned_to_the_epoch():

@@ -13,7 +13,7 @@ from rightsizer.model import ContainerKey
 from rightsizer_demo.history import MIB, WorkloadSpec
 
 from .run import CURRENT, KRR, KRR_AS_QUERIED, RIGHTSIZER, STRATEGIES, VPA, WHAT_IFS, BenchConfig, SeedRun
-from .scenarios import EPOCH, extra_workloads, learning_end, scenario
+from .scenarios import EPOCH, extra_workloads, learning_end, pattern_workloads, scenario
 from .scoring import TARGET_BAND, StrategyScore, mean_score, summarize
 from .strategies import KRR_MIN_MEMORY
 
@@ -59,6 +59,7 @@ def render(runs: Sequence[SeedRun], config: BenchConfig, seconds: float, environ
         "\nVariants: rightsizer with settings overrides (what-if runs, same Prometheus, same learning "
         "period), and KRR reading its memory peak the way its query does.\n",
         strategy_table({name: means[name] for name in means if name not in STRATEGIES}),
+        pattern_table(per_container, config),
         _conclusions(means, per_container),
         _appendix(per_container),
         _rerun(config, seconds, environment),
@@ -83,6 +84,39 @@ def strategy_table(means: dict[str, StrategyScore]) -> str:
     return header + "\n".join(rows) + "\n"
 
 
+def pattern_table(table: pd.DataFrame, config: BenchConfig) -> str:
+    """The patterns of issue 7: each aim, what every strategy scored on it, and whether rightsizer met it."""
+    lines = [
+        "### Patterns\n",
+        "The patterns of issue 7, each with its aim for rightsizer (mean of the seeds; the other strategies "
+        "for comparison).\n",
+        f"| pattern | aim | {' | '.join(STRATEGIES)} | met |",
+        f"|---|---|{'---|' * len(STRATEGIES)}---|",
+    ]
+    values = table.set_index(["container", "strategy"])
+    for workload in pattern_workloads(EPOCH, learning_end(config.learn_days)):
+        spec = workload.spec
+        container = f"{spec.namespace}/{spec.name}/{spec.containers[0].name}"
+        for aim in workload.aims:
+            scores = [values.loc[(container, name), aim.metric] for name in STRATEGIES]
+            met = "yes" if aim.met(scores[0]) else "**no**"
+            cells = " | ".join(_aim_value(aim.metric, v) for v in scores)
+            lines.append(f"| `{container}` | {aim.text} | {cells} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def _aim_value(metric: str, value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if metric in ("worst_pod_above_limit", "above_memory_request"):
+        return f"{value:.1%}"
+    if metric == "oom_kills":
+        return _count(value)
+    if metric == "memory_request_mib":
+        return f"{value:.0f}Mi"
+    return f"{value:.2f}"
+
+
 def container_table(runs: Sequence[SeedRun]) -> pd.DataFrame:
     """Per workload container and strategy, every score averaged over seeds (limits: NaN when unset)."""
     rows = []
@@ -97,12 +131,15 @@ def container_table(runs: Sequence[SeedRun]) -> pd.DataFrame:
                         **{k: math.nan if v is None else v for k, v in allocation.items() if k != "note"},
                         "note": score.allocation.note,
                         "pods": score.pods,
+                        "replicas": score.replicas,
                         "cpu_slack": score.cpu_slack,
                         "above_request": score.above_request,
                         "above_limit": score.above_limit,
                         "above_memory_request": score.above_memory_request,
                         "oom_kills": score.oom_kills,
                         "peak_to_request": score.peak_to_request,
+                        "busy_to_request": score.busy_to_request,
+                        "worst_pod_above_limit": score.worst_pod_above_limit,
                         "throttled_while_learning": run.learning_throttled.get(score.key, 0.0),
                         "oom_kills_learned": run.recommendations[score.key].evidence.get("oomKills", 0)
                         if score.key in run.recommendations
@@ -110,6 +147,8 @@ def container_table(runs: Sequence[SeedRun]) -> pd.DataFrame:
                     }
                 )
     frame = pd.DataFrame(rows)
+    frame["cpu_limit_ratio"] = frame["cpu_limit"] / frame["cpu_request"]
+    frame["memory_request_mib"] = frame["memory_request"] / MIB
     numbers = frame.drop(columns=["note"]).groupby(["container", "strategy"], sort=False).mean()
     notes = frame.groupby(["container", "strategy"], sort=False)["note"].first()
     return numbers.join(notes).reset_index()
@@ -150,7 +189,9 @@ def _method(config: BenchConfig) -> str:
     *demand > limit* are shares of samples (the latter is throttling; none without a limit).
     *Peak-time CPU / request* = p95 of 5-minute average usage (rightsizer's own definition of peak time,
     `rate(...[5m])`) of all pods / request; the table gives the median over workload containers and how
-    many are inside 70-80%.
+    many are inside 70-80%. *Busy-hour CPU / request* = the median, over pods and days, of each day's
+    busiest hour (rolling 60-minute mean of usage) / request. *Worst pod above limit*: the largest share,
+    over pods, of one pod's samples with demand above the CPU limit.
   - Memory: the working set the container would have had under the allocation. The generator documents it
     as `(base + growth x age) x noise`, age counted from the container's last start; the ground truth gives
     age and noise at every sample, so the container keeps growing from where it was at the end of learning,
@@ -158,26 +199,33 @@ def _method(config: BenchConfig) -> str:
     Replaying the limits in force reproduces the ground truth's own OOM kills exactly (checked on every
     run). *Working set > memory request* is the share of samples above the request (the pod is then first
     in line for eviction under node memory pressure).
-  - Reserved CPU / memory = sum of requests x pods.
+  - Reserved CPU / memory = sum of requests x replicas (pods alive on average over the scoring period:
+    autoscaled pods count for the time they run).
 """
 
 
 def _scenarios(config: BenchConfig) -> str:
     boundary = learning_end(config.learn_days)
-    extra = {e.spec.name: e.case for e in extra_workloads(EPOCH)}
+    extra = {e.spec.name: e.case for e in extra_workloads(EPOCH, boundary)}
     rows = [
-        f"| {w.namespace}/{w.name} | {w.kind} x {w.replicas} | {_resources(w)} | "
+        f"| {w.namespace}/{w.name} | {w.kind} x {_replicas(w)} | {_resources(w)} | "
         f"{DEMO_CASES.get(w.name) if w.namespace != 'extra' else extra[w.name]} |"
         for w in scenario(EPOCH, boundary)
     ]
     return (
-        "### Scenarios\n\nThe demo cluster (`demo_scenario` for the learning window) and five workloads of "
+        "### Scenarios\n\nThe demo cluster (`demo_scenario` for the learning window) and the workloads of "
         "`bench/quality/scenarios.py` built with the generator's public API (`WorkloadSpec`, "
-        "`ContainerSpec`, `UsageModel`). Resources are those in force at the end of learning.\n\n"
+        "`ContainerSpec`, `UsageModel`, `ShortPod`, `Autoscaling`): five general cases, then the patterns "
+        "of issue 7. Resources are those in force at the end of learning.\n\n"
         "| workload | kind x pods | containers: requests / limits (cpu, memory) | case |\n|---|---|---|---|\n"
         + "\n".join(rows)
         + "\n"
     )
+
+
+def _replicas(workload: WorkloadSpec) -> str:
+    scaling = workload.autoscaling
+    return f"{workload.replicas}-{scaling.max_replicas}" if scaling else str(workload.replicas)
 
 
 def _resources(workload: WorkloadSpec) -> str:
@@ -234,10 +282,10 @@ def _memory_conclusion(rs: StrategyScore, krr: StrategyScore, table: pd.DataFram
         f"**No more memory reserved than KRR: {'met' if met else 'not met'}.** rightsizer reserves "
         f"{rs.reserved_memory / GIB:.2f} GiB, KRR {krr.reserved_memory / GIB:.2f} GiB "
         f"({difference / MIB:+.0f} Mi, {difference / krr.reserved_memory:+.1%}). Both take the peak over raw "
-        "samples (rightsizer x 1.10, KRR x 1.15); where they differ (reserved = request x pods):\n",
+        "samples (rightsizer x 1.10, KRR x 1.15); where they differ (reserved = request x replicas):\n",
     ]
     memory = table.pivot(index="container", columns="strategy", values="memory_request")
-    pods = table.pivot(index="container", columns="strategy", values="pods")[RIGHTSIZER]
+    pods = table.pivot(index="container", columns="strategy", values="replicas")[RIGHTSIZER]
     delta = (memory[RIGHTSIZER] - memory[KRR]) * pods
     small = delta.abs() <= 2 * MIB * pods
     for container in delta[~small].index:

@@ -31,6 +31,8 @@ from .strategies import KEY_COLUMNS, container_key
 PEAK_WINDOW_SECONDS = 300
 """Peak-time CPU is measured on 5-minute averages, as rightsizer's ``cpuPeakTime`` (``rate(...[5m])``)."""
 PEAK_PERCENTILE = 0.95
+BUSY_HOUR_SECONDS = 3600
+"""Busy-hour CPU is the mean usage of each pod's busiest hour (a rolling 60-minute window) of each day."""
 TARGET_BAND = (0.70, 0.80)
 """Peak-time CPU as a share of the request: the rule of thumb's 70-80%."""
 
@@ -63,6 +65,8 @@ class ContainerScore:
     key: ContainerKey
     allocation: Allocation
     pods: int
+    replicas: float
+    """Pods alive on average (pods x time / the scoring period): what requests are reserved for."""
     samples: int
     cpu_slack: float
     """Mean over samples of the unused share of the CPU request, ``max(0, 1 - usage / request)``."""
@@ -78,6 +82,10 @@ class ContainerScore:
     """p95 of CPU usage at the samples' own resolution (all pods) / request."""
     above_memory_request: float
     """Share of samples whose working set is above the memory request (first evicted under node pressure)."""
+    busy_to_request: float
+    """Median over pods and days of the day's busiest hour of CPU usage (rolling 60-minute mean) / request."""
+    worst_pod_above_limit: float
+    """The largest share, over pods, of a pod's samples whose CPU demand is above the limit (0: no limit)."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,9 @@ class StrategyScore:
     """One strategy over all containers: the benchmark table's row."""
 
     reserved_cpu: float
-    """Sum of CPU requests x pods, cores."""
+    """Sum of CPU requests x replicas (pods alive on average), cores."""
     reserved_memory: float
-    """Sum of memory requests x pods, bytes."""
+    """Sum of memory requests x replicas, bytes."""
     cpu_slack: float
     above_request: float
     above_limit: float
@@ -158,6 +166,17 @@ def peak_window_means(times: np.ndarray, usage: np.ndarray, window: int = PEAK_W
     return np.bincount(index, weights=usage) / np.bincount(index)
 
 
+def busy_hours(times: np.ndarray, usage: np.ndarray, window: int = BUSY_HOUR_SECONDS) -> np.ndarray:
+    """Per UTC day with a whole window of samples, the highest mean usage over ``window`` seconds."""
+    step = int(np.median(np.diff(times))) if len(times) > 1 else window
+    length = max(1, window // step)
+    if len(usage) < length:
+        return np.array([])
+    means = np.convolve(usage, np.ones(length) / length, mode="valid")
+    days = times[length - 1 :] // DAY
+    return pd.Series(means).groupby(days).max().to_numpy()
+
+
 def cpu_usage(demand: np.ndarray, limit: float | None) -> np.ndarray:
     """What the container gets: its demand, capped at the CPU limit when there is one."""
     return demand if limit is None else np.minimum(demand, limit)
@@ -175,10 +194,16 @@ def score_container(traces: Sequence[PodTrace], allocation: Allocation) -> Conta
     working_set = np.concatenate([m[0] for m in memory])
     kills = [int(m[1].sum()) for m in memory]
     has_request = request > 0
+    busy = np.concatenate(
+        [busy_hours(t.times, cpu_usage(t.cpu_demand, allocation.cpu_limit)) for t in traces]
+    )
+    limit = allocation.cpu_limit
+    worst = 0.0 if limit is None else max(float((t.cpu_demand > limit).mean()) for t in traces)
     return ContainerScore(
         key=traces[0].key,
         allocation=allocation,
         pods=len(traces),
+        replicas=len(demand) / max(len(t.times) for t in traces),
         samples=len(demand),
         cpu_slack=float(np.clip(1 - usage / request, 0, 1).mean()) if has_request else math.nan,
         above_request=float((demand > request).mean()),
@@ -188,6 +213,8 @@ def score_container(traces: Sequence[PodTrace], allocation: Allocation) -> Conta
         peak_to_request=float(np.quantile(windows, PEAK_PERCENTILE)) / request if has_request else math.nan,
         peak_to_request_raw=float(np.quantile(usage, PEAK_PERCENTILE)) / request if has_request else math.nan,
         above_memory_request=float((working_set > allocation.memory_request).mean()),
+        busy_to_request=float(np.median(busy)) / request if has_request and busy.size else math.nan,
+        worst_pod_above_limit=worst,
     )
 
 
@@ -204,8 +231,8 @@ def summarize(scores: Sequence[ContainerScore]) -> StrategyScore:
     peaks = np.array([s.peak_to_request for s in scores])
     low, high = TARGET_BAND
     return StrategyScore(
-        reserved_cpu=sum(s.allocation.cpu_request * s.pods for s in scores),
-        reserved_memory=sum(s.allocation.memory_request * s.pods for s in scores),
+        reserved_cpu=sum(s.allocation.cpu_request * s.replicas for s in scores),
+        reserved_memory=sum(s.allocation.memory_request * s.replicas for s in scores),
         cpu_slack=_weighted([s.cpu_slack for s in scores], samples),
         above_request=_weighted([s.above_request for s in scores], samples),
         above_limit=_weighted([s.above_limit for s in scores], samples),
