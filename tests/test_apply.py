@@ -140,3 +140,15 @@ def test_adding_or_removing_a_limit_always_counts_however_small_the_rest():
         deployment(), [rec("app", with_limit, CURRENT)], AutoRails(min_change_percent=50), NOW
     )
     assert [c.container for c in without.changes] == ["app"]  # and removed: applied too
+
+
+def test_steps_smaller_than_the_minimum_change_still_move_a_large_change():
+    """10% steps against a 10% minimum: a step down is 1/1.1 (-9%), below the minimum on its own;
+    the change as a whole is what counts, so the steps go on."""
+    far_below = res({"cpu": "20m", "memory": "64Mi"})
+    rails = AutoRails(min_change_percent=10, max_step_percent=10)
+    (change,) = plan_changes(deployment(), [rec("app", CURRENT, far_below)], rails, NOW).changes
+    assert change.after.to_quantities()["requests"] == {
+        "cpu": "95m",
+        "memory": "233Mi",
+    }  # 100m/1.1, 256Mi/1.1

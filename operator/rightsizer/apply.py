@@ -59,10 +59,13 @@ def plan_changes(
         if rec.recommended is None:
             skipped[rec.key] = f"no recommendation: {rec.reason}"
             continue
-        stepped = _step(rec.current, rec.recommended, rails.max_step_percent)
-        if not _significant(rec.current, stepped, rails.min_change_percent):
+        # The minimum is judged on the whole change, not on one step of it: with steps smaller than
+        # the minimum (maxStepPercent 10 against minChangePercent 10, say) a decrease of 1/1.1, 9%,
+        # would otherwise never be applied at all.
+        if not _significant(rec.current, rec.recommended, rails.min_change_percent):
             skipped[rec.key] = f"change below the minimum of {rails.min_change_percent}%"
             continue
+        stepped = _step(rec.current, rec.recommended, rails.max_step_percent)
         reason = (
             rec.reason
             if stepped == rec.recommended
