@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from rightsizer.errors import ConfigurationError
 from rightsizer.options import (
     EXIT_RUNTIME,
     EXIT_USAGE,
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (SettingsError, PromQLError) as error:
+    except (SettingsError, PromQLError, ConfigurationError) as error:
         print(f"rightsizer: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except PrometheusUnavailable as error:

@@ -7,6 +7,8 @@ from typing import Any, Protocol
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from rightsizer.errors import ConfigurationError
+
 FIELD_MANAGER = "rightsizer"
 """Who rightsizer's patches are recorded as (managedFields): GitOps tools can be told to ignore it."""
 
@@ -29,7 +31,12 @@ def load_credentials() -> None:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except config.ConfigException as error:
+            raise ConfigurationError(
+                f"no Kubernetes credentials (in-cluster or KUBECONFIG): {error}"
+            ) from None
 
 
 class KubernetesCluster:

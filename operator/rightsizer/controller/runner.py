@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 import kopf
-from kubernetes.config import ConfigException
 
 from rightsizer.controller import main as registrations
 from rightsizer.controller.kube import KubernetesCluster, load_credentials
@@ -17,14 +15,7 @@ from rightsizer.options import labels_from_args, prometheus_from_args
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; Kopf stops its handlers and returns."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        load_credentials()
-    except ConfigException as error:
-        print(
-            f"rightsizer: error: no Kubernetes credentials (in-cluster or KUBECONFIG): {error}",
-            file=sys.stderr,
-        )
-        return 2
+    load_credentials()
     memo = kopf.Memo(
         prometheus=prometheus_from_args(args),
         cluster=KubernetesCluster(),
