@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_prometheus_arguments(op)
     op.add_argument("--namespace", dest="namespaces", action="append", default=[], help="watch only these")
     op.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="Kopf liveness endpoint")
+    op.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run several replicas: only the holder of a Lease evaluates policies (deploy/ sets it)",
+    )
+    op.add_argument(
+        "--leader-elect-namespace", help="namespace of the Lease (default: the pod's own namespace)"
+    )
+    op.add_argument(
+        "--leader-elect-lease", default="rightsizer", help="name of the Lease (default rightsizer)"
+    )
     op.set_defaults(run=run_operator)
     return parser
 

@@ -41,6 +41,8 @@ def tick(
     logger: logging.Logger | logging.LoggerAdapter,
 ) -> None:
     """Evaluate the policy if it is due; write its status and post its Events."""
+    if not memo.leadership.leading():
+        return  # a standby replica: the leader evaluates (controller/election.py)
     raw = _plain(body)
     metadata = raw["metadata"]
     policy = PolicyObject(

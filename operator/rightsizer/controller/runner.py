@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
+import uuid
 
 import kopf
 
 from rightsizer.controller import main as registrations
+from rightsizer.controller.election import AlwaysLeading, Leadership, LeaseElection, lease_namespace
 from rightsizer.controller.kube import KubernetesCluster, load_credentials
 from rightsizer.options import labels_from_args, prometheus_from_args
 
@@ -20,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
         prometheus=prometheus_from_args(args),
         cluster=KubernetesCluster(),
         labels=labels_from_args(args),
+        leadership=leadership_from_args(args),
     )
     logging.getLogger("rightsizer").info(
         "rightsizer operator starting: Prometheus %s, %s",
@@ -27,11 +31,23 @@ def run(args: argparse.Namespace) -> int:
         f"namespaces {args.namespaces}" if args.namespaces else "all namespaces",
     )
     assert registrations.evaluate_policy  # importing the module registers the handlers
-    kopf.run(
-        standalone=True,
-        clusterwide=not args.namespaces,
-        namespaces=args.namespaces,
-        liveness_endpoint=args.liveness,
-        memo=memo,
-    )
+    memo.leadership.start()
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not args.namespaces,
+            namespaces=args.namespaces,
+            liveness_endpoint=args.liveness,
+            memo=memo,
+        )
+    finally:
+        memo.leadership.stop()  # releases the Lease: a standby takes over at its next try
     return 0
+
+
+def leadership_from_args(args: argparse.Namespace) -> Leadership:
+    """With ``--leader-elect``, a Lease election (identity: the pod's name, unique per process)."""
+    if not args.leader_elect:
+        return AlwaysLeading()
+    identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    return LeaseElection(lease_namespace(args.leader_elect_namespace), args.leader_elect_lease, identity)
