@@ -3,14 +3,18 @@
 #   docker build -t ghcr.io/rightsizer/rightsizer:0.1.0 .
 # The Deployment in deploy/operator.yaml runs it as `rightsizer operator --prometheus-url ...`.
 
+# BASE_IMAGE: any image with Python 3.11, its venv module and useradd, for both stages.
+# hack/images/operator.sh builds on a local Debian one where nothing can be pulled.
+ARG BASE_IMAGE=python:3.11-slim
+
 # ---------------------------------------------------------------- builder
 # Installs the package and its dependencies into a self-contained venv.
-FROM python:3.11-slim AS builder
+FROM ${BASE_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
@@ -22,7 +26,7 @@ RUN pip install . \
 
 # ---------------------------------------------------------------- runtime
 # Same base image as the builder, so the venv's python symlink resolves.
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="rightsizer" \
       org.opencontainers.image.description="Kubernetes right-sizing operator" \

@@ -2,7 +2,8 @@
 # Install what rightsizer's tests and demo need, idempotently, on a fresh Debian machine:
 #   - Debian's prometheus (server + promtool) and openssl
 #   - as root, for the real node: Debian's containerd, runc, containernetworking-plugins,
-#     iproute2 and util-linux (nsenter, setpriv)
+#     iproute2, util-linux (nsenter, setpriv) and iptables (kube-proxy); podman and mmdebstrap
+#     to build the operator's image (hack/images/operator.sh, on first use by tests/test_install.py)
 #   - a virtualenv in .venv with rightsizer and its test tools
 #   - kube-apiserver, kube-controller-manager and etcd, built once from the Go module proxy
 #     and cached outside the repo (hack/k8s/build.sh; KUBEBUILDER_ASSETS is honoured)
@@ -22,6 +23,9 @@ if [[ $(id -u) -eq 0 ]]; then
   [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+  command -v podman >/dev/null 2>&1 || missing+=(podman)
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 fi
 if ((${#missing[@]})); then
   sudo=""

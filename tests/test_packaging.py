@@ -38,6 +38,7 @@ ALLOWED_WRITES = {
     "rightsizepolicies/status": {"patch", "update"},
     "deployments": {"patch"},
     "events": {"create", "patch"},
+    "leases": {"create", "update"},
 }
 EXPECTED_RULES = {
     ("rightsizer.io", "rightsizepolicies"): {"get", "list", "watch", "patch"},
@@ -51,7 +52,10 @@ EXPECTED_RULES = {
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("coordination.k8s.io", "leases"): {"create", "get", "update"},
 }
+OPERATOR_ROLES = {"rightsizer", "rightsizer-leader-election"}
+"""The operator's own roles; the others (deploy/roles.yaml) are for people."""
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -89,9 +93,24 @@ def parse_dockerfile(text: str) -> list[list[Instruction]]:
         instruction = Instruction(keyword.upper(), args.strip())
         if instruction.keyword == "FROM":
             stages.append([])
-        assert stages, f"instruction before the first FROM: {line}"
+        if not stages:
+            assert instruction.keyword == "ARG", f"instruction before the first FROM: {line}"
+            continue  # a global ARG, read by global_args()
         stages[-1].append(instruction)
     return stages
+
+
+def global_args(text: str) -> dict[str, str]:
+    """The ``ARG NAME=default`` lines before the first FROM (the only ones a FROM can use)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.upper().startswith("FROM "):
+            break
+        if line.upper().startswith("ARG "):
+            name, _, default = line[4:].strip().partition("=")
+            found[name] = default
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +143,15 @@ def _exec_form(instruction: Instruction) -> list[str]:
     return value
 
 
-def test_multi_stage_build_on_python_3_11_slim(stages: list[list[Instruction]]) -> None:
+def test_multi_stage_build_on_one_base_python_3_11_slim_by_default(stages: list[list[Instruction]]) -> None:
+    """Both stages on the build argument BASE_IMAGE (python:3.11-slim unless given), so the venv's
+    python symlink resolves in the runtime stage, and machines that cannot pull build on a local base."""
+    assert global_args(DOCKERFILE.read_text()) == {"BASE_IMAGE": "python:3.11-slim"}
     assert len(stages) >= 2, "expected a builder stage and a runtime stage"
     builder_from = stages[0][0].args.split()
-    assert builder_from[0] == "python:3.11-slim"
+    assert builder_from[0] == "${BASE_IMAGE}"
     assert builder_from[1:] == ["AS", "builder"] or builder_from[1:] == ["as", "builder"]
-    assert stages[-1][0].args.split()[0] == "python:3.11-slim"
+    assert stages[-1][0].args.split()[0] == "${BASE_IMAGE}"
 
 
 def test_final_stage_user_is_numeric_non_root(final_stage: list[Instruction]) -> None:
@@ -270,16 +292,26 @@ def test_liveness_probe_matches_the_kopf_endpoint(container: dict[str, Any]) -> 
 def test_deployment_shape(deployment: dict[str, Any], container: dict[str, Any]) -> None:
     spec = deployment["spec"]
     assert deployment["metadata"]["namespace"] == "rightsizer-system"
-    assert spec["replicas"] == 1
-    assert spec["strategy"]["type"] == "Recreate"
+    # Two replicas, one leading (a Lease): a rollout may overlap them, they never both act.
+    assert spec["replicas"] == 2
+    assert build_parser().parse_args(container["args"]).leader_elect is True
+    assert spec.get("strategy", {}).get("type", "RollingUpdate") == "RollingUpdate"
+    anti_affinity = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == selector_labels(spec)
     assert container["image"] == f"{IMAGE}:0.1.0"
     assert {"name": "PYTHONUNBUFFERED", "value": "1"} in container["env"]
-    selector = spec["selector"]["matchLabels"]
+    selector = selector_labels(spec)
     labels = spec["template"]["metadata"]["labels"]
     assert selector.items() <= labels.items()
     resources = container["resources"]
     assert resources["requests"]["cpu"] and resources["requests"]["memory"]
     assert resources["limits"]["memory"], "memory is not compressible: keep a limit"
+
+
+def selector_labels(spec: dict[str, Any]) -> dict[str, str]:
+    return spec["selector"]["matchLabels"]
 
 
 def test_container_security_settings(deployment: dict[str, Any], container: dict[str, Any]) -> None:
@@ -304,25 +336,27 @@ def test_service_account_matches_the_binding(
     manifests: list[dict[str, Any]], deployment: dict[str, Any]
 ) -> None:
     account = _one(manifests, "ServiceAccount")["metadata"]
-    binding = _one(manifests, "ClusterRoleBinding")
-    role = _one(manifests, "ClusterRole")
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["name"] == "rightsizer"
     assert account["namespace"] == deployment["metadata"]["namespace"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
-    ]
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": role["metadata"]["name"],
-    }
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        binding = _one(manifests, kind)
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
+        ]
+        assert binding["roleRef"]["kind"] == role_kind
+        assert binding["roleRef"]["name"] in OPERATOR_ROLES
+    lease_role = _one(manifests, "Role")
+    assert lease_role["metadata"]["namespace"] == account["namespace"], (
+        "the Lease is in the operator's namespace"
+    )
     assert _one(manifests, "Namespace")["metadata"]["name"] == account["namespace"]
 
 
 def _rules(manifests: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The operator's rules (not those of the roles for people)."""
     for obj in manifests:
-        if obj["kind"] in {"Role", "ClusterRole"}:
+        if obj["kind"] in {"Role", "ClusterRole"} and obj["metadata"]["name"] in OPERATOR_ROLES:
             yield from obj.get("rules", [])
 
 
@@ -354,6 +388,64 @@ def test_rbac_grants_exactly_what_the_operator_needs(manifests: list[dict[str, A
     assert granted == EXPECTED_RULES
 
 
+def test_the_lease_role_names_the_lease_the_operator_uses(
+    manifests: list[dict[str, Any]], container: dict[str, Any]
+) -> None:
+    """get and update are limited to one Lease by name: the one `--leader-elect-lease` defaults to."""
+    lease = build_parser().parse_args(container["args"]).leader_elect_lease
+    named = [rule for rule in _one(manifests, "Role")["rules"] if "resourceNames" in rule]
+    assert named == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [lease],
+            "verbs": ["get", "update"],
+        }
+    ]
+
+
+def _people_roles(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"]: o
+        for o in manifests
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] not in OPERATOR_ROLES
+    }
+
+
+def test_people_roles_are_aggregated_into_view_edit_and_admin(manifests: list[dict[str, Any]]) -> None:
+    roles = _people_roles(manifests)
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    labels = {
+        name: {k for k in role["metadata"]["labels"] if k.startswith(aggregate)}
+        for name, role in roles.items()
+    }
+    assert labels == {
+        "rightsizer-policy-viewer": {f"{aggregate}view"},
+        "rightsizer-policy-editor": {f"{aggregate}edit", f"{aggregate}admin"},
+    }
+    for name, role in roles.items():
+        for rule in role["rules"]:
+            assert rule["apiGroups"] == ["rightsizer.io"], name
+            if "rightsizepolicies/status" in rule["resources"]:
+                assert set(rule["verbs"]) <= {"get", "list", "watch"}, "status is the operator's to write"
+    viewer_verbs = {v for rule in roles["rightsizer-policy-viewer"]["rules"] for v in rule["verbs"]}
+    assert viewer_verbs == {"get", "list", "watch"}
+
+
+def test_auto_mode_is_admitted_only_for_who_may_patch_its_targets(manifests: list[dict[str, Any]]) -> None:
+    """Static shape of deploy/admission.yaml; tests/test_roles.py shows it on a real API server."""
+    policy = _one(manifests, "ValidatingAdmissionPolicy")
+    binding = _one(manifests, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["failurePolicy"] == "Fail", "an error must refuse, not let through"
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["rightsizepolicies"], "not the status subresource: that is the operator's"
+    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
+    expressions = " ".join(v["expression"] for v in policy["spec"]["variables"])
+    assert "authorizer" in expressions and "check('patch')" in expressions
+
+
 # ---------------------------------------------------------------- kustomize and examples
 
 
@@ -378,7 +470,13 @@ def test_kustomize_renders_everything_including_the_crd(rendered: list[dict[str,
             "Namespace",
             "ServiceAccount",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "Deployment",
         ]
     )
