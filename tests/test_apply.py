@@ -7,7 +7,7 @@ from rightsizer.apply import APPLIED_AT, LAST_CHANGE, build_patch, describe, pla
 from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.policy import AutoRails
 from rightsizer.quantity import parse
-from rightsizer.workload import DeploymentView
+from rightsizer.workload import WorkloadView
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -20,6 +20,7 @@ def res(requests=None, limits=None):
 
 def deployment(annotations=None, **status):
     body = {
+        "kind": "Deployment",
         "metadata": {
             "name": "web",
             "namespace": "shop",
@@ -41,7 +42,7 @@ def deployment(annotations=None, **status):
         },
         "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, **status},
     }
-    return DeploymentView.from_body(body)
+    return WorkloadView.from_body(body)
 
 
 def rec(container, current, recommended):

@@ -260,3 +260,28 @@ def test_owners_known_from_the_kubernetes_api_come_first():
     (item,) = items
     assert item.usage.pods == 1
     assert item.usage.owner_source == "kubernetes-api"
+
+
+def test_the_pods_of_a_cronjobs_jobs_belong_to_the_cronjob():
+    owners = pd.DataFrame(
+        [
+            {
+                "namespace": "batch",
+                "pod": "backup-29451680-x2x4q",
+                "owner_kind": "Job",
+                "owner_name": "backup-29451680",
+                "value": 1,
+            },
+            {
+                "namespace": "batch",
+                "pod": "adhoc-x2x4q",
+                "owner_kind": "Job",
+                "owner_name": "adhoc",
+                "value": 1,
+            },
+        ]
+    )
+    pods = [("batch", "backup-29451680-x2x4q", "main"), ("batch", "adhoc-x2x4q", "main")]
+    frames = usage_frames(pods, {k: v[:2] for k, v in VALUES.items()}, pod_owner=owners)
+    (item,) = workload_containers(frames, LabelConfig())
+    assert (item.key.kind, item.key.name) == ("CronJob", "backup")  # a Job of no CronJob is left out

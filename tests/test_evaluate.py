@@ -21,7 +21,7 @@ from rightsizer.pods import PodView
 from rightsizer.promql import LabelConfig
 from rightsizer.source import PrometheusSource
 from rightsizer.timestamps import format_time
-from rightsizer.workload import DeploymentView
+from rightsizer.workload import WorkloadView
 from rightsizer_demo.manifests import deployment_manifests
 from tests.support.operator import free_port
 
@@ -35,7 +35,7 @@ class FakeCluster:
     limit_range_items: list[dict[str, Any]] = field(default_factory=list)
     quota_items: list[dict[str, Any]] = field(default_factory=list)
     node_items: list[dict[str, Any]] = field(default_factory=list)
-    patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    patches: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
     fail_with: Exception | None = None
 
@@ -51,10 +51,10 @@ class FakeCluster:
         self.reads.append("nodes")
         return self.node_items
 
-    def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         if self.fail_with is not None:
             raise self.fail_with
-        self.patches.append((namespace, name, patch))
+        self.patches.append((kind, namespace, name, patch))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def manifests(demo_workloads) -> dict[str, dict[str, Any]]:
     return settled
 
 
-def deployments(manifests: dict[str, dict[str, Any]], namespace: str, **changes: Any) -> list[DeploymentView]:
+def deployments(manifests: dict[str, dict[str, Any]], namespace: str, **changes: Any) -> list[WorkloadView]:
     """The namespace's Deployments; ``changes`` maps a name to a function that edits its body."""
     views = []
     for key, body in manifests.items():
@@ -79,7 +79,7 @@ def deployments(manifests: dict[str, dict[str, Any]], namespace: str, **changes:
             edit = changes.get(body["metadata"]["name"])
             if edit is not None:
                 edit(body)
-            views.append(DeploymentView.from_body(body))
+            views.append(WorkloadView.from_body(body))
     return views
 
 
@@ -95,7 +95,7 @@ def policy(
 def run(
     prometheus: PrometheusSource,
     spec: dict[str, Any],
-    views: list[DeploymentView],
+    views: list[WorkloadView],
     cluster: FakeCluster | None = None,
     status: dict[str, Any] | None = None,
     pods: list[PodView] | None = None,
@@ -164,7 +164,7 @@ def test_no_target_is_said_in_both_conditions(prometheus, manifests):
     found = conditions(outcome)
     assert found["RecommendationsReady"]["reason"] == "NoTargets"
     assert found["InsufficientData"]["reason"] == "NoTargets"
-    assert "matches no Deployment" in found["RecommendationsReady"]["message"]
+    assert "matches no workload" in found["RecommendationsReady"]["message"]
 
 
 def test_a_young_workload_is_insufficient_data(prometheus, manifests):
@@ -186,7 +186,7 @@ def test_a_container_with_mode_off_is_listed_and_never_changed(prometheus, manif
     outcome = run(prometheus, spec, deployments(manifests, "shop"), cluster)
     assert entries(outcome)["web/log-shipper"]["autoApply"] == "left alone: containerPolicies mode Off"
     assert outcome.status["readyContainers"] == "1/1"  # only app is evaluated
-    (_, _, patch) = cluster.patches[0]
+    (_, _, _, patch) = cluster.patches[0]
     assert [c["name"] for c in patch["spec"]["template"]["spec"]["containers"]] == ["app"]
 
 
@@ -223,8 +223,8 @@ def test_auto_mode_patches_the_recommended_resources_and_says_so(prometheus, man
     outcome = run(
         prometheus, {**AUTO, "targetRef": {"name": "cart"}}, deployments(manifests, "shop"), cluster
     )
-    ((namespace, name, patch),) = cluster.patches
-    assert (namespace, name) == ("shop", "cart")
+    ((kind, namespace, name, patch),) = cluster.patches
+    assert (kind, namespace, name) == ("Deployment", "shop", "cart")
     assert patch["metadata"]["resourceVersion"] == "7"
     (container,) = patch["spec"]["template"]["spec"]["containers"]
     recommended = entries(outcome)["cart/app"]["recommended"]
@@ -392,3 +392,50 @@ def test_a_policy_that_cannot_be_read_is_retried_at_the_default_interval():
     status = {"observedGeneration": 3, "lastEvaluationTime": format_time(NOW)}
     broken = PolicyObject("p", "shop", "uid-p", 3, {"interval": "often"}, status)
     assert wait_seconds(broken) == pytest.approx(300 * (1 + jitter("uid-p")))
+
+
+def redis_statefulset(demo_workloads) -> WorkloadView:
+    """data/redis of the demo history as a settled StatefulSet, with an init container."""
+    (redis,) = [w for w in demo_workloads if w.name == "redis"]
+    container = redis.containers[0]
+    resources = {"requests": dict(container.requests), "limits": dict(container.limits)}
+    return WorkloadView.from_body(
+        {
+            "kind": "StatefulSet",
+            "metadata": {
+                "name": "redis",
+                "namespace": "data",
+                "uid": "u-redis",
+                "resourceVersion": "5",
+                "generation": 1,
+            },
+            "spec": {
+                "replicas": redis.replicas,
+                "template": {
+                    "spec": {
+                        "initContainers": [
+                            {"name": "wait-for-disk", "resources": {"requests": {"cpu": "10m"}}}
+                        ],
+                        "containers": [{"name": "redis", "resources": resources}],
+                    }
+                },
+            },
+            "status": {"observedGeneration": 1, "currentRevision": "r1", "updateRevision": "r1"},
+        }
+    )
+
+
+def test_a_statefulset_is_sized_and_patched_and_its_init_container_left_alone(prometheus, demo_workloads):
+    cluster = FakeCluster()
+    spec = {**AUTO, "targetRef": {"kind": "StatefulSet", "name": "redis"}}
+    outcome = run(prometheus, spec, [redis_statefulset(demo_workloads)], cluster, namespace="data")
+    found = entries(outcome)
+    assert found["redis/redis"]["kind"] == "StatefulSet" and "recommended" in found["redis/redis"]
+    assert found["redis/wait-for-disk"]["autoApply"].startswith("left alone: an init container")
+    assert "recommended" not in found["redis/wait-for-disk"]
+    assert outcome.status["readyContainers"] == "1/1"  # the init container is not counted
+    ((kind, namespace, name, patch),) = cluster.patches
+    assert (kind, namespace, name) == ("StatefulSet", "data", "redis")
+    assert [c["name"] for c in patch["spec"]["template"]["spec"]["containers"]] == ["redis"]
+    assert "initContainers" not in patch["spec"]["template"]["spec"]
+    assert outcome.events[1].target["kind"] == "StatefulSet"

@@ -5,7 +5,7 @@ import pytest
 from rightsizer.policy import PolicyError, parse_policy
 from rightsizer.quantity import parse
 from rightsizer.selection import select_targets
-from rightsizer.workload import DeploymentView
+from rightsizer.workload import WorkloadView
 
 
 def test_defaults_follow_the_crd():
@@ -69,9 +69,14 @@ def test_invalid_specs_name_the_field(spec, message):
         parse_policy(spec)
 
 
-def view(name, labels):
-    return DeploymentView.from_body(
-        {"metadata": {"name": name, "namespace": "shop", "labels": labels}, "spec": {}, "status": {}}
+def view(name, labels, kind="Deployment"):
+    return WorkloadView.from_body(
+        {
+            "kind": kind,
+            "metadata": {"name": name, "namespace": "shop", "labels": labels},
+            "spec": {},
+            "status": {},
+        }
     )
 
 
@@ -93,3 +98,27 @@ def test_selection_by_labels_and_expressions():
     targets, missing = select_targets(spec, deployments)
     assert [d.name for d in targets] == ["web"]
     assert missing == []
+
+
+def test_a_target_is_named_by_kind_and_name():
+    spec = parse_policy({"targetRef": {"kind": "StatefulSet", "name": "db"}})
+    workloads = [view("db", {}), view("db", {}, kind="StatefulSet")]
+    (target,), missing = select_targets(spec, workloads)
+    assert (target.kind.name, missing) == ("StatefulSet", [])
+    gone = parse_policy({"targetRef": {"kind": "CronJob", "name": "db"}})
+    assert select_targets(gone, workloads) == ([], ["CronJob/db"])
+
+
+def test_a_selector_reaches_only_the_kinds_it_names():
+    """Deployments by default: a selector written before other kinds were sized must not start
+    patching a StatefulSet that carries the same labels."""
+    workloads = [view("web", {"team": "shop"}), view("db", {"team": "shop"}, kind="StatefulSet")]
+    by_default = parse_policy({"selector": {"matchLabels": {"team": "shop"}}})
+    assert [w.reference_name for w in select_targets(by_default, workloads)[0]] == ["Deployment/web"]
+    both = parse_policy(
+        {"selector": {"matchLabels": {"team": "shop"}}, "kinds": ["Deployment", "StatefulSet"]}
+    )
+    assert [w.reference_name for w in select_targets(both, workloads)[0]] == [
+        "Deployment/web",
+        "StatefulSet/db",
+    ]

@@ -18,7 +18,7 @@ from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.policy import AutoRails
 from rightsizer.quantity import RESOURCES, ceil_cpu, ceil_memory
 from rightsizer.timestamps import format_time, parse_time
-from rightsizer.workload import ANNOTATION_PREFIX, DeploymentView
+from rightsizer.workload import ANNOTATION_PREFIX, WorkloadView
 
 APPLIED_AT = ANNOTATION_PREFIX + "applied-at"
 APPLIED_BY = ANNOTATION_PREFIX + "applied-by"
@@ -47,10 +47,10 @@ class ApplyPlan:
 
 
 def plan_changes(
-    deployment: DeploymentView, recommendations: list[Recommendation], rails: AutoRails, now: datetime
+    workload: WorkloadView, recommendations: list[Recommendation], rails: AutoRails, now: datetime
 ) -> ApplyPlan:
-    """Decide what Auto mode applies to one Deployment now."""
-    blocked = deployment.rollout_in_progress() or _cooldown(deployment, rails, now)
+    """Decide what Auto mode applies to one workload now."""
+    blocked = workload.unsettled or _cooldown(workload, rails, now)
     if blocked:
         return ApplyPlan(blocked=blocked)
     changes: list[ContainerChange] = []
@@ -75,8 +75,8 @@ def plan_changes(
     return ApplyPlan(tuple(changes), skipped)
 
 
-def _cooldown(deployment: DeploymentView, rails: AutoRails, now: datetime) -> str | None:
-    applied_at = deployment.annotations.get(APPLIED_AT)
+def _cooldown(workload: WorkloadView, rails: AutoRails, now: datetime) -> str | None:
+    applied_at = workload.annotations.get(APPLIED_AT)
     if not applied_at:
         return None
     try:
@@ -123,39 +123,53 @@ def _significant(current: Resources, target: Resources, min_change_percent: int)
 
 
 def build_patch(
-    deployment: DeploymentView, changes: tuple[ContainerChange, ...], policy: str, now: datetime
+    workload: WorkloadView, changes: tuple[ContainerChange, ...], policy: str, now: datetime
 ) -> dict[str, Any]:
-    """A strategic-merge patch of the changed containers' resources plus the audit annotations."""
+    """A strategic-merge patch of the changed containers' resources in the pod template, plus the
+    audit annotations, carrying the resourceVersion the change was planned from."""
     record = {
         c.container: {"from": c.before.to_quantities(), "to": c.after.to_quantities(), "reason": c.reason}
         for c in changes
     }
-    containers = []
-    for change in changes:
-        quantities = change.after.to_quantities()
-        removed = {
-            kind: {
-                r: None for r in RESOURCES if r in getattr(change.before, kind) and r not in quantities[kind]
-            }
-            for kind in ("requests", "limits")
-        }
-        containers.append(
-            {
-                "name": change.container,
-                "resources": {kind: {**removed[kind], **quantities[kind]} for kind in ("requests", "limits")},
-            }
-        )
-    return {
+    patch: dict[str, Any] = {
         "metadata": {
-            "resourceVersion": deployment.resource_version,
+            "resourceVersion": workload.resource_version,
             "annotations": {
                 APPLIED_AT: format_time(now),
                 APPLIED_BY: f"RightSizePolicy/{policy}",
                 LAST_CHANGE: json.dumps(record, sort_keys=True),
             },
         },
-        "spec": {"template": {"spec": {"containers": containers}}},
     }
+    node = patch
+    for key in workload.kind.template_path:
+        node = node.setdefault(key, {})
+    node["spec"] = pod_spec_patch(workload, changes)
+    return patch
+
+
+def pod_spec_patch(workload: WorkloadView, changes: tuple[ContainerChange, ...]) -> dict[str, Any]:
+    """The part of a pod spec that sets the changed containers' resources (sidecars are init
+    containers): the same for a template and, through ``pods/resize``, for a running pod."""
+    lists: dict[str, list[dict[str, Any]]] = {}
+    for change in changes:
+        field_name = "initContainers" if change.container in workload.sidecars else "containers"
+        lists.setdefault(field_name, []).append(
+            {"name": change.container, "resources": resources_patch(change)}
+        )
+    return lists
+
+
+def resources_patch(change: ContainerChange) -> dict[str, dict[str, str | None]]:
+    """``requests`` and ``limits`` after the change; a resource it removes is set to None (deleted)."""
+    quantities = change.after.to_quantities()
+    patch: dict[str, dict[str, str | None]] = {}
+    for kind in ("requests", "limits"):
+        removed: dict[str, str | None] = {
+            r: None for r in RESOURCES if r in getattr(change.before, kind) and r not in quantities[kind]
+        }
+        patch[kind] = {**removed, **quantities[kind]}
+    return patch
 
 
 def describe(change: ContainerChange) -> str:

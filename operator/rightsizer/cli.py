@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec = commands.add_parser(
         "recommend",
         help="one-off report of recommended requests and limits",
-        description="Recommend requests and limits for every Deployment, StatefulSet and DaemonSet "
+        description="Recommend requests and limits for every Deployment, StatefulSet, DaemonSet and CronJob "
         "container found in Prometheus. Reads only; changes nothing.",
     )
     add_prometheus_arguments(rec)

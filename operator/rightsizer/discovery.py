@@ -11,13 +11,21 @@ import pandas as pd
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 DEPLOYMENT_POD_NAME = re.compile(rf"^(?P<deployment>.+)-[{SAFE_ALPHABET}]{{6,10}}-[{SAFE_ALPHABET}]{{5}}$")
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
+CRONJOB_JOB_NAME = re.compile(r"^(?P<cronjob>.+)-\d{8,10}$")
+"""A CronJob names its Jobs ``<cronjob>-<scheduled time in minutes since the epoch>``."""
 KUBERNETES_API = "kubernetes-api"
 KUBE_STATE_METRICS = "kube-state-metrics"
 POD_NAME_PATTERN = "pod-name-pattern"
 OWNER_SOURCE_PREFERENCE = (KUBERNETES_API, KUBE_STATE_METRICS, POD_NAME_PATTERN)
 """Most certain first: where two sources know a pod, the first one's owner is taken."""
 OWNER_COLUMNS = ["namespace", "pod", "kind", "name", "owner_source"]
+
+
+def cronjob_from_job_name(job: str) -> str | None:
+    """``backup-29451680`` -> ``backup``; None when the Job was not made by a CronJob's schedule."""
+    match = CRONJOB_JOB_NAME.match(job)
+    return match.group("cronjob") if match else None
 
 
 def deployment_from_pod_name(pod: str) -> str | None:
@@ -36,10 +44,10 @@ def resolve_owners(
 
     ``known_owners`` (the same columns, from the Kubernetes API) come first. Then, from
     kube-state-metrics: pods owned by ReplicaSets belong to the ReplicaSet's Deployment,
-    StatefulSet and DaemonSet pods to their owner. Pods that neither knows fall back to the
-    Deployment naming pattern (a pod of an earlier rollout is gone from the API, and
-    kube-state-metrics may not be scraped). Pods of other owners (Jobs, bare ReplicaSets, static
-    pods) are left out.
+    StatefulSet and DaemonSet pods to their owner, and a Job's pods to the CronJob that scheduled
+    it. Pods that neither knows fall back to the Deployment naming pattern (a pod of an earlier
+    rollout is gone from the API, and kube-state-metrics may not be scraped). Pods of other owners
+    (Jobs of no CronJob, bare ReplicaSets, static pods) are left out.
     """
     pods = pods[["namespace", "pod"]].drop_duplicates()
     from_api = _columns(known_owners, OWNER_COLUMNS) if known_owners is not None else None
@@ -66,6 +74,10 @@ def _owned_by_state_metrics(pod_owner: pd.DataFrame, replicaset_owner: pd.DataFr
     direct = owners[owners["owner_kind"].isin(["StatefulSet", "DaemonSet"])].rename(
         columns={"owner_kind": "kind", "owner_name": "name"}
     )
+    jobs = owners[owners["owner_kind"] == "Job"]
+    scheduled = jobs.assign(kind="CronJob", name=jobs["owner_name"].map(cronjob_from_job_name)).dropna(
+        subset=["name"]
+    )
     via_replicaset = owners[owners["owner_kind"] == "ReplicaSet"].rename(columns={"owner_name": "replicaset"})
     deployments = _columns(replicaset_owner, ["namespace", "replicaset", "owner_kind", "owner_name"])
     deployments = deployments[deployments["owner_kind"] == "Deployment"]
@@ -74,7 +86,11 @@ def _owned_by_state_metrics(pod_owner: pd.DataFrame, replicaset_owner: pd.DataFr
     )
     via_replicaset = via_replicaset.assign(kind="Deployment").rename(columns={"owner_name": "name"})
     combined = pd.concat(
-        [direct[["namespace", "pod", "kind", "name"]], via_replicaset[["namespace", "pod", "kind", "name"]]]
+        [
+            direct[["namespace", "pod", "kind", "name"]],
+            via_replicaset[["namespace", "pod", "kind", "name"]],
+            scheduled[["namespace", "pod", "kind", "name"]],
+        ]
     )
     return combined.drop_duplicates(["namespace", "pod"]).assign(owner_source=KUBE_STATE_METRICS)
 

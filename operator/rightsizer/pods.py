@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from rightsizer.discovery import KUBERNETES_API, OWNER_COLUMNS
+from rightsizer.discovery import KUBERNETES_API, OWNER_COLUMNS, cronjob_from_job_name
 from rightsizer.quantity import MEMORY, QuantityError, parse
 
 OOM_KILLED = "OOMKilled"
@@ -76,15 +76,19 @@ def known_owners(pods: Iterable[PodView]) -> pd.DataFrame:
 
 
 def _workload_owner(metadata: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The workload of a pod: a ReplicaSet's pods belong to its Deployment.
+    """The workload of a pod: a ReplicaSet's pods belong to its Deployment, a Job's to its CronJob.
 
     A Deployment names its ReplicaSets ``<deployment>-<pod-template-hash>`` and labels their pods
-    with that hash, so the Deployment is known without reading the ReplicaSet.
+    with that hash, and a CronJob names its Jobs after itself and the scheduled minute, so the
+    workload is known without reading the ReplicaSet or the Job.
     """
     controller = next((o for o in metadata.get("ownerReferences") or [] if o.get("controller")), None)
     if controller is None:
         return None, None
     kind, name = controller.get("kind"), controller.get("name")
+    if kind == "Job":
+        cronjob = cronjob_from_job_name(name or "")
+        return ("CronJob", cronjob) if cronjob else ("Job", name)
     if kind == "ReplicaSet":
         template_hash = (metadata.get("labels") or {}).get("pod-template-hash")
         if template_hash and name.endswith(f"-{template_hash}"):

@@ -13,6 +13,7 @@ from rightsizer.duration import parse_duration
 from rightsizer.quantity import QuantityError, parse
 from rightsizer.settings import RecommendationSettings, ResourceBounds, SettingsError
 
+DEFAULT_KIND = "Deployment"
 RECOMMEND = "Recommend"
 AUTO = "Auto"
 CONTAINER_OFF = "Off"
@@ -65,7 +66,12 @@ class AutoRails:
 @dataclass(frozen=True)
 class PolicySpec:
     target_name: str | None
+    target_kind: str
+    """``targetRef.kind`` (default Deployment); unused with a selector."""
     selector: LabelSelector | None
+    selector_kinds: tuple[str, ...]
+    """The kinds a selector looks at (``spec.kinds``, default Deployment only: a selector written for
+    Deployments must not start patching StatefulSets that happen to carry the same labels)."""
     mode: str
     interval_seconds: int
     history_seconds: int
@@ -128,7 +134,9 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
         )
     return PolicySpec(
         target_name=target["name"] if target else None,
+        target_kind=(target or {}).get("kind", DEFAULT_KIND),
         selector=_selector(selector) if selector is not None else None,
+        selector_kinds=tuple(spec.get("kinds") or (DEFAULT_KIND,)),
         mode=spec.get("mode", RECOMMEND),
         interval_seconds=_duration(spec.get("interval", "5m"), "spec.interval"),
         history_seconds=window,

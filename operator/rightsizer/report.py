@@ -72,7 +72,7 @@ def render_table(recommendations: list[Recommendation]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     if not recommendations:
-        lines.append("(no Deployment, StatefulSet or DaemonSet containers found in the history window)")
+        lines.append("(no containers of a Deployment, StatefulSet, DaemonSet or CronJob in the window)")
     return "\n".join(lines + (["", *notes] if notes else []))
 
 

@@ -22,7 +22,7 @@ from rightsizer.controller.outcome import Event
 from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.policy import AutoRails
 from rightsizer.timestamps import format_time
-from rightsizer.workload import DeploymentView
+from rightsizer.workload import WorkloadView
 
 
 @dataclass(frozen=True)
@@ -57,18 +57,18 @@ class ClusterLimits:
         return self._cache[what]
 
     def violations(
-        self, deployment: DeploymentView, changed: dict[str, Resources], after: dict[str, Resources]
+        self, workload: WorkloadView, changed: dict[str, Resources], after: dict[str, Resources]
     ) -> list[str]:
         """Why pods with the changed resources would not be admitted or scheduled; empty if they would."""
         return (
             limit_range_violations(changed, self._get("limit_ranges"))
-            + quota_violations(deployment.containers, after, deployment.replicas, self._get("quotas"))
+            + quota_violations(workload.containers, after, workload.replicas, self._get("quotas"))
             + node_fit_violations(after, self._get("nodes"))
         )
 
 
 def apply_to_workload(
-    deployment: DeploymentView,
+    workload: WorkloadView,
     recommendations: list[Recommendation],
     rails: AutoRails,
     limits: ClusterLimits,
@@ -76,23 +76,23 @@ def apply_to_workload(
     policy_name: str,
     now: datetime,
 ) -> WorkloadChange:
-    """Plan, check and patch one Deployment's containers (those in ``recommendations``)."""
-    plan = plan_changes(deployment, recommendations, rails, now)
+    """Plan, check and patch one workload's containers (those in ``recommendations``)."""
+    plan = plan_changes(workload, recommendations, rails, now)
     notes = {key: f"not applied: {reason}" for key, reason in plan.skipped.items()}
     if plan.blocked:
         notes.update({rec.key: f"not applied: {plan.blocked}" for rec in recommendations})
-        return WorkloadChange(blocked=f"{deployment.name}: {plan.blocked}", notes=notes)
+        return WorkloadChange(blocked=f"{workload.reference_name}: {plan.blocked}", notes=notes)
     if not plan.changes:
         return WorkloadChange(notes=notes)
-    violations = limits.violations(deployment, _changed(plan), {**deployment.containers, **_changed(plan)})
+    violations = limits.violations(workload, _changed(plan), {**workload.containers, **_changed(plan)})
     if violations:
         changed = ", ".join(c.container for c in plan.changes)
-        message = f"{deployment.name}: change to {changed} not applied: {'; '.join(violations)}"
+        message = f"{workload.reference_name}: change to {changed} not applied: {'; '.join(violations)}"
         notes.update({c.key: f"not applied: {'; '.join(violations)}" for c in plan.changes})
         return WorkloadChange(
             blocked=message, notes=notes, events=(Event("Warning", "ChangeBlocked", message),)
         )
-    return _patch(deployment, plan, cluster, policy_name, now, notes)
+    return _patch(workload, plan, cluster, policy_name, now, notes)
 
 
 def _changed(plan: ApplyPlan) -> dict[str, Resources]:
@@ -100,7 +100,7 @@ def _changed(plan: ApplyPlan) -> dict[str, Resources]:
 
 
 def _patch(
-    deployment: DeploymentView,
+    workload: WorkloadView,
     plan: ApplyPlan,
     cluster: Cluster,
     policy_name: str,
@@ -108,22 +108,27 @@ def _patch(
     notes: dict[ContainerKey, str],
 ) -> WorkloadChange:
     try:
-        cluster.patch_deployment(
-            deployment.namespace, deployment.name, build_patch(deployment, plan.changes, policy_name, now)
+        cluster.patch_workload(
+            workload.kind.name,
+            workload.namespace,
+            workload.name,
+            build_patch(workload, plan.changes, policy_name, now),
         )
     except PatchConflict as error:
         return WorkloadChange(
-            blocked=f"{deployment.name}: {error}; retried at the next evaluation", notes=notes
+            blocked=f"{workload.reference_name}: {error}; retried at the next evaluation", notes=notes
         )
     except ApiException as error:
-        message = f"{deployment.name}: patch rejected by the API server: {error.status} {error.reason}"
+        message = (
+            f"{workload.reference_name}: patch rejected by the API server: {error.status} {error.reason}"
+        )
         return WorkloadChange(
             blocked=message, notes=notes, events=(Event("Warning", "PatchFailed", message),)
         )
     summary = "; ".join(describe(c) for c in plan.changes)
     notes.update({c.key: f"applied at {format_time(now)}: {describe(c)}" for c in plan.changes})
     events = (
-        Event("Normal", "Applied", f"{deployment.name}: {summary}"),
-        Event("Normal", "RightSized", f"by RightSizePolicy/{policy_name}: {summary}", deployment.reference()),
+        Event("Normal", "Applied", f"{workload.reference_name}: {summary}"),
+        Event("Normal", "RightSized", f"by RightSizePolicy/{policy_name}: {summary}", workload.reference()),
     )
-    return WorkloadChange(applied=f"{deployment.name}: {summary}", notes=notes, events=events)
+    return WorkloadChange(applied=f"{workload.reference_name}: {summary}", notes=notes, events=events)

@@ -25,9 +25,13 @@ from rightsizer.promql import LabelConfig, QueryScope
 from rightsizer.selection import select_targets
 from rightsizer.source import PrometheusSource, PrometheusUnavailable, UsageFrames
 from rightsizer.timestamps import format_time
-from rightsizer.workload import DeploymentView
+from rightsizer.workload import WorkloadView
 
 LEFT_ALONE = "left alone: containerPolicies mode Off"
+INIT_CONTAINER = (
+    "left alone: an init container runs to completion before the app starts; what it uses then says "
+    "nothing of the running pod (a native sidecar, restartPolicy Always, is sized like a container)"
+)
 
 
 class Evaluation:
@@ -67,7 +71,7 @@ class Evaluation:
 
 def evaluate(
     policy: PolicyObject,
-    deployments: list[DeploymentView],
+    workloads: list[WorkloadView],
     pods: list[PodView],
     prometheus: PrometheusSource,
     cluster: Cluster,
@@ -76,7 +80,7 @@ def evaluate(
 ) -> Outcome:
     """Recommend for the policy's targets (and apply in Auto mode); the status to write and events.
 
-    ``deployments`` and ``pods`` are those of the policy's namespace (the operator's indexes).
+    ``workloads`` and ``pods`` are those of the policy's namespace (the operator's indexes).
     """
     run = Evaluation(policy, now)
     try:
@@ -86,7 +90,7 @@ def evaluate(
         run.events.append(Event("Warning", "InvalidPolicy", str(error)))
         return run.outcome([], targetCount=0, readyContainers="0/0")
 
-    targets, missing = select_targets(spec, deployments)
+    targets, missing = select_targets(spec, workloads)
     oom_kills = observe(
         policy.namespace, policy.status.get("observedOOMKills") or [], pods, now, spec.history_seconds
     )
@@ -104,7 +108,7 @@ def evaluate(
 
     usage = _usage_by_container(frames, labels, pods, oom_kills)
     recommendations, left_alone = _recommend_targets(spec, targets, usage)
-    run.notes.update(dict.fromkeys(left_alone, LEFT_ALONE))
+    run.notes.update(left_alone)
     evaluated = [r for r in recommendations if r.key not in left_alone]
     ready = sum(r.ready for r in evaluated)
     _set_readiness(run, targets, missing, evaluated)
@@ -129,33 +133,36 @@ def _usage_by_container(
 
 
 def _recommend_targets(
-    spec: PolicySpec, targets: list[DeploymentView], usage: dict[ContainerKey, ContainerUsage]
-) -> tuple[list[Recommendation], set[ContainerKey]]:
-    """A recommendation per container of every target, in template order, and the containers whose
-    policy says ``mode: Off`` (still listed, with the policy's general settings, never changed)."""
+    spec: PolicySpec, targets: list[WorkloadView], usage: dict[ContainerKey, ContainerUsage]
+) -> tuple[list[Recommendation], dict[ContainerKey, str]]:
+    """A recommendation per container of every target, in template order, and the containers left
+    alone with the reason: those whose policy says ``mode: Off`` (recommended with the policy's
+    general settings, never changed) and init containers (listed, not sized)."""
     recommendations: list[Recommendation] = []
-    left_alone: set[ContainerKey] = set()
-    for deployment in targets:
-        for container, current in deployment.containers.items():
-            key = ContainerKey(deployment.namespace, "Deployment", deployment.name, container)
+    left_alone: dict[ContainerKey, str] = {}
+    for workload in targets:
+        for container, current in workload.containers.items():
+            key = ContainerKey(workload.namespace, workload.kind.name, workload.name, container)
             settings = spec.container_settings(container)
             if settings is None:
-                left_alone.add(key)
+                left_alone[key] = LEFT_ALONE
                 settings = spec.settings
             rec = recommend(key, usage.get(key, ContainerUsage()), current, settings)
-            if deployment.invalid_quantities:
-                rec = replace(rec, warnings=rec.warnings + deployment.invalid_quantities)
+            if workload.invalid_quantities:
+                rec = replace(rec, warnings=rec.warnings + workload.invalid_quantities)
             recommendations.append(rec)
+        for container, current in workload.init_containers.items():
+            key = ContainerKey(workload.namespace, workload.kind.name, workload.name, container)
+            left_alone[key] = INIT_CONTAINER
+            recommendations.append(Recommendation(key, current, None, None, "init container: not sized", {}))
     return recommendations, left_alone
 
 
 def _set_readiness(
-    run: Evaluation, targets: list[DeploymentView], missing: list[str], evaluated: list[Recommendation]
+    run: Evaluation, targets: list[WorkloadView], missing: list[str], evaluated: list[Recommendation]
 ) -> None:
     if not targets:
-        message = (
-            f"no target found: {', '.join(missing)}" if missing else "the selector matches no Deployment"
-        )
+        message = f"no target found: {', '.join(missing)}" if missing else "the selector matches no workload"
         run.condition(cond.RECOMMENDATIONS_READY, False, "NoTargets", message)
         run.condition(cond.INSUFFICIENT_DATA, False, "NoTargets", message)
         return
@@ -167,7 +174,7 @@ def _set_readiness(
         run.condition(cond.RECOMMENDATIONS_READY, False, "InsufficientData", message)
         return
     run.condition(cond.INSUFFICIENT_DATA, False, "EnoughHistory", "every container has enough history")
-    message = f"{len(evaluated)} containers in {len(targets)} Deployments"
+    message = f"{len(evaluated)} containers in {len(targets)} workloads"
     if missing:
         message += f"; missing: {', '.join(missing)}"
     run.condition(cond.RECOMMENDATIONS_READY, True, "RecommendationsComputed", message)
@@ -176,16 +183,16 @@ def _set_readiness(
 def _auto_mode(
     run: Evaluation,
     spec: PolicySpec,
-    targets: list[DeploymentView],
+    targets: list[WorkloadView],
     evaluated: list[Recommendation],
     cluster: Cluster,
 ) -> None:
     """Apply to every target, then one Applied condition for them all."""
     limits = ClusterLimits(cluster, run.policy.namespace)
     changes: list[WorkloadChange] = []
-    for deployment in targets:
-        mine = [r for r in evaluated if r.key.name == deployment.name]
-        change = apply_to_workload(deployment, mine, spec.auto, limits, cluster, run.policy.name, run.now)
+    for workload in targets:
+        mine = [r for r in evaluated if (r.key.kind, r.key.name) == (workload.kind.name, workload.name)]
+        change = apply_to_workload(workload, mine, spec.auto, limits, cluster, run.policy.name, run.now)
         run.notes.update(change.notes)
         run.events.extend(change.events)
         changes.append(change)

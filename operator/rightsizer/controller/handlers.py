@@ -13,7 +13,7 @@ from rightsizer.controller.evaluate import evaluate
 from rightsizer.controller.outcome import PolicyObject
 from rightsizer.controller.schedule import is_due
 from rightsizer.pods import PodView
-from rightsizer.workload import DeploymentView
+from rightsizer.workload import WorkloadView
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -24,8 +24,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.networking.request_timeout = 60
 
 
-def index_deployment(body: Mapping[str, Any]) -> DeploymentView:
-    return DeploymentView.from_body(_plain(body))
+def index_workload(body: Mapping[str, Any]) -> WorkloadView:
+    return WorkloadView.from_body(_plain(body))
 
 
 def index_pod(body: Mapping[str, Any]) -> PodView:
@@ -35,7 +35,7 @@ def index_pod(body: Mapping[str, Any]) -> PodView:
 def tick(
     body: Mapping[str, Any],
     memo: kopf.Memo,
-    deployments: Iterable[DeploymentView],
+    workloads: Iterable[WorkloadView],
     pods: Iterable[PodView],
     patch: kopf.Patch,
     logger: logging.Logger | logging.LoggerAdapter,
@@ -56,7 +56,7 @@ def tick(
     now = datetime.now(UTC)
     if not is_due(policy, now):
         return
-    outcome = evaluate(policy, list(deployments), list(pods), memo.prometheus, memo.cluster, memo.labels, now)
+    outcome = evaluate(policy, list(workloads), list(pods), memo.prometheus, memo.cluster, memo.labels, now)
     patch.status.update(outcome.status)
     for event in outcome.events:
         kopf.event(event.target or body, type=event.type, reason=event.reason, message=event.message[:1024])

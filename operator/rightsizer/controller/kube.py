@@ -14,7 +14,7 @@ FIELD_MANAGER = "rightsizer"
 
 
 class PatchConflict(RuntimeError):
-    """The Deployment changed since it was read; the patch was not applied."""
+    """The workload changed since it was read; the patch was not applied."""
 
 
 class Cluster(Protocol):
@@ -23,7 +23,7 @@ class Cluster(Protocol):
     def limit_ranges(self, namespace: str) -> list[dict[str, Any]]: ...
     def resource_quotas(self, namespace: str) -> list[dict[str, Any]]: ...
     def nodes(self) -> list[dict[str, Any]]: ...
-    def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
 
 
 def load_credentials() -> None:
@@ -45,7 +45,13 @@ class KubernetesCluster:
     def __init__(self) -> None:
         self._api = client.ApiClient()
         self._core = client.CoreV1Api(self._api)
-        self._apps = client.AppsV1Api(self._api)
+        apps, batch = client.AppsV1Api(self._api), client.BatchV1Api(self._api)
+        self._patchers = {
+            "Deployment": apps.patch_namespaced_deployment,
+            "StatefulSet": apps.patch_namespaced_stateful_set,
+            "DaemonSet": apps.patch_namespaced_daemon_set,
+            "CronJob": batch.patch_namespaced_cron_job,
+        }
 
     def limit_ranges(self, namespace: str) -> list[dict[str, Any]]:
         return self._items(self._core.list_namespaced_limit_range(namespace))
@@ -56,10 +62,10 @@ class KubernetesCluster:
     def nodes(self) -> list[dict[str, Any]]:
         return self._items(self._core.list_node())
 
-    def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Strategic-merge patch as field manager ``rightsizer``; stale resourceVersion: PatchConflict."""
         try:
-            self._apps.patch_namespaced_deployment(
+            self._patchers[kind](
                 name,
                 namespace,
                 patch,
@@ -68,7 +74,7 @@ class KubernetesCluster:
             )
         except ApiException as error:
             if error.status == 409:
-                raise PatchConflict(f"Deployment {namespace}/{name} changed while being evaluated") from None
+                raise PatchConflict(f"{kind} {namespace}/{name} changed while being evaluated") from None
             raise
 
     def _items(self, listing: Any) -> list[dict[str, Any]]:

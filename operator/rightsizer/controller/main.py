@@ -22,7 +22,22 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.index("apps", "v1", "deployments")
 def deployments_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
-    return {namespace: handlers.index_deployment(body)}
+    return {namespace: handlers.index_workload(body)}
+
+
+@kopf.index("apps", "v1", "statefulsets")
+def statefulsets_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+    return {namespace: handlers.index_workload(body)}
+
+
+@kopf.index("apps", "v1", "daemonsets")
+def daemonsets_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+    return {namespace: handlers.index_workload(body)}
+
+
+@kopf.index("batch", "v1", "cronjobs")
+def cronjobs_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+    return {namespace: handlers.index_workload(body)}
 
 
 @kopf.index("", "v1", "pods")
@@ -36,16 +51,18 @@ def evaluate_policy(
     memo: kopf.Memo,
     patch: kopf.Patch,
     deployments_by_namespace: kopf.Index,
+    statefulsets_by_namespace: kopf.Index,
+    daemonsets_by_namespace: kopf.Index,
+    cronjobs_by_namespace: kopf.Index,
     pods_by_namespace: kopf.Index,
     namespace: str,
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    handlers.tick(
-        body,
-        memo,
-        deployments_by_namespace.get(namespace, []),
-        pods_by_namespace.get(namespace, []),
-        patch,
-        logger,
-    )
+    workloads = [
+        *deployments_by_namespace.get(namespace, []),
+        *statefulsets_by_namespace.get(namespace, []),
+        *daemonsets_by_namespace.get(namespace, []),
+        *cronjobs_by_namespace.get(namespace, []),
+    ]
+    handlers.tick(body, memo, workloads, pods_by_namespace.get(namespace, []), patch, logger)
