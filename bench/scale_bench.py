@@ -10,8 +10,7 @@ the HTTP API, to show where the time goes.
 
 Usage: ``python bench/scale_bench.py --containers 1000 10000``. Results are printed as markdown and written
 between the ``scale-results`` / ``scale-queries`` markers of docs/benchmarks.md (``--no-doc`` to skip),
-together with the last results of sizes not measured this time (``--no-keep`` to drop them). ``--what-if``
-also measures rightsizer with the 5 min step-grid first/last seen queries patched in. This is a
+together with the last results of sizes not measured this time (``--no-keep`` to drop them). This is a
 measurement, not a test: nothing here asserts a time.
 
 ``rightsizer recommend`` evaluates at "now", so a dataset must end at "now": the generator writes history
@@ -43,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # rightsizer_demo lives beside the package, not in it
 
-from rightsizer.promql import MEMORY_WORKING_SET, QueryScope  # noqa: E402
+from rightsizer.promql import QueryScope  # noqa: E402
 from rightsizer_demo.prometheus import PrometheusServer, find_binary  # noqa: E402
 
 GENERATOR_SOURCE = REPO / "bench" / "scale"
@@ -52,7 +51,6 @@ RESULTS_BEGIN = "<!-- scale-results:begin -->"
 RESULTS_END = "<!-- scale-results:end -->"
 QUERIES_BEGIN = "<!-- scale-queries:begin -->"
 QUERIES_END = "<!-- scale-queries:end -->"
-WHAT_IF_CHILD = "--what-if-child"
 CONTAINERS_PER_DEPLOYMENT = 10
 """The generator's defaults: 5 pods of 2 containers."""
 DAY = 86400
@@ -140,8 +138,6 @@ class Result:
     queries_client: int | None = None
     """The query count on rightsizer's own closing line (second run, without ``-q``)."""
     second_run_seconds: float | None = None
-    what_if: RecommendRun | None = None
-    """The same run with first_seen/last_seen replaced by ``step_grid_seen_queries`` (not shipped code)."""
     query_timings: list[QueryTiming] = field(default_factory=list)
     profiled_namespace: str | None = None
     measured: str = ""
@@ -153,9 +149,8 @@ class Result:
     def from_dict(cls, data: dict[str, Any]) -> Result:
         """The inverse of ``dataclasses.asdict`` (for results kept from earlier runs)."""
         values = dict(data)
+        values.pop("what_if", None)  # kept by runs before issue 7, whose first/last-seen queries are gone
         values["run"] = RecommendRun(**values["run"])
-        if values.get("what_if") is not None:
-            values["what_if"] = RecommendRun(**values["what_if"])
         values["query_timings"] = [QueryTiming(**t) for t in values.get("query_timings") or []]
         return cls(**values)
 
@@ -263,6 +258,17 @@ def instant_query(url: str, query: str, at: float, *, stats: bool = False) -> di
     return body["data"]
 
 
+def range_query(url: str, query: str, start: float, end: float, step: int) -> dict[str, object]:
+    """POST one range query to the HTTP API; the ``data`` of the answer."""
+    form = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step)}
+    request = urllib.request.Request(f"{url}/api/v1/query_range", data=urllib.parse.urlencode(form).encode())
+    with urllib.request.urlopen(request, timeout=600) as response:
+        body = json.load(response)
+    if body.get("status") != "success":
+        raise RuntimeError(f"query failed: {body}")
+    return body["data"]
+
+
 def metric_samples(url: str) -> Iterator[tuple[str, dict[str, str], float]]:
     """Prometheus' own ``/metrics`` as (name, labels, value)."""
     for line in http_get(f"{url}/metrics").splitlines():
@@ -358,51 +364,12 @@ def prometheus_status_path(url: str) -> Path | None:
     return None
 
 
-def recommend_command(url: str, *, quiet: bool = True, what_if: bool = False) -> list[str]:
-    """The installed ``rightsizer`` command (or the module, if it is not on PATH).
-
-    With ``what_if``, this script in its child mode instead: rightsizer with the step-grid
-    first_seen/last_seen queries patched in (see ``what_if_child``).
-    """
-    if what_if:
-        launcher = [sys.executable, str(Path(__file__).resolve()), WHAT_IF_CHILD]
-    else:
-        program = shutil.which("rightsizer")
-        launcher = [program] if program else [sys.executable, "-m", "rightsizer.cli"]
+def recommend_command(url: str, *, quiet: bool = True) -> list[str]:
+    """The installed ``rightsizer`` command (or the module, if it is not on PATH)."""
+    program = shutil.which("rightsizer")
+    launcher = [program] if program else [sys.executable, "-m", "rightsizer.cli"]
     command = [*launcher, "recommend", "--prometheus-url", url, "-o", "json"]
     return [*command, "-q"] if quiet else command
-
-
-def step_grid_seen_queries(scope: QueryScope) -> dict[str, str]:
-    """first_seen / last_seen without ``timestamp(<selector>)`` in a subquery: the suggested fix.
-
-    Prometheus 2.42 (and every release before prometheus/prometheus#12579, merged July 2023) evaluates
-    ``timestamp(<vector selector>)`` inside a range or subquery by opening a new iterator over every
-    series at every step and seeking from its first sample, so ``min_over_time(timestamp(m)[14d:5m])``
-    decodes ~4,000 x 10,000 samples per series: quadratic in the history.
-    ``time() + 0 * m`` is the step's time wherever ``m`` has a sample within the lookback: the same
-    first/last seen to within one step (5 min), through the ordinary incremental path.
-    """
-    memory = scope.cadvisor(MEMORY_WORKING_SET)
-    by, w, step = scope.by_container, scope.window, f"{scope.cpu_window_seconds}s"
-    present = f"(time() + 0 * {memory})"
-    return {
-        "first_seen": f"min by ({by}) (min_over_time({present}[{w}:{step}]))",
-        "last_seen": f"max by ({by}) (max_over_time({present}[{w}:{step}]))",
-    }
-
-
-def what_if_child(argv: list[str]) -> int:
-    """``rightsizer`` with ``step_grid_seen_queries`` patched into every batch; for measuring only."""
-    from rightsizer import cli, promql
-
-    shipped = promql.QueryScope.usage_queries
-
-    def patched(self: QueryScope, cpu_percentile: float) -> dict[str, str]:
-        return {**shipped(self, cpu_percentile), **step_grid_seen_queries(self)}
-
-    promql.QueryScope.usage_queries = patched  # type: ignore[method-assign]
-    return cli.main(argv)
 
 
 def query_error(error: urllib.error.HTTPError) -> str:
@@ -413,21 +380,25 @@ def query_error(error: urllib.error.HTTPError) -> str:
         return f"HTTP {error.code}"
 
 
-def time_query_kinds(
-    url: str, namespace: str, cpu_percentile: float, *, step_grid: bool = False
-) -> list[QueryTiming]:
-    """Each query of one namespace's batch, run alone and in turn, as rightsizer builds it; then, with
-    ``step_grid``, the step-grid first_seen/last_seen."""
+def time_query_kinds(url: str, namespace: str) -> list[QueryTiming]:
+    """Each query of one namespace's batch, run alone and in turn, as rightsizer builds it: the
+    instant queries at now, the history queries over the window's buckets."""
     scope = QueryScope((namespace,), HISTORY)
-    queries = {**scope.usage_queries(cpu_percentile), **scope.state_queries()}
-    if step_grid:
-        queries.update({f"{name} (step grid)": q for name, q in step_grid_seen_queries(scope).items()})
-    at = time.time()
+    at = float(round(time.time()))
+    first = at - (scope.buckets - 1) * scope.bucket_seconds
+    queries: dict[str, Callable[[], dict[str, object]]] = {
+        name: (lambda q=q: instant_query(url, q, at))
+        for name, q in {**scope.usage_queries(), **scope.state_queries()}.items()
+    }
+    queries |= {
+        f"{name} (range)": (lambda q=q: range_query(url, q, first, at, scope.bucket_seconds))
+        for name, q in scope.history_queries().items()
+    }
     timings = []
-    for name, query in queries.items():
+    for name, send in queries.items():
         started = time.perf_counter()
         try:
-            rows, error = len(instant_query(url, query, at)["result"]), None
+            rows, error = len(send()["result"]), None  # type: ignore[arg-type]
         except urllib.error.HTTPError as failure:
             rows, error = 0, query_error(failure)
         timings.append(QueryTiming(name, time.perf_counter() - started, rows, error))
@@ -446,12 +417,12 @@ def wait_until_idle(url: str, timeout: float = 600) -> None:
     log(f"Prometheus still evaluates queries after {timeout:.0f} s; measuring anyway")
 
 
-def recommend_once(url: str, *, what_if: bool = False) -> RecommendRun:
+def recommend_once(url: str) -> RecommendRun:
     """One measured ``rightsizer recommend -o json -q`` with the server-side counters around it."""
     wait_until_idle(url)
     before = ServerCounters.read(url)
     with RssSampler(url) as rss:
-        run = run_measured(recommend_command(url, what_if=what_if))
+        run = run_measured(recommend_command(url))
     by_handler, handler_seconds = ServerCounters.read(url).minus(before)
     recommendations = ready = error = None
     if run.returncode == 0:
@@ -507,17 +478,12 @@ def measure(args: argparse.Namespace, binary: Path, containers: int) -> Result:
             match = CLOSING_LINE.search(second.stderr)
             result.queries_client = int(match["queries"]) if match else None
             result.second_run_seconds = second.seconds
-        if args.what_if:
-            log(f"{containers} containers: what-if run, step-grid first_seen/last_seen patched in")
-            result.what_if = recommend_once(server.url, what_if=True)
         if not args.no_query_timings:
             # Deployments go round-robin over the namespaces: the first one is (one of) the largest.
             result.profiled_namespace = "team-00"
             log(f"{containers} containers: timing each query kind alone on namespace team-00")
             wait_until_idle(server.url)
-            result.query_timings = time_query_kinds(
-                server.url, "team-00", args.cpu_percentile, step_grid=args.what_if
-            )
+            result.query_timings = time_query_kinds(server.url, "team-00")
     result.measured = time.strftime("%Y-%m-%d", time.gmtime())
     result.rightsizer_version = rightsizer_version()
     return result
@@ -594,20 +560,6 @@ def results_table(results: list[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def what_if_table(results: list[Result]) -> str:
-    """The what-if runs: the same measurement with the step-grid first_seen/last_seen queries."""
-    measured = [r for r in results if r.what_if is not None]
-    if not measured:
-        return ""
-    lines = [
-        "| containers | wall time | rightsizer peak RSS | rightsizer CPU | Prometheus queries "
-        "| recommendations (ready) | Prometheus peak RSS | Prometheus handler time |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {r.containers:,} | {run_cells(r.what_if)} |" for r in measured if r.what_if]
-    return "\n".join(lines) + "\n"
-
-
 def largest_namespace(result: Result) -> int:
     """Containers in the first (largest) namespace: Deployments of 10 containers go round-robin."""
     deployments = result.containers // CONTAINERS_PER_DEPLOYMENT
@@ -631,10 +583,11 @@ def timings_table(results: list[Result]) -> str:
             t = next((t for t in r.query_timings if t.name == name), None)
             cells.append("-" if t is None else f"{t.seconds:.2f} s" + (f" **{t.error}**" if t.error else ""))
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    shipped = [
-        sum(t.seconds for t in r.query_timings if not t.name.endswith("(step grid)")) for r in measured
-    ]
-    lines.append("| the 14 shipped queries | " + " | ".join(f"**{v:.2f} s**" for v in shipped) + " |")
+    total = [sum(t.seconds for t in r.query_timings) for r in measured]
+    count = len(names)
+    lines.append(
+        f"| the {count} queries, one after the other | " + " | ".join(f"**{v:.2f} s**" for v in total) + " |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -694,9 +647,6 @@ def write_doc(results: list[Result]) -> None:
     when = ", ".join(sorted({r.measured for r in results if r.measured})) or "?"
     versions = ", ".join(sorted({r.rightsizer_version for r in results if r.rightsizer_version})) or "?"
     summary = f"Measured {when} (rightsizer {versions}) on {machine()}.\n\n" + results_table(results)
-    if what_if_table(results):
-        summary += "\nWhat-if (step-grid `first_seen`/`last_seen` patched in, not the shipped code):\n\n"
-        summary += what_if_table(results)
     updated = replace_between(text, RESULTS_BEGIN, RESULTS_END, summary)
     if updated is not None:
         updated = replace_between(updated, QUERIES_BEGIN, QUERIES_END, timings_table(results)) or updated
@@ -724,13 +674,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=5,
         help="reuse a dataset that ended at most this long ago (default 5; 0 always regenerates)",
     )
-    parser.add_argument("--cpu-percentile", type=float, default=0.95, help="as rightsizer's default")
     parser.add_argument("--single-run", action="store_true", help="skip the second (closing line) run")
-    parser.add_argument(
-        "--what-if",
-        action="store_true",
-        help="also run and time rightsizer with the 5 min step-grid first_seen/last_seen patched in",
-    )
     parser.add_argument("--no-query-timings", action="store_true", help="skip timing each query kind")
     parser.add_argument("--no-doc", action="store_true", help=f"do not write {DOC.relative_to(REPO)}")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
@@ -744,9 +688,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [WHAT_IF_CHILD]:
-        return what_if_child(argv[1:])
     args = parse_args(argv)
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -754,7 +695,6 @@ def main(argv: list[str] | None = None) -> int:
     results = [measure(args, binary, n) for n in args.containers]
     print(f"Measured on {machine()}.\n")
     print(results_table(results))
-    print(what_if_table(results))
     print(timings_table(results))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2, default=str) + "\n")

@@ -1,4 +1,5 @@
-"""Per-pod query results become per-workload containers: ownership, rollouts, OOM kills, fallbacks."""
+"""Per-pod query results become per-workload containers: bucketed history, ownership, rollouts, OOM
+kills, throttling per pod, fallbacks."""
 
 from decimal import Decimal
 
@@ -6,68 +7,59 @@ import pandas as pd
 
 from rightsizer.collect import workload_containers
 from rightsizer.discovery import deployment_from_pod_name
+from rightsizer.model import HistoryGrid
 from rightsizer.promql import LabelConfig
 from rightsizer.source import UsageFrames
 
 MIB = 1024 * 1024
 OLD_POD = "web-6b5f9c7d8f-abcde"  # not the safe alphabet: still a pod name, owner comes from KSM
 NEW_POD = "web-7d9f8b6c5d-x2x4q"
+BUCKET = 1800
+GRID = HistoryGrid(end=20 * BUCKET, window_seconds=20 * BUCKET, bucket_seconds=BUCKET, cpu_window_seconds=300)
+INSTANT = ("memory_peak", "cfs_periods", "cfs_throttled", "cadvisor_spec")
+STATE = ("pod_owner", "replicaset_owner", "requests", "limits", "oom_killed", "oom_restarts")
 
 
-def frame(rows, **columns):
-    return pd.DataFrame([{**columns, **row} for row in rows])
+def bucket_rows(
+    pod, container, buckets, *, cpu=0.1, peak=0.2, memory=100 * MIB, samples=31, namespace="shop"
+):
+    """The four bucket queries' rows of one pod container, at the ends of ``buckets`` (bucket numbers).
+
+    31 samples: a 30-minute bucket of 60 s scrapes, both ends included (Prometheus before 3.0).
+    """
+    values = {"cpu_mean": cpu, "cpu_peak": peak, "memory_mean": memory, "memory_samples": samples}
+    return {
+        name: [
+            {"namespace": namespace, "pod": pod, "container": container, "time": b * BUCKET, "value": value}
+            for b in buckets
+        ]
+        for name, value in values.items()
+    }
 
 
-def usage_frames(pods, values, **state):
-    """pods: list of (namespace, pod, container); values: query name -> list of values in pod order."""
-    frames = {}
-    for name in ("cpu_percentile", "cpu_max", "memory_peak", "samples", "first_seen", "last_seen"):
-        frames[name] = pd.DataFrame(
-            [
-                {"namespace": n, "pod": p, "container": c, "value": v}
-                for (n, p, c), v in zip(pods, values[name], strict=True)
-            ]
-        )
-    for name in (
-        "cfs_periods",
-        "cfs_throttled",
-        "cadvisor_spec",
-        "pod_owner",
-        "replicaset_owner",
-        "requests",
-        "limits",
-    ):
+def usage_frames(*pods, **state):
+    """pods: ``bucket_rows`` results; state: any other query's frame."""
+    frames = {name: pd.DataFrame([row for pod in pods for row in pod.get(name, [])]) for name in pods[0]}
+    for name in (*INSTANT, *STATE):
         frames[name] = state.get(name, pd.DataFrame())
-    frames["oom_killed"] = state.get("oom_killed", pd.DataFrame())
-    frames["restarts"] = state.get("restarts", pd.DataFrame())
-    return UsageFrames(frames)
+    return UsageFrames(frames, GRID)
 
 
-PODS = [("shop", OLD_POD, "app"), ("shop", NEW_POD, "app"), ("shop", NEW_POD, "log-shipper")]
-VALUES = {
-    "cpu_percentile": [0.30, 0.10, 0.01],
-    "cpu_max": [0.5, 0.2, 0.02],
-    "memory_peak": [100 * MIB, 300 * MIB, 20 * MIB],
-    "samples": [1000, 2000, 2000],
-    "first_seen": [1000.0, 5000.0, 5000.0],
-    "last_seen": [4000.0, 9000.0, 9000.0],
-}
+def per_pod_frame(rows, namespace="shop"):
+    """rows: (pod, container, value) of a per-pod instant query."""
+    return pd.DataFrame([{"namespace": namespace, "pod": p, "container": c, "value": v} for p, c, v in rows])
+
+
 OWNERS = pd.DataFrame(
     [
         {
             "namespace": "shop",
-            "pod": OLD_POD,
+            "pod": pod,
             "owner_kind": "ReplicaSet",
-            "owner_name": "web-6b5f9c7d8f",
+            "owner_name": pod.rsplit("-", 1)[0],
             "value": 1,
-        },
-        {
-            "namespace": "shop",
-            "pod": NEW_POD,
-            "owner_kind": "ReplicaSet",
-            "owner_name": "web-7d9f8b6c5d",
-            "value": 1,
-        },
+        }
+        for pod in (OLD_POD, NEW_POD)
     ]
 )
 RS_OWNERS = pd.DataFrame(
@@ -84,36 +76,58 @@ def requests_frame(rows):
     )
 
 
-def test_pods_of_every_rollout_count_and_the_busiest_pod_sets_the_numbers():
+def rollout():
+    """The old pod ran buckets 1-10, the new one 11-20 (with a sidecar)."""
+    return (
+        bucket_rows(OLD_POD, "app", range(1, 11), cpu=0.3, peak=0.5),
+        bucket_rows(NEW_POD, "app", range(11, 21)),
+        bucket_rows(NEW_POD, "log-shipper", range(11, 21), cpu=0.01, peak=0.02, memory=20 * MIB),
+    )
+
+
+def test_pods_of_every_rollout_count_and_the_history_keeps_each_pods_buckets():
     frames = usage_frames(
-        PODS,
-        VALUES,
+        *rollout(),
         pod_owner=OWNERS,
         replicaset_owner=RS_OWNERS,
         requests=requests_frame([(OLD_POD, "app", "cpu", 1.0), (NEW_POD, "app", "cpu", 0.25)]),
+        memory_peak=per_pod_frame([(OLD_POD, "app", 150 * MIB), (NEW_POD, "app", 300 * MIB)]),
     )
     items = {i.key.container: i for i in workload_containers(frames, LabelConfig())}
     app = items["app"]
     assert (app.key.kind, app.key.name) == ("Deployment", "web")
     assert app.usage.pods == 2
-    assert app.usage.cpu_percentile_cores == 0.30  # from the old rollout's pod
+    assert app.usage.grid == GRID
+    history = app.usage.history
+    assert len(history) == 20 and set(history["pod"]) == {OLD_POD, NEW_POD}
+    assert history.loc[history["pod"] == OLD_POD, "cpu_peak"].max() == 0.5  # the old rollout's pod
     assert app.usage.memory_peak_bytes == 300 * MIB
-    assert app.usage.samples == 3000
-    assert app.usage.history_seconds == 8000.0
+    assert app.usage.samples == 620
+    assert app.usage.covered_seconds == 20 * BUCKET
     assert app.usage.owner_source == "kube-state-metrics"
     assert app.current.requests == {"cpu": Decimal("0.25")}  # the newest pod's
     assert items["log-shipper"].usage.pods == 1
 
 
+def test_a_pod_that_ran_part_of_a_bucket_covers_that_part_and_its_mean_is_while_it_ran():
+    """15 of 30 samples, a rate over the bucket of 0.35 cores: it ran half the bucket at 0.7."""
+    steady = bucket_rows(NEW_POD, "app", range(1, 21))
+    canary = bucket_rows("web-7d9f8b6c5d-zzzzz", "app", [5], cpu=0.35, peak=1.0, samples=15)
+    (item,) = workload_containers(usage_frames(steady, canary), LabelConfig())
+    row = item.usage.history[item.usage.history["pod"] == "web-7d9f8b6c5d-zzzzz"].iloc[0]
+    assert row["coverage"] == 0.5
+    assert row["cpu_mean"] == 0.7
+    assert item.usage.covered_seconds == 20 * BUCKET  # the steady pod covered every bucket
+
+
 def test_pods_without_kube_state_metrics_fall_back_to_the_name_pattern():
-    frames = usage_frames([("legacy", "api-5c4b8d9f7x-q2w4r", "app")], {k: [v[0]] for k, v in VALUES.items()})
+    frames = usage_frames(bucket_rows("api-5c4b8d9f7x-q2w4r", "app", [1, 2], namespace="legacy"))
     (item,) = workload_containers(frames, LabelConfig())
     assert (item.key.kind, item.key.name) == ("Deployment", "api")
     assert item.usage.owner_source == "pod-name-pattern"
 
 
 def test_pods_of_jobs_and_unknown_names_are_left_out():
-    pods = [("batch", "report-28391-xk2lp", "main"), ("batch", "standalone", "main")]
     owners = pd.DataFrame(
         [
             {
@@ -125,7 +139,11 @@ def test_pods_of_jobs_and_unknown_names_are_left_out():
             }
         ]
     )
-    frames = usage_frames(pods, {k: v[:2] for k, v in VALUES.items()}, pod_owner=owners)
+    frames = usage_frames(
+        bucket_rows("report-28391-xk2lp", "main", [1], namespace="batch"),
+        bucket_rows("standalone", "main", [1], namespace="batch"),
+        pod_owner=owners,
+    )
     assert workload_containers(frames, LabelConfig()) == []
 
 
@@ -141,56 +159,71 @@ def test_statefulset_pods_belong_to_their_statefulset():
             }
         ]
     )
-    frames = usage_frames(
-        [("data", "redis-0", "redis")], {k: [v[0]] for k, v in VALUES.items()}, pod_owner=owners
-    )
+    frames = usage_frames(bucket_rows("redis-0", "redis", [1], namespace="data"), pod_owner=owners)
     (item,) = workload_containers(frames, LabelConfig())
     assert (item.key.kind, item.key.name) == ("StatefulSet", "redis")
 
 
-def test_oom_kills_count_restarts_and_remember_the_limit_that_killed():
-    oom = pd.DataFrame([{"namespace": "shop", "pod": NEW_POD, "container": "app", "value": 1.0}])
-    restarts = pd.DataFrame(
+def oom_restarts(rows):
+    """rows: (pod, bucket, restarts) of the oom_restarts range query."""
+    return pd.DataFrame(
         [
-            {"namespace": "shop", "pod": NEW_POD, "container": "app", "value": 3.0},
-            {"namespace": "shop", "pod": OLD_POD, "container": "app", "value": 0.0},
+            {"namespace": "shop", "pod": p, "container": "app", "time": b * BUCKET, "value": v}
+            for p, b, v in rows
         ]
     )
-    limits = requests_frame([(NEW_POD, "app", "memory", float(256 * MIB))])
+
+
+def test_oom_kills_count_the_restarts_after_an_oom_kill_not_every_restart():
+    """The new pod restarted 5 times in the window, 2 of them OOM kills (the restarts of the buckets at
+    whose end the last termination was OOMKilled): 2 kills, not 5."""
+    flagged = per_pod_frame([(NEW_POD, "app", 1.0)])
     frames = usage_frames(
-        PODS,
-        VALUES,
+        *rollout(),
         pod_owner=OWNERS,
         replicaset_owner=RS_OWNERS,
-        oom_killed=oom,
-        restarts=restarts,
-        limits=limits,
+        oom_killed=flagged,
+        oom_restarts=oom_restarts([(NEW_POD, 12, 1.0), (NEW_POD, 17, 1.0)]),
+        limits=requests_frame([(NEW_POD, "app", "memory", float(256 * MIB))]),
     )
     items = {i.key.container: i for i in workload_containers(frames, LabelConfig())}
-    assert items["app"].usage.oom_kills == 3
+    assert items["app"].usage.oom_kills == 2
     assert items["app"].usage.oom_killed_memory_bytes == 256 * MIB
     assert items["log-shipper"].usage.oom_kills == 0
 
 
+def test_a_container_still_flagged_oom_killed_without_a_kill_in_the_window_counts_once():
+    frames = usage_frames(
+        *rollout(),
+        pod_owner=OWNERS,
+        replicaset_owner=RS_OWNERS,
+        oom_killed=per_pod_frame([(NEW_POD, "app", 1.0)]),
+    )
+    app = next(i for i in workload_containers(frames, LabelConfig()) if i.key.container == "app")
+    assert app.usage.oom_kills == 1
+
+
 def test_old_cadvisor_label_names_are_mapped():
-    frames = usage_frames(PODS, VALUES, pod_owner=OWNERS, replicaset_owner=RS_OWNERS)
-    renamed = {
-        name: (f.rename(columns={"pod": "pod_name", "container": "container_name"}) if name in VALUES else f)
-        for name, f in frames.frames.items()
-    }
+    renamed = [
+        {
+            name: [{**row, "pod_name": row["pod"], "container_name": row["container"]} for row in rows]
+            for name, rows in pod.items()
+        }
+        for pod in rollout()
+    ]
+    for pod in renamed:
+        for rows in pod.values():
+            for row in rows:
+                del row["pod"], row["container"]
+    frames = usage_frames(*renamed, pod_owner=OWNERS, replicaset_owner=RS_OWNERS)
     labels = LabelConfig(pod="pod_name", container="container_name")
-    assert len(workload_containers(UsageFrames(renamed), labels)) == 2
+    assert len(workload_containers(frames, labels)) == 2
 
 
 def test_deployment_pod_name_pattern():
     assert deployment_from_pod_name("my-web-app-7d9f8b6c5d-x2x4q") == "my-web-app"
     assert deployment_from_pod_name("redis-0") is None
     assert deployment_from_pod_name("web-7d9f8b6c5d-xaxaq") is None  # 'a' is not in Kubernetes' alphabet
-
-
-def per_pod_frame(rows):
-    """rows: (pod, container, value) of a per-pod query."""
-    return pd.DataFrame([{"namespace": "shop", "pod": p, "container": c, "value": v} for p, c, v in rows])
 
 
 def spec_frame(rows):
@@ -200,10 +233,9 @@ def spec_frame(rows):
     )
 
 
-def test_throttling_is_pooled_by_the_cpu_limit_each_pod_ran_under():
+def test_throttling_is_kept_per_pod_with_the_cpu_limit_it_ran_under():
     frames = usage_frames(
-        PODS,
-        VALUES,
+        *rollout(),
         pod_owner=OWNERS,
         replicaset_owner=RS_OWNERS,
         cfs_periods=per_pod_frame([(OLD_POD, "app", 1000.0), (NEW_POD, "app", 500.0)]),
@@ -211,17 +243,15 @@ def test_throttling_is_pooled_by_the_cpu_limit_each_pod_ran_under():
         cadvisor_spec=spec_frame([(OLD_POD, "app", "cpu_limit", 0.2), (NEW_POD, "app", "cpu_limit", 0.6)]),
     )
     app = {i.key.container: i for i in workload_containers(frames, LabelConfig())}["app"]
-    by_limit = {t.limit_cores: (t.periods, t.throttled_periods) for t in app.usage.throttling}
-    assert by_limit == {0.2: (1000.0, 600.0), 0.6: (500.0, 5.0)}
-    peak_time = {t.limit_cores: t.cpu_percentile_cores for t in app.usage.throttling}
-    assert peak_time == {0.2: 0.30, 0.6: 0.10}  # each limit's busiest pod
-    assert app.usage.throttling_under(Decimal("0.6")).ratio == 0.01
+    by_pod = {t.pod: (t.limit_cores, t.periods, t.throttled_periods) for t in app.usage.throttling}
+    assert by_pod == {OLD_POD: (0.2, 1000.0, 600.0), NEW_POD: (0.6, 500.0, 5.0)}
+    assert app.usage.throttled_ratio == 605 / 1500
+    assert app.usage.throttled_ratio_under(Decimal("0.6")) == 0.01
 
 
 def test_without_kube_state_metrics_current_resources_and_oom_kills_come_from_cadvisor():
     frames = usage_frames(
-        [("shop", NEW_POD, "app")],
-        {k: [v[1]] for k, v in VALUES.items()},
+        bucket_rows(NEW_POD, "app", [1, 2]),
         cadvisor_spec=spec_frame(
             [
                 (NEW_POD, "app", "cpu_limit", 0.2),
@@ -251,37 +281,10 @@ def test_owners_known_from_the_kubernetes_api_come_first():
             }
         ]
     )
-    frames = usage_frames(
-        [("shop", NEW_POD, "app"), ("shop", OLD_POD, "app")], {k: v[:2] for k, v in VALUES.items()}
-    )
+    frames = usage_frames(bucket_rows(NEW_POD, "app", [1]), bucket_rows(OLD_POD, "app", [1]))
     items = workload_containers(frames, LabelConfig(), known_owners=known)
     # The new pod from the API; the old one is gone from the API and its name is not a
     # Deployment pod's (not the safe alphabet): it is left out.
     (item,) = items
     assert item.usage.pods == 1
     assert item.usage.owner_source == "kubernetes-api"
-
-
-def test_the_pods_of_a_cronjobs_jobs_belong_to_the_cronjob():
-    owners = pd.DataFrame(
-        [
-            {
-                "namespace": "batch",
-                "pod": "backup-29451680-x2x4q",
-                "owner_kind": "Job",
-                "owner_name": "backup-29451680",
-                "value": 1,
-            },
-            {
-                "namespace": "batch",
-                "pod": "adhoc-x2x4q",
-                "owner_kind": "Job",
-                "owner_name": "adhoc",
-                "value": 1,
-            },
-        ]
-    )
-    pods = [("batch", "backup-29451680-x2x4q", "main"), ("batch", "adhoc-x2x4q", "main")]
-    frames = usage_frames(pods, {k: v[:2] for k, v in VALUES.items()}, pod_owner=owners)
-    (item,) = workload_containers(frames, LabelConfig())
-    assert (item.key.kind, item.key.name) == ("CronJob", "backup")  # a Job of no CronJob is left out

@@ -28,17 +28,33 @@ def test_old_cadvisor_label_names_and_extra_matchers_reach_every_query():
         pod="pod_name", container="container_name", extra_matchers=(Matcher.parse('cluster="eu"'),)
     )
     scope = QueryScope(("shop",), 86400, labels)
-    queries = {**scope.usage_queries(0.95), **scope.state_queries()}
+    queries = {**scope.history_queries(), **scope.usage_queries(), **scope.state_queries()}
     for name, query in queries.items():
         assert 'cluster="eu"' in query, name
     assert "max by (namespace, pod_name, container_name)" in queries["memory_peak"]
-    assert 'container_name!="POD"' in queries["cpu_percentile"]
+    assert 'container_name!="POD"' in queries["cpu_peak"]
 
 
-def test_cpu_subquery_steps_by_the_rate_window_and_memory_peak_uses_raw_samples():
-    queries = QueryScope(("shop",), 14 * 86400, cpu_window_seconds=300).usage_queries(0.9)
-    assert "quantile_over_time(0.9, rate(" in queries["cpu_percentile"]
-    assert "[300s])[1209600s:300s]" in queries["cpu_percentile"]
+def test_at_most_16_queries_a_namespace_whatever_the_window():
+    for window, resolution in ((14 * 86400, 300), (600, 30), (3 * 86400, 60)):
+        scope = QueryScope(("shop",), window, cpu_window_seconds=resolution)
+        queries = {**scope.history_queries(), **scope.usage_queries(), **scope.state_queries()}
+        assert len(queries) == 14
+
+
+def test_the_cpu_subquery_is_computed_once_stepping_by_the_rate_window_over_a_bucket():
+    scope = QueryScope(("shop",), 14 * 86400, cpu_window_seconds=300)
+    queries = {**scope.history_queries(), **scope.usage_queries(), **scope.state_queries()}
+    with_subquery = [name for name, query in queries.items() if ":300s]" in query]
+    assert with_subquery == ["cpu_peak"]
+    assert "max_over_time(rate(container_cpu_usage_seconds_total{" in queries["cpu_peak"]
+    assert "[300s])[1800s:300s])" in queries["cpu_peak"]
+    assert "rate(container_cpu_usage_seconds_total{" in queries["cpu_mean"]
+    assert queries["cpu_mean"].endswith("[1800s]))")
+
+
+def test_the_memory_peak_reads_raw_samples_over_the_window():
+    queries = QueryScope(("shop",), 14 * 86400).usage_queries()
     assert "max_over_time(container_memory_working_set_bytes{" in queries["memory_peak"]
     assert "[1209600s])" in queries["memory_peak"]
 
@@ -62,25 +78,40 @@ def test_invalid_label_names_are_rejected():
 
 def test_no_timestamp_of_a_selector_inside_a_subquery():
     """Quadratic in the history on Prometheus < 2.46: 23 s instead of 0.13 s a namespace (benchmarks.md)."""
-    queries = QueryScope(("shop",), 14 * 86400).usage_queries(0.95)
+    scope = QueryScope(("shop",), 14 * 86400)
+    queries = {**scope.history_queries(), **scope.usage_queries(), **scope.state_queries()}
     assert not any("timestamp(" in query for query in queries.values())
-    assert (
-        "min_over_time((time() + 0 * max_over_time(container_memory_working_set_bytes{"
-        in queries["first_seen"]
-    )
-    assert queries["first_seen"].endswith("[3600s]))[1209600s:3600s]))")
 
 
 def test_cadvisor_spec_is_one_query_with_a_spec_label_per_part():
-    query = QueryScope(("shop",), 3600).usage_queries(0.95)["cadvisor_spec"]
+    query = QueryScope(("shop",), 3600).usage_queries()["cadvisor_spec"]
     for part in ("cpu_limit", "cpu_request", "memory_limit", "oom_events"):
         assert f'"spec", "{part}"' in query
     assert "min_over_time(container_spec_cpu_quota{" in query
     assert "container_oom_events_total{" in query
 
 
-def test_a_history_of_minutes_is_measured_to_the_cpu_window_not_the_hour():
-    assert QueryScope(("shop",), 14 * 86400).seen_resolution_seconds == 3600
-    short = QueryScope(("shop",), 600, cpu_window_seconds=30)
-    assert short.seen_resolution_seconds == 30
-    assert short.usage_queries(0.95)["first_seen"].endswith("[30s]))[600s:30s]))")
+def test_buckets_are_half_hours_for_days_and_cpu_windows_for_minutes():
+    days = QueryScope(("shop",), 14 * 86400)
+    assert (days.bucket_seconds, days.buckets) == (1800, 672)
+    minutes = QueryScope(("shop",), 600, cpu_window_seconds=30)
+    assert (minutes.bucket_seconds, minutes.buckets) == (30, 20)
+    assert minutes.history_queries()["cpu_peak"] == (
+        "max by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{"
+        'namespace="shop", container!="", container!="POD"}[30s]))'
+    )  # a bucket of one CPU window: no subquery
+    hours = QueryScope(("shop",), 23 * 3600, cpu_window_seconds=30)
+    assert hours.bucket_seconds == 300  # at most 288 buckets: a whole number of CPU windows
+    assert QueryScope(("shop",), 14 * 86400, cpu_window_seconds=420).bucket_seconds == 2100
+
+
+def test_oom_restarts_are_the_restarts_of_a_bucket_after_which_the_container_was_oom_killed():
+    query = QueryScope(("shop",), 14 * 86400).history_queries()["oom_restarts"]
+    restarts = 'kube_pod_container_status_restarts_total{namespace="shop"}'
+    assert (
+        f"((max by (namespace, pod, container) ({restarts}) - "
+        f"max by (namespace, pod, container) ({restarts} offset 1800s)) or "
+        f"max by (namespace, pod, container) ({restarts})) > 0"
+    ) in query
+    assert "and on (namespace, pod, container) max by (namespace, pod, container) (" in query
+    assert 'reason="OOMKilled"' in query

@@ -93,6 +93,19 @@ def test_pods_of_both_rollouts_count(report):
     assert checkout["current"]["requests"] == {"cpu": "300m", "memory": "384Mi"}  # the new template
 
 
+def test_every_recommendation_says_how_far_it_can_be_trusted(report):
+    """3 days of a week's confident history: medium at best, bounds around the recommendation, and a
+    confident part between the current and the recommended requests."""
+    web = report[("shop", "web", "app")]
+    assert web["confidence"]["level"] in ("medium", "low")
+    assert web["confidence"]["days"] == pytest.approx(3, abs=0.1)
+    lower, upper = web["bounds"]["lower"]["requests"], web["bounds"]["upper"]["requests"]
+    assert set(lower) == set(upper) == {"cpu", "memory"}
+    assert web["confident"]["requests"]["cpu"]  # web is over-provisioned: down toward the upper bound
+    cart = report[("shop", "cart", "app")]
+    assert cart["confident"]["requests"]["memory"] == cart["recommended"]["requests"]["memory"]  # OOM kills
+
+
 def test_too_young_workload_gets_no_recommendation_and_says_why(report):
     young = report[("shop", "new-feature", "app")]
     assert young["recommended"] is None
@@ -111,8 +124,10 @@ def test_table_and_yaml_outputs(demo_prometheus):
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["NAMESPACE", "WORKLOAD", "CONTAINER"]
+    assert lines[0].split()[-1] == "CONFIDENCE"
     web = next(line for line in lines if "Deployment/web" in line and " app " in line)
     assert "1 -> " in web and "%)" in web
+    assert web.rstrip().endswith("(3.0d)")  # the level, and the days of history when not high
     assert "shop/new-feature/app: no recommendation: insufficient history" in table.stdout
     assert "Prometheus queries" in table.stderr  # progress and summary go to stderr
 
@@ -151,9 +166,9 @@ def test_background_profile_and_no_cpu_limit(demo_prometheus):
 def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
     source = PrometheusSource(demo_prometheus.url)
     result = scan(source, ScanRequest(namespaces=("shop", "batch")), RecommendationSettings())
-    per_namespace = len(QueryScope(("x",), 60).usage_queries(0.95)) + len(
-        QueryScope(("x",), 60).state_queries()
-    )
+    scope = QueryScope(("x",), 14 * 86400)
+    per_namespace = len({**scope.history_queries(), **scope.usage_queries(), **scope.state_queries()})
+    assert per_namespace == 14  # at most 16 a namespace (issue 7)
     assert result.queries_sent == 1 + 2 * per_namespace  # one connectivity check, one batch per namespace
     assert len(result.recommendations) == 7
 

@@ -8,23 +8,15 @@ from decimal import Decimal
 import pandas as pd
 
 from rightsizer.discovery import KUBE_STATE_METRICS, OWNER_SOURCE_PREFERENCE, resolve_owners
-from rightsizer.model import ContainerKey, ContainerUsage, LimitThrottling, Resources
+from rightsizer.model import HISTORY_COLUMNS, ContainerKey, ContainerUsage, PodThrottling, Resources
 from rightsizer.promql import LabelConfig
 from rightsizer.quantity import CPU, MEMORY, ceil_cpu
 from rightsizer.source import UsageFrames
 
 KEY = ["namespace", "pod", "container"]
 WORKLOAD = ["namespace", "kind", "name", "container"]
-USAGE_QUERIES = (
-    "cpu_percentile",
-    "cpu_max",
-    "memory_peak",
-    "samples",
-    "first_seen",
-    "last_seen",
-    "cfs_periods",
-    "cfs_throttled",
-)
+BUCKET_QUERIES = ("cpu_mean", "cpu_peak", "memory_mean", "memory_samples")
+"""The range queries that make the bucketed history (``QueryScope.history_queries``)."""
 SPEC_VALUES = ("cpu_limit", "cpu_request", "memory_limit", "oom_events")
 """The ``spec`` label values of the cadvisor_spec query (``QueryScope._cadvisor_spec``)."""
 
@@ -41,14 +33,16 @@ class WorkloadContainer:
 def workload_containers(
     frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None = None
 ) -> list[WorkloadContainer]:
-    """Join the per-pod frames, map pods to workloads and aggregate each workload's containers.
+    """Join the per-pod frames, map pods to workloads and gather each workload container's history.
 
     ``known_owners`` (columns namespace, pod, kind, name, owner_source) are owners the caller
     knows better than Prometheus does: the operator's, from the Kubernetes API.
     """
-    per_pod = _per_pod_usage(frames, labels)
-    if per_pod.empty:
+    renames = {labels.namespace: "namespace", labels.pod: "pod", labels.container: "container"}
+    history = bucketed_history(frames, renames)
+    if history.empty:
         return []
+    per_pod = _per_pod(frames, renames, history)
     owners = resolve_owners(per_pod, frames["pod_owner"], frames["replicaset_owner"], known_owners)
     per_pod = per_pod.merge(owners, on=["namespace", "pod"], how="inner")
     if per_pod.empty:
@@ -57,10 +51,11 @@ def workload_containers(
     limits = _resources_by_pod(frames["limits"])
     per_pod = _with_cpu_limits(per_pod, limits)
     per_pod = _with_oom_kills(per_pod, frames)
+    history_by_pod = history.set_index(KEY).sort_index()
     results = []
     for (namespace, kind, name, container), pods in per_pod.groupby(WORKLOAD, sort=True):
         key = ContainerKey(namespace, kind, name, container)
-        newest = pods.sort_values("last_seen", na_position="first").iloc[-1]
+        newest = pods.sort_values("last_seen").iloc[-1]
         pod_key = (namespace, newest["pod"], container)
         current = Resources(
             requests=_with_spec(requests.get(pod_key, {}), {CPU: newest["spec_cpu_request"]}),
@@ -69,23 +64,55 @@ def workload_containers(
                 {CPU: newest["spec_cpu_limit"], MEMORY: newest["spec_memory_limit"]},
             ),
         )
-        results.append(WorkloadContainer(key, _aggregate(pods), current))
+        rows = history_by_pod.loc[[(namespace, pod, container) for pod in pods["pod"]]].reset_index()
+        usage = ContainerUsage(
+            history=rows[list(HISTORY_COLUMNS)].reset_index(drop=True),
+            grid=frames.grid,
+            throttling=_throttling(pods),
+            memory_peak_bytes=_max(pods["memory_peak"]),
+            oom_kills=int(pods["oom_kills"].sum()),
+            oom_killed_memory_bytes=_max(pods["oom_killed_memory"]),
+            owner_source=_weakest_owner_source(pods["owner_source"]),
+        )
+        results.append(WorkloadContainer(key, usage, current))
     return results
 
 
-def _per_pod_usage(frames: UsageFrames, labels: LabelConfig) -> pd.DataFrame:
-    renames = {labels.namespace: "namespace", labels.pod: "pod", labels.container: "container"}
+def bucketed_history(frames: UsageFrames, renames: dict[str, str]) -> pd.DataFrame:
+    """One row per (namespace, pod, container) and bucket with samples: ``HISTORY_COLUMNS`` but ``pod``.
+
+    ``coverage`` is a pod's samples in the bucket over what a whole bucket holds at the scrape
+    interval: the most any pod-bucket of the batch holds, less one (before Prometheus 3.0 a range
+    includes both its ends, so a bucket holds one more sample when samples fall on both). ``cpu_mean``
+    is the mean while the pod ran, not over the bucket (a pod that ran 15 minutes at 1 core is 1 core
+    for 15 minutes, not 250m for an hour).
+    """
     merged: pd.DataFrame | None = None
-    for name in USAGE_QUERIES:
+    for name in BUCKET_QUERIES:
         frame = frames[name]
         if frame.empty:
-            frame = pd.DataFrame(columns=[*KEY, "value"])
-        frame = frame.rename(columns=renames)[[*KEY, "value"]].rename(columns={"value": name})
-        merged = frame if merged is None else merged.merge(frame, on=KEY, how="outer")
+            frame = pd.DataFrame(columns=[*KEY, "time", "value"])
+        frame = frame.rename(columns=renames)[[*KEY, "time", "value"]].rename(columns={"value": name})
+        merged = frame if merged is None else merged.merge(frame, on=[*KEY, "time"], how="outer")
     assert merged is not None
-    merged = merged.merge(_spec_columns(frames["cadvisor_spec"], renames), on=KEY, how="left")
-    # A container with CPU series but no memory series (or the reverse) keeps NaN for what is missing.
-    return merged[merged["memory_peak"].notna() | merged["cpu_percentile"].notna()]
+    merged = merged.rename(columns={"memory_samples": "samples"})
+    full = max(merged["samples"].max() - 1, 1)
+    coverage = (merged["samples"] / full).clip(upper=1.0)
+    # A container with CPU series but no memory series counts as running the whole bucket; it has
+    # no recommendation anyway (no memory usage), but its CPU is still shown.
+    merged["coverage"] = coverage.fillna(1.0).where(lambda c: c > 0, 1.0)
+    merged["samples"] = merged["samples"].fillna(0.0)
+    merged["cpu_mean"] = (merged["cpu_mean"] / merged["coverage"]).clip(lower=0.0, upper=merged["cpu_peak"])
+    return merged
+
+
+def _per_pod(frames: UsageFrames, renames: dict[str, str], history: pd.DataFrame) -> pd.DataFrame:
+    """One row per pod container with history: when it was last seen, its memory peak, CFS periods
+    and spec."""
+    per_pod = history.groupby(KEY, as_index=False).agg(last_seen=("time", "max"))
+    for name in ("memory_peak", "cfs_periods", "cfs_throttled"):
+        per_pod = per_pod.merge(_values(frames[name].rename(columns=renames), name), on=KEY, how="left")
+    return per_pod.merge(_spec_columns(frames["cadvisor_spec"], renames), on=KEY, how="left")
 
 
 def _spec_columns(frame: pd.DataFrame, renames: dict[str, str]) -> pd.DataFrame:
@@ -116,23 +143,28 @@ def _with_cpu_limits(
 
 
 def _with_oom_kills(per_pod: pd.DataFrame, frames: UsageFrames) -> pd.DataFrame:
-    """OOM kills per pod-container: restarts while the last termination reason was OOMKilled.
+    """OOM kills per pod-container: restarts after which the last termination reason was OOMKilled.
 
-    A container still flagged OOMKilled but without restarts in the window was killed just before
-    it: that counts as one kill, because the memory it had then was still too low.
+    A container still flagged OOMKilled but without such restarts in the window was killed just
+    before it: that counts as one kill, because the memory it had then was still too low.
     """
     flagged = _values(frames["oom_killed"], "oom_flag")
-    restarts = _values(frames["restarts"], "restarts")
+    restarts = frames["oom_restarts"]
+    killed = (
+        restarts.groupby(KEY, as_index=False)["value"].sum().rename(columns={"value": "oom_restarts"})
+        if not restarts.empty
+        else _values(pd.DataFrame(), "oom_restarts")
+    )
     limits = frames["limits"]
     memory_limits = (
         _values(limits[limits["resource"] == MEMORY], "memory_limit")
         if not limits.empty and "resource" in limits.columns
         else _values(pd.DataFrame(), "memory_limit")
     )
-    per_pod = per_pod.merge(flagged, on=KEY, how="left").merge(restarts, on=KEY, how="left")
+    per_pod = per_pod.merge(flagged, on=KEY, how="left").merge(killed, on=KEY, how="left")
     per_pod = per_pod.merge(memory_limits, on=KEY, how="left")
     was_killed = per_pod["oom_flag"].fillna(0) >= 1
-    state_kills = (per_pod["restarts"].fillna(0).round().clip(lower=1)).where(was_killed, 0)
+    state_kills = (per_pod["oom_restarts"].fillna(0).round().clip(lower=1)).where(was_killed, 0)
     cadvisor_kills = per_pod["spec_oom_events"].astype(float).fillna(0).round()
     per_pod["oom_kills"] = state_kills.combine(cadvisor_kills, max).astype(int)
     killed_at = (
@@ -144,44 +176,17 @@ def _with_oom_kills(per_pod: pd.DataFrame, frames: UsageFrames) -> pd.DataFrame:
     return per_pod
 
 
-def _aggregate(pods: pd.DataFrame) -> ContainerUsage:
-    """The busiest pod sets the numbers: every replica gets the same requests from one template."""
-    return ContainerUsage(
-        cpu_percentile_cores=_max(pods["cpu_percentile"]),
-        cpu_max_cores=_max(pods["cpu_max"]),
-        throttling=_throttling_by_limit(pods),
-        memory_peak_bytes=_max(pods["memory_peak"]),
-        oom_kills=int(pods["oom_kills"].sum()),
-        oom_killed_memory_bytes=_max(pods["oom_killed_memory"]),
-        samples=int(pods["samples"].fillna(0).sum()),
-        first_seen=_min(pods["first_seen"]),
-        last_seen=_max(pods["last_seen"]),
-        pods=int(pods["pod"].nunique()),
-        owner_source=_weakest_owner_source(pods["owner_source"]),
-    )
-
-
-def _throttling_by_limit(pods: pd.DataFrame) -> tuple[LimitThrottling, ...]:
-    """CFS periods pooled by the CPU limit (to the millicore) each pod ran under."""
-    periods = pods.assign(
-        limit_m=pods["cpu_limit"].mul(1000).round(),
-        cfs_periods=pods["cfs_periods"].fillna(0),
-        cfs_throttled=pods["cfs_throttled"].fillna(0),
-    )
-    periods = periods[periods["cfs_periods"] > 0]
-    pooled = periods.groupby("limit_m", dropna=False).agg(
-        cfs_periods=("cfs_periods", "sum"),
-        cfs_throttled=("cfs_throttled", "sum"),
-        cpu_percentile=("cpu_percentile", "max"),
-    )
+def _throttling(pods: pd.DataFrame) -> tuple[PodThrottling, ...]:
+    """CFS periods of each pod that ran with a CPU limit, and the limit (to the millicore)."""
+    ran_limited = pods[pods["cfs_periods"].fillna(0) > 0]
     return tuple(
-        LimitThrottling(
-            limit_cores=None if pd.isna(limit_m) else float(limit_m) / 1000,
+        PodThrottling(
+            pod=row.pod,
+            limit_cores=None if pd.isna(row.cpu_limit) else round(float(row.cpu_limit) * 1000) / 1000,
             periods=float(row.cfs_periods),
-            throttled_periods=float(row.cfs_throttled),
-            cpu_percentile_cores=None if pd.isna(row.cpu_percentile) else float(row.cpu_percentile),
+            throttled_periods=0.0 if pd.isna(row.cfs_throttled) else float(row.cfs_throttled),
         )
-        for limit_m, row in pooled.iterrows()
+        for row in ran_limited.itertuples(index=False)
     )
 
 
@@ -219,9 +224,4 @@ def _values(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def _max(series: pd.Series) -> float | None:
     value = series.max()
-    return None if pd.isna(value) else float(value)
-
-
-def _min(series: pd.Series) -> float | None:
-    value = series.min()
     return None if pd.isna(value) else float(value)

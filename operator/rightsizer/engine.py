@@ -1,15 +1,20 @@
 """The recommendation engine: usage history in, requests and limits out. Pure functions only.
 
 Nothing here talks to Prometheus or Kubernetes; the callers (``rightsizer recommend`` and the
-operator) gather ``ContainerUsage`` and ``Resources`` and hand them over.
+operator) gather ``ContainerUsage`` and ``Resources`` and hand them over. The statistics of the
+bucketed history are in ``rightsizer.peaks``; the rules, with their reasons, are here and in
+docs/recommendations.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
+from rightsizer.confidence import assess
 from rightsizer.duration import format_duration
-from rightsizer.model import ContainerKey, ContainerUsage, LimitThrottling, Recommendation, Resources
+from rightsizer.model import ContainerKey, ContainerUsage, PodThrottling, Recommendation, Resources
+from rightsizer.peaks import CpuPeakTime, MemoryLevels, cpu_peak_time, memory_levels
 from rightsizer.qos import qos_class
 from rightsizer.quantity import (
     CPU,
@@ -21,36 +26,95 @@ from rightsizer.quantity import (
     format_memory,
     suspicious_memory,
 )
-from rightsizer.settings import RecommendationSettings
+from rightsizer.settings import DAY_SECONDS, RecommendationSettings
 
 CPU_FLOOR = Decimal("0.010")
 MEMORY_FLOOR = 16 * MIB
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The statistics of one container's history that the rules read."""
+
+    cpu: CpuPeakTime | None
+    memory: MemoryLevels | None
+    throttled: tuple[PodThrottling, ...]
+    """Pods throttled above the threshold, under whichever limit (``throttled_pods``)."""
+
+
+@dataclass(frozen=True)
+class CpuLimit:
+    limit: Decimal | None
+    request: Decimal
+    """The request, raised when the limit throttling needs would leave the profile's band."""
+    floor: Decimal | None
+    """What throttling under the limit in force demands of the limit: Auto mode applies it whole."""
 
 
 def recommend(
     key: ContainerKey, usage: ContainerUsage, current: Resources, settings: RecommendationSettings
 ) -> Recommendation:
     """Recommend requests and limits for one container, or say why there is too little to go on."""
-    evidence = usage_evidence(usage, current, settings)
+    found = gather(usage, settings)
+    evidence = usage_evidence(usage, current, settings, found)
     warnings = current_resource_warnings(current)
-    missing = insufficient_history(usage, settings)
+    missing = insufficient_history(usage, settings, found)
     if missing and usage.oom_kills:
-        return _memory_after_oom_kills(key, usage, current, settings, missing, evidence, warnings)
+        return _memory_after_oom_kills(key, usage, current, settings, found, missing, evidence, warnings)
     if missing:
         return Recommendation(key, current, None, None, missing, evidence, warnings)
 
-    assert usage.cpu_percentile_cores is not None and usage.memory_peak_bytes is not None
+    assert found.cpu is not None and found.memory is not None
     notes: list[str] = []
-    cpu_request = _bounded(_cpu_request(usage, settings, notes), CPU, settings, notes)
-    memory_request = _bounded(_memory_request(usage, settings, notes), MEMORY, settings, notes)
-    warnings += _max_allowed_warnings(usage, settings)
-    limits = {MEMORY: _memory_limit(memory_request, settings)}
-    cpu_limit = _cpu_limit(cpu_request, usage, current, settings, notes)
-    if cpu_limit is not None:
-        limits[CPU] = cpu_limit
-    recommended = Resources(requests={CPU: cpu_request, MEMORY: memory_request}, limits=limits)
+    cpu_request = _bounded(_cpu_request(found, settings, notes), CPU, settings, notes)
+    memory_request = _bounded(_memory_request(found.memory, usage, settings, notes), MEMORY, settings, notes)
+    warnings += _max_allowed_warnings(found.memory, settings)
+    cpu = _cpu_limit(cpu_request, found, usage, current, settings, notes)
+    limits = {MEMORY: _memory_limit(memory_request, found.memory, settings, notes)}
+    if cpu.limit is not None:
+        limits[CPU] = cpu.limit
+    recommended = Resources(requests={CPU: cpu.request, MEMORY: memory_request}, limits=limits)
+    trust = assess(usage, current, recommended, found.cpu, found.memory, settings, cpu.floor)
     return Recommendation(
-        key, current, recommended, qos_class(recommended), "; ".join(notes), evidence, warnings
+        key,
+        current,
+        recommended,
+        qos_class(recommended),
+        "; ".join(notes),
+        evidence,
+        warnings,
+        trust.confidence,
+        trust.lower,
+        trust.upper,
+        trust.confident,
+    )
+
+
+def gather(usage: ContainerUsage, settings: RecommendationSettings) -> Evidence:
+    """The statistics of the history (none without a history grid: nothing came from Prometheus)."""
+    throttled = throttled_pods(usage, settings)
+    if usage.grid is None or usage.history.empty:
+        return Evidence(None, None, throttled)
+    pods = {t.pod for t in throttled}
+    return Evidence(
+        cpu_peak_time(usage.history, usage.grid, settings, pods),
+        memory_levels(usage.history, usage.grid, settings, usage.memory_peak_bytes),
+        throttled,
+    )
+
+
+def throttled_pods(usage: ContainerUsage, settings: RecommendationSettings) -> tuple[PodThrottling, ...]:
+    """Pods throttled in more than ``throttling_threshold`` of their own CFS periods.
+
+    Judged pod by pod, not pooled: one replica throttled 30% among ten equal ones is 3% pooled,
+    yet every replica gets the same limit. A pod needs ``throttling_min_periods`` to be judged.
+    """
+    return tuple(
+        t
+        for t in usage.throttling
+        if t.periods >= settings.throttling_min_periods
+        and t.ratio is not None
+        and t.ratio > settings.throttling_threshold
     )
 
 
@@ -59,6 +123,7 @@ def _memory_after_oom_kills(
     usage: ContainerUsage,
     current: Resources,
     settings: RecommendationSettings,
+    found: Evidence,
     missing: str,
     evidence: dict[str, object],
     warnings: tuple[str, ...],
@@ -67,43 +132,82 @@ def _memory_after_oom_kills(
 
     An OOM kill is unambiguous evidence, and a container that is killed again and again never
     gathers the history the other numbers need (it lives seconds at a time), so waiting for it
-    would leave it crash-looping. Raising memory is the safe direction.
+    would leave it crash-looping. Raising memory is the safe direction, and all of it is confident.
     """
     notes = [f"{missing}: CPU left as it is"]
-    memory_request = _bounded(_memory_request(usage, settings, notes), MEMORY, settings, notes)
+    memory_request = _bounded(_memory_request(found.memory, usage, settings, notes), MEMORY, settings, notes)
     memory_request = max(memory_request, current.requests.get(MEMORY, Decimal(0)))
     requests = {**current.requests, MEMORY: memory_request}
-    limits = {**current.limits, MEMORY: max(_memory_limit(memory_request, settings), memory_request)}
-    recommended = Resources(requests=requests, limits=limits)
+    memory_limit = max(_memory_limit(memory_request, found.memory, settings, notes), memory_request)
+    recommended = Resources(requests=requests, limits={**current.limits, MEMORY: memory_limit})
     warnings += ("only memory is recommended until there is enough history for CPU",)
+    trust = assess(usage, current, recommended, None, found.memory, settings, None)
     return Recommendation(
-        key, current, recommended, qos_class(recommended), "; ".join(notes), evidence, warnings
+        key,
+        current,
+        recommended,
+        qos_class(recommended),
+        "; ".join(notes),
+        evidence,
+        warnings,
+        trust.confidence,
+        trust.lower,
+        trust.upper,
+        recommended,
     )
 
 
-def _memory_limit(memory_request: Decimal, settings: RecommendationSettings) -> Decimal:
-    return ceil_memory(memory_request * Decimal(str(settings.memory_limit_ratio)))
+def _memory_limit(
+    request: Decimal, memory: MemoryLevels | None, settings: RecommendationSettings, notes: list[str]
+) -> Decimal:
+    """Request x the profile's ratio, and at least the window's peak plus room for a higher spike.
+
+    The room is ``memory_spike_room`` of the peak's height above the level the request covers, so a
+    steady container keeps the profile's ratio and a spiky one gets more: its next spike may be
+    higher than the last, and a limit only as high as the last spike would kill it.
+    """
+    limit = request * Decimal(str(settings.memory_limit_ratio))
+    if memory is not None:
+        peak, level = Decimal(str(memory.peak)), Decimal(str(memory.level))
+        spike_floor = peak + Decimal(str(settings.memory_spike_room)) * max(Decimal(0), peak - level)
+        if spike_floor > limit:
+            limit = spike_floor
+            notes.append(
+                f"memory limit at least the peak {format_memory(ceil_memory(peak))} + "
+                f"{settings.memory_spike_room:.0%} of its height above the level -> "
+                f"{format_memory(ceil_memory(limit))}"
+            )
+    return _limit_bounded(ceil_memory(limit), request, MEMORY, settings, notes)
 
 
-def _max_allowed_warnings(usage: ContainerUsage, settings: RecommendationSettings) -> tuple[str, ...]:
+def _max_allowed_warnings(memory: MemoryLevels, settings: RecommendationSettings) -> tuple[str, ...]:
     high = settings.max_allowed.memory
-    if high is None or usage.memory_peak_bytes is None or high >= usage.memory_peak_bytes:
+    if high is None or high >= memory.peak:
         return ()
     return (
         f"maxAllowed memory {format_memory(high)} is below the observed peak "
-        f"{format_memory(ceil_memory(usage.memory_peak_bytes))}: expect OOM kills",
+        f"{format_memory(ceil_memory(memory.peak))}: expect OOM kills",
     )
 
 
-def insufficient_history(usage: ContainerUsage, settings: RecommendationSettings) -> str | None:
+def insufficient_history(
+    usage: ContainerUsage, settings: RecommendationSettings, found: Evidence
+) -> str | None:
     """The reason there is too little history to recommend from, or None when there is enough."""
-    if usage.memory_peak_bytes is None or usage.samples == 0:
+    if usage.samples == 0:
         return "no memory usage series in Prometheus for this container"
-    if usage.cpu_percentile_cores is None:
-        return "no CPU usage series in Prometheus for this container"
-    if usage.history_seconds < settings.min_history_seconds:
+    if found.memory is None:
         return (
-            f"insufficient history: {_span(usage.history_seconds)} of samples, "
+            "the working-set series are all zero: a broken metric, not a container without memory "
+            "(container_memory_working_set_bytes, docs/metrics.md)"
+        )
+    if found.cpu is None:
+        return "no CPU usage series in Prometheus for this container"
+    covered, span = usage.covered_seconds, usage.span_seconds
+    if covered < settings.min_history_seconds:
+        spread = f" over {_span(span)}" if span > 2 * covered and span - covered >= 3600 else ""
+        return (
+            f"insufficient history: {_span(covered)} of samples{spread}, "
             f"needs {_needed(settings.min_history_seconds)}"
         )
     if usage.samples < settings.min_samples:
@@ -112,28 +216,39 @@ def insufficient_history(usage: ContainerUsage, settings: RecommendationSettings
 
 
 def usage_evidence(
-    usage: ContainerUsage, current: Resources, settings: RecommendationSettings
+    usage: ContainerUsage, current: Resources, settings: RecommendationSettings, found: Evidence
 ) -> dict[str, object]:
     """What the recommendation rests on, in units a person reads (quantities, ratios, counts)."""
+    covered = usage.covered_seconds
     evidence: dict[str, object] = {
         "cpuPercentile": settings.cpu_percentile,
         "samples": usage.samples,
-        "historyHours": round(usage.history_seconds / 3600, 2 if usage.history_seconds < 3600 else 1),
+        "historyHours": round(covered / 3600, 2 if covered < 3600 else 1),
+        "spanHours": round(usage.span_seconds / 3600, 2 if usage.span_seconds < 3600 else 1),
         "pods": usage.pods,
         "oomKills": usage.oom_kills,
         "ownerSource": usage.owner_source,
     }
-    if usage.cpu_percentile_cores is not None:
-        evidence["cpuPeakTime"] = format_cpu(ceil_cpu(usage.cpu_percentile_cores, 1))
-    if usage.cpu_max_cores is not None:
-        evidence["cpuMax"] = format_cpu(ceil_cpu(usage.cpu_max_cores, 1))
+    if found.cpu is not None:
+        evidence["cpuPeakTime"] = format_cpu(ceil_cpu(found.cpu.cores, 1))
+        evidence["cpuPeakTimeFrom"] = found.cpu.source
+        evidence["cpuMax"] = format_cpu(ceil_cpu(found.cpu.maximum, 1))
     if usage.throttled_ratio is not None:
         evidence["throttledRatio"] = round(usage.throttled_ratio, 4)
-    now = usage.throttling_under(current.limits.get(CPU))
-    if now is not None and now.ratio is not None and now.ratio != usage.throttled_ratio:
-        evidence["throttledRatioCurrentLimit"] = round(now.ratio, 4)
-    if usage.memory_peak_bytes is not None:
-        evidence["memoryPeak"] = format_memory(ceil_memory(usage.memory_peak_bytes))
+        now = usage.throttled_ratio_under(current.limits.get(CPU))
+        if now is not None and now != usage.throttled_ratio:
+            evidence["throttledRatioCurrentLimit"] = round(now, 4)
+        judged = [t.ratio or 0.0 for t in usage.throttling if t.periods >= settings.throttling_min_periods]
+        worst = max(judged, default=None)
+        if usage.pods > 1 and worst is not None and worst != usage.throttled_ratio:
+            evidence["throttledRatioWorstPod"] = round(worst, 4)
+    if found.memory is not None:
+        evidence["memoryPeak"] = format_memory(ceil_memory(found.memory.peak))
+        evidence["memoryLevel"] = format_memory(ceil_memory(found.memory.level))
+        if found.memory.growth_per_second > 0:
+            evidence["memoryGrowthPerDay"] = format_memory(
+                ceil_memory(found.memory.growth_per_second * DAY_SECONDS)
+            )
     if usage.oom_killed_memory_bytes is not None and usage.oom_kills:
         evidence["oomKilledAt"] = format_memory(ceil_memory(usage.oom_killed_memory_bytes))
     return evidence
@@ -152,29 +267,27 @@ def current_resource_warnings(current: Resources) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def _cpu_request(usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]) -> Decimal:
+def _cpu_request(found: Evidence, settings: RecommendationSettings, notes: list[str]) -> Decimal:
     """Peak-time usage at the target utilization.
 
-    Usage measured while CFS throttled the container was capped by its limit and understates
-    demand: the peak time of pods that were throttled under their limit counts
-    ``throttling_limit_bump`` times higher (as the limit does), whichever limit that was. It is an
-    estimate from what those pods used, not from the limit in force, so it does not compound; pods
-    running unthrottled under a raised limit show the real demand, and once the throttled pods
-    leave the history window, their estimate goes with them.
+    Usage measured while CFS throttled a pod was capped by its limit and understates demand: the
+    CPU windows of pods throttled above the threshold count ``throttling_limit_bump`` times higher
+    in the peak time, whichever limit throttled them. It is an estimate from what those pods used,
+    not from the limit in force, so it does not compound; pods running unthrottled under a raised
+    limit show the real demand, and once the throttled pods leave the window, the estimate goes too.
     """
-    peak = Decimal(str(usage.cpu_percentile_cores))
-    measured = f"CPU p{settings.cpu_percentile * 100:g} {format_cpu(ceil_cpu(peak, 1))}"
-    bump = Decimal(str(settings.throttling_limit_bump))
-    for throttled in _throttled_groups(usage, settings):
-        estimate = Decimal(str(throttled.cpu_percentile_cores)) * bump
-        if estimate > peak:
-            peak = estimate
-            under = (
-                ""
-                if throttled.limit_cores is None
-                else f" under {format_cpu(ceil_cpu(throttled.limit_cores, 1))}"
-            )
-            measured += f" (throttled{under}, counted as {format_cpu(ceil_cpu(peak, 1))})"
+    assert found.cpu is not None
+    peak = Decimal(str(found.cpu.cores))
+    days = found.cpu.daily.covered_days
+    measured = f"CPU peak time {format_cpu(ceil_cpu(peak, 1))} ({found.cpu.source} of the day"
+    measured += (
+        f" over {days:.1f} days, p{settings.peak_day_percentile * 100:g} of the days)" if days > 1 else ")"
+    )
+    if found.throttled:
+        measured += (
+            f" with the usage of {len(found.throttled)} throttled pod(s) counted "
+            f"x{settings.throttling_limit_bump:g}"
+        )
     request = max(
         ceil_cpu(peak / Decimal(str(settings.cpu_target_utilization)), settings.cpu_step_millicores),
         CPU_FLOOR,
@@ -183,100 +296,109 @@ def _cpu_request(usage: ContainerUsage, settings: RecommendationSettings, notes:
     return request
 
 
-def _throttled_groups(usage: ContainerUsage, settings: RecommendationSettings) -> list[LimitThrottling]:
-    """The pods, grouped by CPU limit, that were throttled above the threshold (with usage known)."""
-    return [
-        t
-        for t in usage.throttling
-        if t.ratio is not None
-        and t.ratio > settings.throttling_threshold
-        and t.cpu_percentile_cores is not None
-    ]
-
-
 def _throttled_now(
-    usage: ContainerUsage, current: Resources, settings: RecommendationSettings
-) -> LimitThrottling | None:
-    """The throttling measured under the CPU limit in force, when it is above the threshold."""
+    found: Evidence, current: Resources, settings: RecommendationSettings
+) -> tuple[PodThrottling, ...]:
+    """The pods throttled under the CPU limit in force."""
     if CPU not in current.limits:
-        return None
-    under = usage.throttling_under(current.limits[CPU])
-    if under is None or under.ratio is None or under.ratio <= settings.throttling_threshold:
-        return None
-    return under
+        return ()
+    return tuple(t for t in found.throttled if t.under(current.limits[CPU]))
 
 
-def _throttled_earlier(usage: ContainerUsage, settings: RecommendationSettings) -> LimitThrottling | None:
-    """The largest known CPU limit that throttled above the threshold, in force or not."""
-    throttled = [
-        t
-        for t in usage.throttling
-        if t.limit_cores is not None and t.ratio is not None and t.ratio > settings.throttling_threshold
-    ]
-    return max(throttled, key=lambda t: t.limit_cores or 0.0, default=None)
+def _throttled_earlier(found: Evidence) -> PodThrottling | None:
+    """The pod throttled under the largest known CPU limit, in force or not."""
+    known = [t for t in found.throttled if t.limit_cores is not None]
+    return max(known, key=lambda t: t.limit_cores or 0.0, default=None)
 
 
 def _cpu_limit(
     request: Decimal,
+    found: Evidence,
     usage: ContainerUsage,
     current: Resources,
     settings: RecommendationSettings,
     notes: list[str],
-) -> Decimal | None:
-    """CPU limit from the profile ratio, pushed up (never down) by throttling and observed maxima.
+) -> CpuLimit:
+    """CPU limit from the profile ratio, pushed up (never down) by throttling and observed maxima,
+    within the profile's band: at most ``cpu_limit_ratio_max`` x the request.
 
-    Throttling under the limit in force raises it by ``throttling_limit_bump``. Throttling under
-    an earlier limit only keeps the new one above that earlier limit x the bump: it says nothing
-    about the limit in force, and bumping that again would ratchet it up at every evaluation.
+    Throttling under the limit in force raises it by ``throttling_limit_bump``. Throttling under an
+    earlier limit only keeps the new one above that earlier limit x the bump: it says nothing about
+    the limit in force, and bumping that again would ratchet it up at every evaluation. Both are
+    evidence that a lower limit throttles: when they leave the band, the request rises with them (a
+    limit far above its request is the overcommit the band prevents). The observed maximum (a limit
+    below it throttles that window) only raises the limit within the band.
     """
     if settings.cpu_limit_ratio is None:
         notes.append("no CPU limit (policy)")
-        return None
-    limit = request * Decimal(str(settings.cpu_limit_ratio))
+        return CpuLimit(None, request, None)
+    ratio = Decimal(str(settings.cpu_limit_ratio))
+    band = max(Decimal(str(settings.cpu_limit_ratio_max)), ratio)
     bump = Decimal(str(settings.throttling_limit_bump))
-    now = _throttled_now(usage, current, settings)
-    earlier = _throttled_earlier(usage, settings)
-    if now is not None:
-        current_limit = current.limits[CPU]
-        bumped = current_limit * bump
-        limit = max(limit, bumped)
+    step = settings.cpu_step_millicores
+    floor = None
+    now = _throttled_now(found, current, settings)
+    earlier = _throttled_earlier(found)
+    if now:
+        floor = ceil_cpu(current.limits[CPU] * bump, step)
+        worst = max(t.ratio or 0.0 for t in now)
         notes.append(
-            f"throttled {now.ratio:.0%} of CFS periods under limit {format_cpu(current_limit)} -> "
-            f"limit at least {format_cpu(ceil_cpu(bumped, settings.cpu_step_millicores))}"
+            f"{len(now)} pod(s) throttled (worst {worst:.0%} of CFS periods) under limit "
+            f"{format_cpu(current.limits[CPU])} -> limit at least {format_cpu(floor)}"
         )
     elif earlier is not None and earlier.limit_cores is not None:
-        floor = Decimal(str(earlier.limit_cores)) * bump
-        if floor > limit:
-            limit = floor
+        earlier_floor = ceil_cpu(Decimal(str(earlier.limit_cores)) * bump, step)
+        if earlier_floor > request * ratio:
+            floor = earlier_floor
             notes.append(
                 f"throttled {earlier.ratio:.0%} of CFS periods under an earlier limit "
-                f"{format_cpu(ceil_cpu(earlier.limit_cores, 1))} -> limit at least "
-                f"{format_cpu(ceil_cpu(floor, settings.cpu_step_millicores))}"
+                f"{format_cpu(ceil_cpu(earlier.limit_cores, 1))} -> limit at least {format_cpu(floor)}"
             )
-    if usage.cpu_max_cores is not None and Decimal(str(usage.cpu_max_cores)) > limit:
-        limit = Decimal(str(usage.cpu_max_cores))
-        notes.append(f"CPU limit raised to the observed maximum {format_cpu(ceil_cpu(limit, 1))}")
-    return ceil_cpu(limit, settings.cpu_step_millicores)
+    if floor is not None and floor > request * band:
+        raised = ceil_cpu(floor / band, step)
+        high = settings.max_allowed.cpu
+        request = raised if high is None else max(request, min(raised, high))
+        notes.append(f"CPU request raised to {format_cpu(request)} to keep the limit within {float(band):g}x")
+    limit = max(request * ratio, floor or Decimal(0))
+    maximum = Decimal(str(found.cpu.maximum)) if found.cpu is not None else Decimal(0)
+    if maximum > limit:
+        top = request * band
+        limit = min(maximum, max(top, limit))
+        capped = f" (capped at {float(band):g}x the request)" if maximum > limit else ""
+        notes.append(f"CPU limit raised to the observed maximum {format_cpu(ceil_cpu(maximum, 1))}{capped}")
+    limit = _limit_bounded(ceil_cpu(limit, step), request, CPU, settings, notes)
+    return CpuLimit(limit, request, floor if now else None)
 
 
-def _memory_request(usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]) -> Decimal:
-    """Peak working set plus headroom; after OOM kills, at least the bump above the killed memory."""
-    peak = Decimal(str(usage.memory_peak_bytes or 0))
-    request = peak * (1 + Decimal(str(settings.memory_headroom)))
-    if usage.memory_peak_bytes is not None:
-        notes.append(
-            f"memory peak {format_memory(ceil_memory(peak))} + {settings.memory_headroom:.0%} -> "
-            f"{format_memory(ceil_memory(request))}"
+def _memory_request(
+    memory: MemoryLevels | None, usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]
+) -> Decimal:
+    """The recent working-set level, projected when it grows, plus headroom; after OOM kills, at least
+    the bump above the memory that was killed."""
+    level = Decimal(str(memory.level)) if memory is not None else Decimal(0)
+    if memory is not None:
+        described = (
+            f"memory level {format_memory(ceil_memory(level))} (p{settings.memory_percentile * 100:g})"
         )
+        if memory.growth_per_second > 0 and not usage.oom_kills:
+            growth = Decimal(str(memory.growth_per_second)) * settings.memory_trend_horizon_seconds
+            level += growth
+            horizon = format_duration(settings.memory_trend_horizon_seconds)
+            per_day = format_memory(ceil_memory(memory.growth_per_second * DAY_SECONDS))
+            described += f" growing {per_day} a day: {format_memory(ceil_memory(level))} in {horizon}"
+        request = level * (1 + Decimal(str(settings.memory_headroom)))
+        notes.append(f"{described} + {settings.memory_headroom:.0%} -> {format_memory(ceil_memory(request))}")
+    else:
+        request = level
     if usage.oom_kills:
         # The memory it was killed at: the limit then, or failing that the peak. Not the peak when
         # the limit is known: a peak reached later under a raised limit was not a kill.
+        peak = Decimal(str(memory.peak)) if memory is not None else Decimal(0)
         killed_at = Decimal(str(usage.oom_killed_memory_bytes)) if usage.oom_killed_memory_bytes else peak
         bumped = max(
             killed_at * (1 + Decimal(str(settings.oom_bump_ratio))), killed_at + settings.oom_bump_min_bytes
         )
-        if bumped > request:
-            request = bumped
+        request = max(request, bumped)
         notes.append(
             f"{usage.oom_kills} OOM kill(s) at {format_memory(ceil_memory(killed_at))} -> memory at least "
             f"{format_memory(ceil_memory(bumped))}"
@@ -285,7 +407,10 @@ def _memory_request(usage: ContainerUsage, settings: RecommendationSettings, not
 
 
 def _span(seconds: float) -> str:
-    """A history span as people read it: ``5.0h`` from an hour on, ``40m`` or ``35s`` below."""
+    """A history span as people read it: ``13.0d`` from two days on, ``5.0h`` from an hour, ``40m``,
+    ``35s``."""
+    if seconds >= 2 * DAY_SECONDS:
+        return f"{seconds / DAY_SECONDS:.1f}d"
     if seconds >= 3600:
         return f"{seconds / 3600:.1f}h"
     return f"{int(seconds // 60)}m" if seconds >= 60 else f"{int(seconds)}s"
@@ -307,3 +432,16 @@ def _bounded(amount: Decimal, resource: str, settings: RecommendationSettings, n
         notes.append(f"{resource} capped at maxAllowed {fmt(high)}")
         return high
     return amount
+
+
+def _limit_bounded(
+    limit: Decimal, request: Decimal, resource: str, settings: RecommendationSettings, notes: list[str]
+) -> Decimal:
+    """``maxAllowed`` bounds the limit too (never below the request): it is the most the policy allows."""
+    high = getattr(settings.max_allowed, resource)
+    if high is None or limit <= high:
+        return limit
+    bounded = max(high, request)
+    fmt = format_cpu if resource == CPU else format_memory
+    notes.append(f"{resource} limit capped at maxAllowed {fmt(bounded)}")
+    return bounded

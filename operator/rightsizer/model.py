@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+import pandas as pd
 
 from rightsizer.quantity import RESOURCES, format_quantity
 
@@ -35,77 +38,145 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class LimitThrottling:
-    """CFS periods of the pods of one workload container that ran under one CPU limit."""
+class HistoryGrid:
+    """How one batch of queries cut the history window into buckets (``promql.QueryScope``)."""
 
+    end: float
+    """The evaluation time: the end of the last bucket (epoch seconds)."""
+    window_seconds: int
+    bucket_seconds: int
+    cpu_window_seconds: int
+    """CPU usage is a rate over windows this long; a bucket holds a whole number of them."""
+
+    @property
+    def cpu_windows_per_bucket(self) -> int:
+        return max(1, self.bucket_seconds // self.cpu_window_seconds)
+
+
+HISTORY_COLUMNS = ("pod", "time", "cpu_mean", "cpu_peak", "memory_mean", "samples", "coverage")
+"""One row per pod and bucket in which the pod had samples: ``time`` is the end of the bucket (epoch
+seconds); ``cpu_mean`` the pod's mean CPU while it ran in the bucket, ``cpu_peak`` its highest CPU
+window (cores); ``memory_mean`` its mean working set (bytes); ``samples`` its working-set samples
+and ``coverage`` the share of the bucket it ran (0-1]."""
+
+
+def empty_history() -> pd.DataFrame:
+    return pd.DataFrame(
+        {name: pd.Series(dtype="object" if name == "pod" else "float") for name in HISTORY_COLUMNS}
+    )
+
+
+@dataclass(frozen=True)
+class PodThrottling:
+    """CFS periods of one pod of a workload container over the window, and the CPU limit it ran under."""
+
+    pod: str
     limit_cores: float | None
     """The CPU limit in force (CFS quota / period); None when it is not known (no cAdvisor spec
     series, no kube-state-metrics limit): then it is taken to be the limit in force today."""
     periods: float
     throttled_periods: float
-    cpu_percentile_cores: float | None = None
-    """The highest peak-time CPU usage of these pods: capped by the limit when throttled."""
 
     @property
     def ratio(self) -> float | None:
         return self.throttled_periods / self.periods if self.periods > 0 else None
+
+    def under(self, limit_cores: Decimal | None) -> bool:
+        """Whether this pod ran under ``limit_cores`` (a pod under an unknown limit counts as under it)."""
+        if self.limit_cores is None:
+            return True
+        return limit_cores is not None and _same_cpu(self.limit_cores, limit_cores)
 
 
 @dataclass(frozen=True)
 class ContainerUsage:
     """What Prometheus saw of one container over the history window, all its pods together."""
 
-    cpu_percentile_cores: float | None = None
-    """The configured percentile of short-window CPU usage, from the busiest pod."""
-    cpu_max_cores: float | None = None
-    """The highest short-window CPU usage of any pod."""
-    throttling: tuple[LimitThrottling, ...] = ()
-    """CFS periods by the CPU limit they ran under: throttling measured under a limit that is no
-    longer in force says nothing about the limit in force now."""
+    history: pd.DataFrame = field(default_factory=empty_history, compare=False)
+    """The bucketed history of every pod (``HISTORY_COLUMNS``): the engine's statistics are made
+    from it (``rightsizer.peaks``)."""
+    grid: HistoryGrid | None = None
+    throttling: tuple[PodThrottling, ...] = ()
+    """Per pod: CFS periods and the CPU limit they ran under. Throttling measured under a limit that
+    is no longer in force says nothing about the limit in force now."""
     memory_peak_bytes: float | None = None
-    """The highest working-set sample of any pod (raw samples, no subquery)."""
+    """The highest working-set sample of any pod in the window (raw samples, no subquery)."""
     oom_kills: int = 0
     oom_killed_memory_bytes: float | None = None
     """Memory at which the container was killed: the memory limit in force then, or its peak."""
-    samples: int = 0
-    first_seen: float | None = None
-    last_seen: float | None = None
-    pods: int = 0
     owner_source: str = "kube-state-metrics"
 
     @property
-    def history_seconds(self) -> float:
-        if self.first_seen is None or self.last_seen is None:
+    def pods(self) -> int:
+        return int(self.history["pod"].nunique())
+
+    @property
+    def samples(self) -> int:
+        return int(self.history["samples"].sum())
+
+    @property
+    def covered_seconds(self) -> float:
+        """How much of the window some pod ran: per bucket the largest coverage of any pod."""
+        if self.grid is None or self.history.empty:
             return 0.0
-        return max(0.0, self.last_seen - self.first_seen)
+        return float(self.history.groupby("time")["coverage"].max().sum() * self.grid.bucket_seconds)
+
+    @property
+    def span_seconds(self) -> float:
+        """From the start of the first bucket with samples to the end of the last one."""
+        if self.grid is None or self.history.empty:
+            return 0.0
+        times = self.history["time"]
+        return float(times.max() - times.min() + self.grid.bucket_seconds)
 
     @property
     def throttled_ratio(self) -> float | None:
-        """Throttled periods / periods under any limit, or None when it never ran with a CPU limit."""
-        periods = sum(t.periods for t in self.throttling)
-        return sum(t.throttled_periods for t in self.throttling) / periods if periods > 0 else None
+        """Throttled periods / periods of all pods under any limit; None when none ran with a CPU limit."""
+        return _pooled_ratio(self.throttling)
 
-    def throttling_under(self, limit_cores: Decimal | None) -> LimitThrottling | None:
-        """The periods measured under ``limit_cores`` (and under an unknown limit), pooled."""
-        matching = [
-            t
-            for t in self.throttling
-            if t.limit_cores is None or (limit_cores is not None and _same_cpu(t.limit_cores, limit_cores))
-        ]
-        if not matching:
-            return None
-        percentiles = [t.cpu_percentile_cores for t in matching if t.cpu_percentile_cores is not None]
-        return LimitThrottling(
-            limit_cores=float(limit_cores) if limit_cores is not None else None,
-            periods=sum(t.periods for t in matching),
-            throttled_periods=sum(t.throttled_periods for t in matching),
-            cpu_percentile_cores=max(percentiles, default=None),
-        )
+    def throttled_ratio_under(self, limit_cores: Decimal | None) -> float | None:
+        """The pooled ratio of the pods that ran under ``limit_cores`` (or under an unknown limit)."""
+        return _pooled_ratio([t for t in self.throttling if t.under(limit_cores)])
+
+
+def _pooled_ratio(pods: Sequence[PodThrottling]) -> float | None:
+    periods = sum(t.periods for t in pods)
+    return sum(t.throttled_periods for t in pods) / periods if periods > 0 else None
 
 
 def _same_cpu(cores: float, other: Decimal) -> bool:
     """Equal to the millicore: CFS quota / period is exact, a float round trip may not be."""
     return round(cores * 1000) == round(float(other) * 1000)
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """How far a recommendation can be trusted, per resource, from 0 (not at all) to 1."""
+
+    cpu: float
+    memory: float
+    days: float
+    """Days of history the pods covered (a bucket counts when some pod ran in it)."""
+    coverage: float
+    """Share of the history window that some pod covered."""
+
+    @property
+    def level(self) -> str:
+        """``high``, ``medium`` or ``low``: the weaker resource's score (see ``CONFIDENCE_LEVELS``)."""
+        score = min(self.cpu, self.memory)
+        return next(name for name, least in CONFIDENCE_LEVELS if score >= least)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "cpu": round(self.cpu, 2),
+            "memory": round(self.memory, 2),
+            "days": round(self.days, 2),
+            "coverage": round(self.coverage, 2),
+        }
+
+
+CONFIDENCE_LEVELS = (("high", 0.75), ("medium", 0.4), ("low", 0.0))
 
 
 @dataclass(frozen=True)
@@ -119,6 +190,17 @@ class Recommendation:
     reason: str
     evidence: dict[str, Any]
     warnings: tuple[str, ...] = ()
+    confidence: Confidence | None = None
+    lower_bound: Resources | None = None
+    """Requests the evidence still supports below the recommendation (limits in proportion)."""
+    upper_bound: Resources | None = None
+    """Requests the evidence still supports above it. Thin evidence widens both bounds."""
+    confident: Resources | None = None
+    """The part of the change the evidence is sure of, for Auto mode: each current request moved
+    toward the recommendation but no further than the bound on the far side (down to the upper
+    bound, up to the lower bound: unchanged when it is already between them); the recommendation
+    itself where nothing is set. Limits keep the recommended limit/request ratio, and never drop
+    below what OOM kills or throttling under the limit in force demand."""
 
     @property
     def ready(self) -> bool:
@@ -139,4 +221,13 @@ class Recommendation:
         }
         if self.warnings:
             data["warnings"] = list(self.warnings)
+        if self.confidence is not None:
+            data["confidence"] = self.confidence.to_dict()
+        if self.lower_bound is not None and self.upper_bound is not None:
+            data["bounds"] = {
+                "lower": self.lower_bound.to_quantities(),
+                "upper": self.upper_bound.to_quantities(),
+            }
+        if self.confident is not None:
+            data["confident"] = self.confident.to_quantities()
         return data

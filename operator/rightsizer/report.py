@@ -22,6 +22,7 @@ COLUMNS = (
     "MEMORY REQUEST",
     "MEMORY LIMIT",
     "QOS",
+    "CONFIDENCE",
 )
 
 
@@ -49,7 +50,7 @@ def render_table(recommendations: list[Recommendation]) -> str:
     for rec in recommendations:
         workload = f"{rec.key.kind}/{rec.key.name}"
         if rec.recommended is None:
-            rows.append((rec.key.namespace, workload, rec.key.container, "-", "-", "-", "-", "-"))
+            rows.append((rec.key.namespace, workload, rec.key.container, "-", "-", "-", "-", "-", "-"))
             notes.append(
                 f"{rec.key.namespace}/{rec.key.name}/{rec.key.container}: no recommendation: {rec.reason}"
             )
@@ -64,6 +65,7 @@ def render_table(recommendations: list[Recommendation]) -> str:
                     change(rec.current, rec.recommended, "requests", MEMORY),
                     change(rec.current, rec.recommended, "limits", MEMORY),
                     rec.qos_class or "-",
+                    confidence(rec),
                 )
             )
         notes.extend(
@@ -85,6 +87,14 @@ def change(current: Resources, recommended: Resources, kind: str, resource: str)
         percent = (after - before) / before * 100
         text += f" ({percent:+.0f}%)"
     return text
+
+
+def confidence(rec: Recommendation) -> str:
+    """``high``, ``medium (2.5d)``: the level, and the days of history when it is not high."""
+    if rec.confidence is None:
+        return "-"
+    level = rec.confidence.level
+    return level if level == "high" else f"{level} ({rec.confidence.days:.1f}d)"
 
 
 def _show(resource: str, amount: Decimal | None) -> str:

@@ -46,7 +46,7 @@ def scan(
     recommendations: list[Recommendation] = []
     for index, namespace in enumerate(namespaces, start=1):
         scope = QueryScope((namespace,), request.history_seconds, request.labels, request.cpu_window_seconds)
-        frames = source.fetch(scope, settings.cpu_percentile, end)
+        frames = source.fetch(scope, end)
         for item in workload_containers(frames, request.labels):
             recommendations.append(recommend(item.key, item.usage, item.current, settings))
         if progress:

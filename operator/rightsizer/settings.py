@@ -35,11 +35,12 @@ class ResourceBounds:
     memory: Decimal | None = None
 
 
-# Profile defaults: (CPU limit / request, memory limit / request).
-PROFILE_RATIOS: dict[Profile, tuple[float, float]] = {
-    Profile.LATENCY_SENSITIVE: (3.0, 1.5),
-    Profile.BACKGROUND: (1.5, 1.25),
+# Profile defaults: (CPU limit / request, memory limit / request, the top of the CPU limit's band).
+PROFILE_RATIOS: dict[Profile, tuple[float, float, float]] = {
+    Profile.LATENCY_SENSITIVE: (3.0, 1.5, 4.0),
+    Profile.BACKGROUND: (1.5, 1.25, 2.0),
 }
+DAY_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -48,33 +49,84 @@ class RecommendationSettings:
 
     profile: Profile = Profile.LATENCY_SENSITIVE
     cpu_percentile: float = 0.95
-    """Which percentile of short-window (5 min) CPU usage counts as "peak time". p95 of 5-minute
-    averages over 14 days lands inside the daily peak of a service busy a few hours a day, without
-    chasing one-off spikes (those are what the CPU limit is for)."""
+    """Which percentile of a day's short-window (5 min) CPU usage, all pods pooled by the time they
+    ran, counts as that day's peak time: p95 is the busiest 72 minutes of the day, inside the daily
+    peak of a service busy a few hours a day, without chasing spikes (those are for the limit)."""
+    sustained_load_seconds: int = 1800
+    """Load that fills a whole history bucket (half an hour, for windows of days) is sustained when
+    the bucket is at least this long: a day's busiest bucket counts as its peak time even when the
+    load lasts less than the 72 minutes of the p95 (a nightly 1-hour batch fills a bucket whatever
+    the clock). Shorter load is a spike, for the limit; windows cut into shorter buckets (minutes)
+    have the p95 only. Accepted: >= 1 s."""
+    peak_day_percentile: float = 0.6
+    """Peak time is this percentile of the days' peak times, each day weighted by its recency and by
+    how much of it the pods covered. p60 leans to the busier days: a load increase shows as soon as
+    the last 24 hours hold 72 minutes of it (that day weighs about half of all), a decrease once the
+    days after it weigh 60% (about 32 hours at a 24 h half-life); one unusual day (a load test) sets
+    the request only while it is among the newest."""
+    half_life_seconds: int = DAY_SECONDS
+    """Recency: a day (for memory, a bucket) this much older weighs half as much. 24 h as VPA's
+    recommender: a load step shows in the median within about a day, and older days still count."""
+    cpu_limit_ratio_max: float = PROFILE_RATIOS[Profile.LATENCY_SENSITIVE][2]
+    """The top of the profile's band of CPU limit / request (latency-sensitive 2-4x, background
+    1.5-2x): throttling and observed maxima raise the limit up to it, never beyond; a limit that
+    must go higher takes the request with it. Accepted: >= 1 (a larger ``cpu_limit_ratio`` wins)."""
     cpu_target_utilization: float = 0.75
     """Peak-time usage as a share of the CPU request: 0.75 puts the peak at 75% of the request,
     in the 70-80% band that leaves room for queueing. Accepted range (0, 1]."""
     cpu_limit_ratio: float | None = PROFILE_RATIOS[Profile.LATENCY_SENSITIVE][0]
     """CPU limit = ratio x request (>= 1); None sets no CPU limit at all."""
     throttling_threshold: float = 0.05
-    """Share of CFS periods throttled (while a limit was set) above which the limit was too low."""
+    """Share of a pod's CFS periods throttled (while a limit was set) above which the limit was too
+    low for it. Judged per pod, not pooled: one replica throttled 30% among ten is 3% pooled, and
+    every replica gets the same limit."""
+    throttling_min_periods: int = 600
+    """A pod needs this many CFS periods (a minute of running, at 100 ms a period) to be judged:
+    a pod that ran seconds (a crash loop) shows no sustained throttling."""
     throttling_limit_bump: float = 1.5
     """When throttled, the new CPU limit is at least this multiple of the limit that throttled."""
     memory_headroom: float = 0.10
-    """Memory request = observed peak working set x (1 + headroom). 10%, not the 15% that KRR and VPA
-    use, because here the request is not what kills: the limit sits ``memory_limit_ratio`` above it
-    and absorbs growth, so the request (what nodes reserve) needs less margin. docs/benchmarks.md
-    measures the trade: fewer OOM kills than KRR with less memory reserved."""
+    """Memory request = the recent working-set level (``memory_percentile``) x (1 + headroom). 10%,
+    not the 15% that KRR and VPA use, because here the request is not what kills: the limit sits
+    ``memory_limit_ratio`` above it and absorbs growth, so the request (what nodes reserve) needs less
+    margin. docs/benchmarks.md measures the trade: fewer OOM kills than KRR with less memory reserved."""
+    memory_percentile: float = 0.99
+    """The memory level the request covers: this percentile of the pods' hourly mean working sets,
+    pooled by the time they ran and weighted by recency. p99 covers every hour but the top 1% (a
+    quarter of an hour a day): a working set that holds a level for an hour is covered, a 2-minute
+    spike is not (it is what the limit is for: ``memory_spike_room``)."""
     memory_limit_ratio: float = PROFILE_RATIOS[Profile.LATENCY_SENSITIVE][1]
-    """Memory limit = ratio x memory request (>= 1)."""
+    """Memory limit = ratio x memory request (>= 1), at least: the room steady containers get."""
+    memory_spike_room: float = 0.5
+    """The memory limit is at least the window's highest sample plus this share of its height above
+    the request's level: spiky containers get more room above the request than steady ones, for a
+    next spike higher than the last. Accepted: >= 0."""
+    memory_trend_window_seconds: int = DAY_SECONDS
+    """A working set that grew steadily over the last day of a pod's current container (since its
+    last restart) is a leak or a growing cache: its growth is projected (``memory_trend_horizon``).
+    A day: long enough to be more than the day's cycle, short enough to be the present growth."""
+    memory_trend_horizon_seconds: int = 7 * DAY_SECONDS
+    """How far a growth is projected: a week, how long a recommendation applied by hand is typically
+    left alone (and the quality benchmark's scoring period). Only for containers that were not
+    OOM-killed in the window: a killed container starts over, and the OOM bump sizes it."""
+    memory_trend_min_fit: float = 0.5
+    """The growth counts when a straight line explains at least this share of the working set's
+    variance over the trend window (R^2): noise and daily cycles do not."""
     oom_bump_ratio: float = 0.2
     """After an OOM kill memory goes at least this share above the memory that was killed ..."""
     oom_bump_min_bytes: Decimal = 100 * MIB
     """... and at least this many bytes above it (VPA's max(+20%, +100Mi))."""
     min_history_seconds: int = 24 * 3600
-    """Less history than this (first to last sample) gives no recommendation."""
+    """Less history than this gives no recommendation: time covered by samples (some pod ran in
+    the bucket), not first to last sample (2 hours 13 days ago and 2 hours today are 4 hours)."""
     min_samples: int = 100
     """Fewer memory samples than this (all pods together) gives no recommendation."""
+    confident_history_seconds: int = 7 * DAY_SECONDS
+    """History at which a recommendation is fully confident (or the whole window, when shorter):
+    a week of days, each day's peak time seen at least once. Less history widens the bounds."""
+    bound_percentiles: tuple[float, float] = (0.1, 0.9)
+    """Bounds of a recommendation: these percentiles of the days' peak times (CPU) and of the days'
+    memory levels, before thin history widens them."""
     cpu_step_millicores: int = 5
     """CPU amounts are rounded up to multiples of this many millicores."""
     min_allowed: ResourceBounds = field(default_factory=ResourceBounds)
@@ -84,8 +136,13 @@ class RecommendationSettings:
     def for_profile(cls, profile: Profile | str, **overrides: object) -> RecommendationSettings:
         """Settings with the profile's ratios, then the given overrides, validated."""
         profile = Profile(profile)
-        cpu_ratio, memory_ratio = PROFILE_RATIOS[profile]
-        base = cls(profile=profile, cpu_limit_ratio=cpu_ratio, memory_limit_ratio=memory_ratio)
+        cpu_ratio, memory_ratio, cpu_ratio_max = PROFILE_RATIOS[profile]
+        base = cls(
+            profile=profile,
+            cpu_limit_ratio=cpu_ratio,
+            memory_limit_ratio=memory_ratio,
+            cpu_limit_ratio_max=cpu_ratio_max,
+        )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:
@@ -98,15 +155,31 @@ class RecommendationSettings:
         """Raise ``SettingsError`` naming the first field out of range."""
         checks: list[tuple[str, bool, str]] = [
             ("cpu_percentile", 0 < self.cpu_percentile <= 1, "must be in (0, 1]"),
+            ("sustained_load_seconds", self.sustained_load_seconds >= 1, "must be >= 1"),
+            ("peak_day_percentile", 0 < self.peak_day_percentile <= 1, "must be in (0, 1]"),
+            ("half_life_seconds", self.half_life_seconds >= 1, "must be >= 1"),
             ("cpu_target_utilization", 0 < self.cpu_target_utilization <= 1, "must be in (0, 1]"),
             ("cpu_limit_ratio", self.cpu_limit_ratio is None or self.cpu_limit_ratio >= 1, "must be >= 1"),
+            ("cpu_limit_ratio_max", self.cpu_limit_ratio_max >= 1, "must be >= 1"),
             ("throttling_threshold", 0 <= self.throttling_threshold <= 1, "must be in [0, 1]"),
+            ("throttling_min_periods", self.throttling_min_periods >= 0, "must be >= 0"),
             ("throttling_limit_bump", self.throttling_limit_bump >= 1, "must be >= 1"),
             ("memory_headroom", self.memory_headroom >= 0, "must be >= 0"),
+            ("memory_percentile", 0 < self.memory_percentile <= 1, "must be in (0, 1]"),
             ("memory_limit_ratio", self.memory_limit_ratio >= 1, "must be >= 1"),
+            ("memory_spike_room", self.memory_spike_room >= 0, "must be >= 0"),
+            ("memory_trend_window_seconds", self.memory_trend_window_seconds >= 1, "must be >= 1"),
+            ("memory_trend_horizon_seconds", self.memory_trend_horizon_seconds >= 0, "must be >= 0"),
+            ("memory_trend_min_fit", 0 <= self.memory_trend_min_fit <= 1, "must be in [0, 1]"),
             ("oom_bump_ratio", self.oom_bump_ratio >= 0, "must be >= 0"),
             ("min_history_seconds", self.min_history_seconds >= 0, "must be >= 0"),
             ("min_samples", self.min_samples >= 1, "must be >= 1"),
+            ("confident_history_seconds", self.confident_history_seconds >= 1, "must be >= 1"),
+            (
+                "bound_percentiles",
+                0 <= self.bound_percentiles[0] <= self.bound_percentiles[1] <= 1,
+                "must be (low, high) with 0 <= low <= high <= 1",
+            ),
             ("cpu_step_millicores", self.cpu_step_millicores >= 1, "must be >= 1"),
         ]
         for name, ok, rule in checks:

@@ -1,8 +1,9 @@
 """Prometheus as the source of usage history: connection, auth, batched queries into pandas.
 
 The number of queries depends on the number of namespaces, never on the number of pods or
-containers: each namespace is one batch of the queries in ``promql.QueryScope``, and all
-aggregation over time happens inside Prometheus.
+containers: each namespace is one batch of the queries in ``promql.QueryScope``. Aggregation
+over time happens inside Prometheus, down to one point per pod container and bucket (an hour
+for windows of days): the operator never holds full-resolution series.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from rightsizer.promql import MEMORY_WORKING_SET, LabelConfig, QueryScope
+from rightsizer.model import HistoryGrid
+from rightsizer.promql import MEMORY_WORKING_SET, LabelConfig, QueryScope, pod_throttling_query
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +69,12 @@ class PrometheusAuth:
 
 @dataclass(frozen=True)
 class UsageFrames:
-    """Raw per-pod query results of one batch, one DataFrame per query name (see ``QueryScope``)."""
+    """Raw per-pod query results of one batch, one DataFrame per query name (see ``QueryScope``):
+    a ``value`` column and the series' labels; range queries (``history_queries``) also a ``time``
+    column, the end of each bucket."""
 
     frames: dict[str, pd.DataFrame]
+    grid: HistoryGrid
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.frames[name]
@@ -125,23 +132,56 @@ class PrometheusSource:
         values = self._call(lambda: self._client.get_label_values(labels.namespace, params), "label values")
         return sorted(v for v in values if v)
 
-    def fetch(
-        self,
-        scope: QueryScope,
-        cpu_percentile: float,
-        end: float,
-    ) -> UsageFrames:
-        """Run every query of one scope at time ``end``; results as DataFrames keyed by query name."""
-        queries = {**scope.usage_queries(cpu_percentile), **scope.state_queries()}
+    def fetch(self, scope: QueryScope, end: float) -> UsageFrames:
+        """Run every query of one scope for a window ending at ``end`` (rounded to the second): the
+        instant queries at ``end``, the range queries at the end of each bucket. Results as
+        DataFrames keyed by query name; each range result is made compact as soon as it arrives."""
+        end = float(round(end))
+        grid = HistoryGrid(end, scope.window_seconds, scope.bucket_seconds, scope.cpu_window_seconds)
+        first = end - (scope.buckets - 1) * scope.bucket_seconds
+        instant = {**scope.usage_queries(), **scope.state_queries()}
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            futures = {name: pool.submit(self._query, q, end) for name, q in queries.items()}
+            futures = {name: pool.submit(self._query, q, end) for name, q in instant.items()}
+            futures |= {
+                name: pool.submit(self._query_range, q, first, end, scope.bucket_seconds)
+                for name, q in scope.history_queries().items()
+            }
             frames = {name: future.result() for name, future in futures.items()}
-        return UsageFrames(frames)
+        return UsageFrames(frames, grid)
+
+    def throttled_shares(
+        self, labels: LabelConfig, namespace: str, pods: list[str], seconds: int, end: float
+    ) -> dict[str, float]:
+        """Each pod's share of CFS periods throttled over ``seconds`` before ``end`` (pods that ran
+        without a CPU limit, or not long enough to be scraped twice, are absent)."""
+        if not pods:
+            return {}
+        frame = self._query(pod_throttling_query(labels, namespace, pods, seconds), end)
+        if frame.empty:
+            return {}
+        known = frame.dropna(subset=["value"])  # 0/0: no CFS period at all (no CPU limit)
+        return dict(zip(known[labels.pod].astype(str), known["value"].astype(float), strict=True))
 
     def _query(self, query: str, end: float) -> pd.DataFrame:
         result = self._call(lambda: self._client.custom_query(query, params={"time": str(end)}), query)
         rows = [{**item["metric"], "value": float(item["value"][1])} for item in result]
         return pd.DataFrame(rows)
+
+    def _query_range(self, query: str, start: float, end: float, step: int) -> pd.DataFrame:
+        """One row per series and point: the labels, ``time`` and ``value``."""
+        result = self._call(
+            lambda: self._client.custom_query_range(
+                query, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC), str(step)
+            ),
+            query,
+        )
+        if not result:
+            return pd.DataFrame()
+        labels = pd.DataFrame([series["metric"] for series in result])
+        counts = [len(series["values"]) for series in result]
+        points = np.array([point for series in result for point in series["values"]], dtype=float)
+        frame = labels.loc[labels.index.repeat(counts)].reset_index(drop=True)
+        return frame.assign(time=points[:, 0], value=points[:, 1])
 
     def _call(self, send: Callable[[], list], what: str) -> list:
         self.queries_sent += 1
