@@ -304,7 +304,15 @@ def test_defaults_are_applied(admin: Path, namespace: str) -> None:
     assert spec["interval"] == "5m"
     assert spec["targetRef"] == {"kind": "Deployment", "name": "web"}
     assert spec["history"] == {"window": "14d", "minimum": "24h", "resolution": "5m"}
-    assert spec["auto"] == {"minChangePercent": 10, "maxStepPercent": 100, "cooldown": "1h"}
+    assert spec["auto"] == {
+        "minChangePercent": 10,
+        "maxStepPercent": 100,
+        "cooldown": "1h",
+        "updateMode": "Rollout",
+        "canary": {"duration": "10m"},
+        "rollbackBackoff": "24h",
+    }
+    assert spec["kinds"] == ["Deployment"]
     assert spec["cpu"] == {
         "targetUtilization": 0.75,
         "percentile": 0.95,
@@ -388,6 +396,10 @@ ALLOWED = [
     ("patch", "daemonsets.apps", ["-n", "anywhere"]),
     ("patch", "cronjobs.batch", ["-n", "anywhere"]),
     ("watch", "pods", ["-A"]),
+    ("patch", "pods", ["--subresource=resize", "-n", "anywhere"]),
+    ("patch", "replicasets.apps", ["-n", "anywhere"]),
+    ("list", "controllerrevisions.apps", ["-A"]),
+    ("list", "poddisruptionbudgets.policy", ["-A"]),
     ("list", "nodes", []),
     ("list", "limitranges", ["-A"]),
     ("list", "resourcequotas", ["-A"]),
@@ -407,6 +419,8 @@ DENIED = [
     ("update", "deployments.apps", ["-n", "anywhere"]),
     ("create", "pods", ["-n", "anywhere"]),
     ("delete", "pods", ["-n", "anywhere"]),
+    ("create", "pods/eviction", ["-n", "anywhere"]),
+    ("delete", "replicasets.apps", ["-n", "anywhere"]),
     ("create", "pods/exec", ["-n", "anywhere"]),
     ("get", "configmaps", ["-n", "anywhere"]),
     ("create", "rightsizepolicies.rightsizer.io", ["-n", "anywhere"]),

@@ -35,6 +35,8 @@ class FakeCluster:
     limit_range_items: list[dict[str, Any]] = field(default_factory=list)
     quota_items: list[dict[str, Any]] = field(default_factory=list)
     node_items: list[dict[str, Any]] = field(default_factory=list)
+    budget_items: list[dict[str, Any]] = field(default_factory=list)
+    resizes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     patches: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
     fail_with: Exception | None = None
@@ -55,6 +57,28 @@ class FakeCluster:
         if self.fail_with is not None:
             raise self.fail_with
         self.patches.append((kind, namespace, name, patch))
+
+    def pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]:
+        self.reads.append("budgets")
+        return self.budget_items
+
+    def resize_pod(self, namespace: str, name: str, pod_spec: dict[str, Any]) -> None:
+        self.resizes.append((name, pod_spec))
+
+    def read_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        raise AssertionError("not read in these tests")
+
+    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        raise AssertionError("not labelled in these tests")
+
+    def read_replicaset(self, namespace: str, name: str) -> dict[str, Any]:
+        raise AssertionError("not read in these tests")
+
+    def patch_replicaset(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        raise AssertionError("not patched in these tests")
+
+    def controller_revisions(self, namespace: str) -> list[dict[str, Any]]:
+        raise AssertionError("not read in these tests")
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +260,7 @@ def test_auto_mode_patches_the_recommended_resources_and_says_so(prometheus, man
         ("RightSized", True),
     ]
     assert outcome.events[1].target["metadata"]["name"] == "cart"
-    assert set(cluster.reads) == {"limit_ranges", "quotas", "nodes"}
+    assert set(cluster.reads) == {"limit_ranges", "quotas", "nodes", "budgets"}
 
 
 @pytest.mark.parametrize(

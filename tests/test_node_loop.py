@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -35,11 +34,11 @@ from rightsizer.quantity import parse
 from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig
 from tests.support.node import NodePrometheus, load_deployment
 from tests.support.operator import OperatorProcess
+from tests.support.scenario import LABEL, LiveCluster, TemplateRecorder, condition
 
 pytestmark = [pytest.mark.node, pytest.mark.k8s, pytest.mark.prometheus]
 
 ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
 
 COOLDOWN_SECONDS = 30
 HISTORY = {"window": "10m", "minimum": "2m", "resolution": "30s"}
@@ -94,71 +93,22 @@ def policy_manifest(namespace: str) -> dict[str, Any]:
             "mode": "Auto",
             "interval": "10s",
             "history": HISTORY,
-            "auto": {"cooldown": f"{COOLDOWN_SECONDS}s", **scenario["auto"]},
+            "auto": {"cooldown": f"{COOLDOWN_SECONDS}s", "canary": {"duration": "15s"}, **scenario["auto"]},
         },
     }
 
 
 @dataclass
-class TemplateRecorder:
-    """Polls the scenarios' Deployments every second and keeps every distinct pod template seen,
-    with when it was first seen: the whole history of what Auto mode did, whenever a test looks."""
+class Loop(LiveCluster):
+    """The scenarios' cluster, with the Prometheus and operator of the Prometheus-down scenario."""
 
-    kubeconfig: Path
-    changes: dict[str, list[tuple[float, dict[str, Any]]]] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> TemplateRecorder:
-        self._thread = threading.Thread(target=self._run, name="template-recorder", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+    down_prometheus: NodePrometheus = field(kw_only=True)
+    down_operator: OperatorProcess = field(kw_only=True)
 
     def history(self, namespace: str) -> list[tuple[float, dict[str, Any]]]:
-        return list(self.changes.get(namespace, []))
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            result = kubectl(
-                "get",
-                "deployments",
-                "-A",
-                "-l",
-                "loop",
-                "-o",
-                "json",
-                kubeconfig=self.kubeconfig,
-                check=False,
-            )
-            if result.returncode != 0:
-                continue
-            for item in json.loads(result.stdout)["items"]:
-                resources = item["spec"]["template"]["spec"]["containers"][0].get("resources", {})
-                seen = self.changes.setdefault(item["metadata"]["namespace"], [])
-                if not seen or seen[-1][1] != resources:
-                    seen.append((time.time(), resources))
-
-
-@dataclass
-class Loop:
-    cluster: ControlPlane
-    prometheus: NodePrometheus
-    down_prometheus: NodePrometheus
-    operator: OperatorProcess
-    down_operator: OperatorProcess
-    recorder: TemplateRecorder
-    started: float
-
-    def k(self, *args: str, input: str | None = None, check: bool = True) -> Any:
-        return kubectl(*args, kubeconfig=self.cluster.kubeconfig, input=input, check=check)
-
-    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
-        return json.loads(self.k("get", kind, name, "-n", namespace, "-o", "json").stdout)
+        """The app container's template resources over time."""
+        name = SCENARIOS[namespace]["name"]
+        return [(t, r["app"]) for t, r in self.recorder.history(namespace, "Deployment", name)]
 
     def policy(self, namespace: str) -> dict[str, Any]:
         return self.get("rsp", SCENARIOS[namespace]["name"], namespace)
@@ -166,38 +116,6 @@ class Loop:
     def template(self, namespace: str) -> dict[str, Any]:
         deployment = self.get("deployment", SCENARIOS[namespace]["name"], namespace)
         return deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
-
-    def pods(self, namespace: str) -> list[dict[str, Any]]:
-        return json.loads(self.k("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
-
-    def describe(self, namespace: str) -> str:
-        """What a failing test prints: the policy's status, the template history, pods, logs."""
-        operator = self.down_operator if namespace == DOWN else self.operator
-        try:
-            status = json.dumps(self.policy(namespace).get("status"), indent=1)
-        except Exception as error:  # the policy may not exist yet
-            status = f"(no policy: {error})"
-        pods = [
-            (p["metadata"]["name"], p["status"].get("phase"), p["status"].get("containerStatuses"))
-            for p in self.pods(namespace)
-        ]
-        history = "\n".join(f"  {t - self.started:6.0f}s {r}" for t, r in self.recorder.history(namespace))
-        return (
-            f"policy status:\n{status}\ntemplates (seconds since the start):\n{history}\n"
-            f"pods: {json.dumps(pods, indent=1)}\noperator log:\n{operator.log_tail(80)}"
-        )
-
-    def wait(self, namespace: str, what: str, check: Callable[[], T | None], timeout: float) -> T:
-        """Poll ``check`` until it returns something truthy; fail with the scenario's state if not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(2)
-        pytest.fail(
-            f"{namespace}: timed out after {timeout:.0f}s waiting for {what}\n{self.describe(namespace)}"
-        )
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +137,7 @@ def loop(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -
         deployment = load_deployment(
             namespace, scenario["name"], scenario["args"], scenario["requests"], scenario["limits"]
         )
-        deployment["metadata"]["labels"]["loop"] = "true"
+        deployment["metadata"]["labels"][LABEL] = "loop"
         objects.append(deployment)
         if namespace != DOWN:
             objects.append(policy_manifest(namespace))
@@ -235,7 +153,17 @@ def loop(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -
         identity, down_prometheus.url, state / "down-operator.log", namespaces=(DOWN,)
     ).start()
     try:
-        yield Loop(node_cluster, prometheus, down_prometheus, operator, down_operator, recorder, started)
+        loop = Loop(
+            node_cluster,
+            prometheus,
+            operator,
+            recorder,
+            started,
+            down_prometheus=down_prometheus,
+            down_operator=down_operator,
+        )
+        loop.extra_logs["Prometheus-down scenario's operator"] = lambda: down_operator.log_tail(60)
+        yield loop
     finally:
         recorder.stop()
         operator.stop()
@@ -266,10 +194,6 @@ def evaluation_time(policy: dict[str, Any]) -> str:
     return policy.get("status", {}).get("lastEvaluationTime", "")
 
 
-def condition(policy: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in policy.get("status", {}).get("conditions", []) if c["type"] == type_), {})
-
-
 def oom_kills_in_pods(pods: list[dict[str, Any]]) -> list[float]:
     """finishedAt of every OOM kill the pods' statuses show (the last termination of each container)."""
     kills = []
@@ -294,7 +218,7 @@ def test_a_throttled_container_gets_a_higher_cpu_limit_that_then_stops_rising(lo
     loop.wait(ns, "real throttling (over half of the CFS periods)", lambda: _above(loop, share, 0.5), 240)
 
     def raised() -> tuple[float, Decimal] | None:
-        for seen, resources in loop.recorder.history(ns):
+        for seen, resources in loop.history(ns):
             limit = quantity(resources, "limits", "cpu")
             if limit is not None and limit > Decimal("0.2"):
                 return seen, limit
@@ -310,7 +234,7 @@ def test_a_throttled_container_gets_a_higher_cpu_limit_that_then_stops_rising(lo
     loop.wait(ns, "2 minutes after the relief", lambda: time.time() > relieved_at + 120, 300)
     limits_after = [
         (seen, quantity(resources, "limits", "cpu"))
-        for seen, resources in loop.recorder.history(ns)
+        for seen, resources in loop.history(ns)
         if seen > raised_at
     ]
     rises = [
@@ -346,7 +270,7 @@ def test_an_over_provisioned_container_steps_down_within_the_cap_and_settles(loo
 
     def settled() -> dict[str, Any] | None:
         policy = loop.policy(ns)
-        changes = len(loop.recorder.history(ns)) - 1
+        changes = len(loop.history(ns)) - 1
         quiet = condition(policy, "Applied").get("reason") == "NoChangeNeeded"
         return policy if quiet and changes >= 2 else None
 
@@ -364,7 +288,7 @@ def test_an_over_provisioned_container_steps_down_within_the_cap_and_settles(loo
     loop.wait(ns, "five more evaluations", five_more_evaluations, 180)
     assert loop.get("deployment", "web", ns)["metadata"]["generation"] == generation
 
-    history = [resources for _, resources in loop.recorder.history(ns)]
+    history = [resources for _, resources in loop.history(ns)]
     rounding = {"cpu": Decimal("0.005"), "memory": parse("1Mi")}
     for before, after in itertools.pairwise(history):
         for kind in ("requests", "limits"):
@@ -393,7 +317,7 @@ def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: 
     loop.wait(ns, "a real OOM kill", killed, 180)
 
     def raised() -> tuple[float, Decimal] | None:
-        for seen, resources in loop.recorder.history(ns):
+        for seen, resources in loop.history(ns):
             limit = quantity(resources, "limits", "memory")
             if limit is not None and limit > parse("96Mi"):
                 return seen, quantity(resources, "requests", "memory") or Decimal(0)
@@ -419,7 +343,7 @@ def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: 
     remembered = loop.policy(ns)["status"]["observedOOMKills"]
     assert all(timestamp(k["finishedAt"]) <= raised_at for k in remembered), remembered
     # Memory was never lowered back into the kill once the pod that was killed was gone.
-    for seen, resources in loop.recorder.history(ns):
+    for seen, resources in loop.history(ns):
         if seen >= raised_at:
             assert quantity(resources, "requests", "memory") >= raised_request, loop.describe(ns)
 
@@ -430,7 +354,7 @@ def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: 
 def test_prometheus_stopped_mid_loop_patches_nothing_and_the_loop_resumes(loop: Loop) -> None:
     ns = DOWN
     loop.k("apply", "-f", "-", input=json.dumps(policy_manifest(ns)))
-    first = loop.wait(ns, "a first change", lambda: len(loop.recorder.history(ns)) >= 2, 420)
+    first = loop.wait(ns, "a first change", lambda: len(loop.history(ns)) >= 2, 420)
     assert first
     loop.down_prometheus.stop()
     try:

@@ -256,9 +256,11 @@ def test_restarting_the_operator_does_not_forget_the_cooldown(k, operator):
     """Right after a change, with more steps to go (10% per step) and a 1h cooldown, a restarted
     operator reads the cooldown from the Deployment and applies nothing more."""
     ns = "e2e-restart"
-    spec = {"targetRef": {"name": "web"}, "mode": "Auto", "auto": {"maxStepPercent": 10, "cooldown": "1h"}}
-    apply_policy(k, "web", ns, spec)
+    auto = {"maxStepPercent": 10, "cooldown": "1h", "canary": {"duration": "1s"}}
+    apply_policy(k, "web", ns, {"targetRef": {"name": "web"}, "mode": "Auto", "auto": auto})
     wait_for(k, operator, "web", ns, lambda p: condition(p, "Applied").get("status") == "True")
+    # The change is watched (1s), then done: only the cooldown stands between it and the next.
+    wait_for(k, operator, "web", ns, lambda p: "change done" in condition(p, "Applied").get("message", ""))
     deployment = get(k, "deployment", "web", ns)
     operator.restart()
     k("patch", "rsp", "web", "-n", ns, "--type=merge", "-p", '{"spec": {"interval": "31s"}}')
@@ -387,7 +389,7 @@ def test_prometheus_down_flips_the_condition_keeps_recommendations_and_patches_n
             "targetRef": {"name": "web"},
             "mode": "Auto",
             "interval": "10s",
-            "auto": {"maxStepPercent": 10, "cooldown": "1s"},
+            "auto": {"maxStepPercent": 10, "cooldown": "1s", "canary": {"duration": "1s"}},
         }
         apply_policy(k, "web", ns, spec)
         wait_for(k, own, "web", ns, lambda p: condition(p, "Applied").get("status") == "True")

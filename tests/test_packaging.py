@@ -40,6 +40,9 @@ ALLOWED_WRITES = {
     "statefulsets": {"patch"},
     "daemonsets": {"patch"},
     "cronjobs": {"patch"},
+    "pods": {"patch"},
+    "pods/resize": {"patch"},
+    "replicasets": {"patch"},
     "events": {"create", "patch"},
     "leases": {"create", "update"},
 }
@@ -50,7 +53,11 @@ EXPECTED_RULES = {
     ("apps", "statefulsets"): {"get", "list", "watch", "patch"},
     ("apps", "daemonsets"): {"get", "list", "watch", "patch"},
     ("batch", "cronjobs"): {"get", "list", "watch", "patch"},
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "pods/resize"): {"patch"},
+    ("apps", "replicasets"): {"get", "patch"},
+    ("apps", "controllerrevisions"): {"list"},
+    ("policy", "poddisruptionbudgets"): {"get", "list"},
     ("", "limitranges"): {"get", "list", "watch"},
     ("", "resourcequotas"): {"get", "list", "watch"},
     ("", "nodes"): {"get", "list", "watch"},
@@ -378,9 +385,12 @@ def test_rbac_never_grants_secrets_wildcards_or_extra_writes(manifests: list[dic
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
         for resource in rule["resources"]:
             assert resource != "secrets", rule
-            # Pods are read (owners, OOM kills in their status), never written, never exec'd into.
-            assert not resource.startswith("pods/"), rule
-            assert resource != "pods" or set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+            # Pods are read and resized in place (and a revision label set), never created, deleted,
+            # exec'd into, attached to or evicted.
+            assert resource in ("pods", "pods/resize") or not resource.startswith("pods/"), rule
+            assert resource not in ("pods", "pods/resize") or not {"create", "delete", "update"} & set(
+                rule["verbs"]
+            )
             writes = WRITE_VERBS & set(rule["verbs"])
             assert writes <= ALLOWED_WRITES.get(resource, set()), f"unexpected write {writes} on {resource}"
 

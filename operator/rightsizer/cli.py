@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from rightsizer.errors import ConfigurationError
 from rightsizer.options import (
@@ -66,6 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     op.add_argument(
         "--leader-elect-lease", default="rightsizer", help="name of the Lease (default rightsizer)"
+    )
+    hook = op.add_argument_group("admission webhook (auto.updateMode PodsOnly; docs/operator.md)")
+    hook.add_argument(
+        "--admission-listen",
+        metavar="HOST:PORT",
+        help="serve the mutating webhook here, e.g. 0.0.0.0:9443 (off by default)",
+    )
+    hook.add_argument(
+        "--admission-url",
+        metavar="URL",
+        help="how the API server reaches it (default: the configuration's own Service)",
+    )
+    hook.add_argument(
+        "--admission-configuration",
+        default="rightsizer",
+        help="MutatingWebhookConfiguration whose CA bundle (and URL) it keeps current (default rightsizer)",
+    )
+    hook.add_argument(
+        "--admission-cert-dir",
+        type=Path,
+        help="tls.crt, tls.key and ca.crt (a Secret shared by the replicas); default: self-signed at start",
     )
     op.set_defaults(run=run_operator)
     return parser

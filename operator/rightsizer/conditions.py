@@ -11,6 +11,7 @@ RECOMMENDATIONS_READY = "RecommendationsReady"
 PROMETHEUS_REACHABLE = "PrometheusReachable"
 INSUFFICIENT_DATA = "InsufficientData"
 APPLIED = "Applied"
+ROLLED_BACK = "RolledBack"
 
 
 def set_condition(

@@ -54,6 +54,13 @@ class ContainerPolicy:
     max_allowed: ResourceBounds = field(default_factory=ResourceBounds)
 
 
+ROLLOUT = "Rollout"
+IN_PLACE = "InPlace"
+IN_PLACE_OR_ROLLOUT = "InPlaceOrRollout"
+PODS_ONLY = "PodsOnly"
+UPDATE_MODES = (ROLLOUT, IN_PLACE, IN_PLACE_OR_ROLLOUT, PODS_ONLY)
+
+
 @dataclass(frozen=True)
 class AutoRails:
     """Auto mode's safety rails (see the CRD's spec.auto)."""
@@ -61,6 +68,14 @@ class AutoRails:
     min_change_percent: int = 10
     max_step_percent: int = 100
     cooldown_seconds: int = 3600
+    update_mode: str = ROLLOUT
+    """How a change reaches the pods: a rollout of the template, ``pods/resize`` in place, in place
+    where the kubelet can and a rollout where it cannot, or in place without ever editing the
+    template (new pods get the resources from the admission webhook)."""
+    canary_seconds: int = 600
+    """How long a change is watched (its canary pod, then every pod) before it counts as done."""
+    rollback_backoff_seconds: int = 86400
+    """After a rollback, the direction rolled back (``memory-down``...) is not tried for this long."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +150,7 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
     return PolicySpec(
         target_name=target["name"] if target else None,
         target_kind=(target or {}).get("kind", DEFAULT_KIND),
-        selector=_selector(selector) if selector is not None else None,
+        selector=selector_from(selector) if selector is not None else None,
         selector_kinds=tuple(spec.get("kinds") or (DEFAULT_KIND,)),
         mode=spec.get("mode", RECOMMEND),
         interval_seconds=_duration(spec.get("interval", "5m"), "spec.interval"),
@@ -149,11 +164,19 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
             min_change_percent=int(auto.get("minChangePercent", 10)),
             max_step_percent=int(auto.get("maxStepPercent", 100)),
             cooldown_seconds=_duration(auto.get("cooldown", "1h"), "spec.auto.cooldown"),
+            update_mode=auto.get("updateMode", ROLLOUT),
+            canary_seconds=_duration(
+                (auto.get("canary") or {}).get("duration", "10m"), "spec.auto.canary.duration"
+            ),
+            rollback_backoff_seconds=_duration(
+                auto.get("rollbackBackoff", "24h"), "spec.auto.rollbackBackoff"
+            ),
         ),
     )
 
 
-def _selector(raw: dict[str, Any]) -> LabelSelector:
+def selector_from(raw: dict[str, Any]) -> LabelSelector:
+    """A label selector as Kubernetes objects write it (``matchLabels``, ``matchExpressions``)."""
     expressions = tuple(
         (e["key"], e["operator"], tuple(e.get("values") or ())) for e in raw.get("matchExpressions") or []
     )

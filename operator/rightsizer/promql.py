@@ -272,10 +272,6 @@ def _agg(operator: str, by: str, expression: str) -> str:
     return f"{operator} by ({by}) ({expression})"
 
 
-def _agg(operator: str, by: str, expression: str) -> str:
-    return f"{operator} by ({by}) ({expression})"
-
-
 def pod_throttling_query(labels: LabelConfig, namespace: str, pods: list[str], seconds: int) -> str:
     """Each named pod's share of CFS periods throttled over the last ``seconds`` (all its containers):
     how Auto mode watches the pods a change reached."""

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rightsizer.model import Resources
 from rightsizer.quantity import RESOURCES
 
 GUARANTEED = "Guaranteed"
 BURSTABLE = "Burstable"
 BEST_EFFORT = "BestEffort"
+
+
+def pod_qos_class(containers: Iterable[Resources]) -> str:
+    """The QoS class of a pod of these containers: Guaranteed only if every one is, BestEffort
+    only if none sets anything (an in-place resize may not change it)."""
+    classes = {qos_class(resources) for resources in containers}
+    if classes == {GUARANTEED}:
+        return GUARANTEED
+    if classes <= {BEST_EFFORT}:
+        return BEST_EFFORT
+    return BURSTABLE
 
 
 def qos_class(resources: Resources) -> str:

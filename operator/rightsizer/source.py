@@ -25,7 +25,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from rightsizer.model import HistoryGrid
-from rightsizer.promql import MEMORY_WORKING_SET, LabelConfig, QueryScope
+from rightsizer.promql import MEMORY_WORKING_SET, LabelConfig, QueryScope, pod_throttling_query
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +148,19 @@ class PrometheusSource:
             }
             frames = {name: future.result() for name, future in futures.items()}
         return UsageFrames(frames, grid)
+
+    def throttled_shares(
+        self, labels: LabelConfig, namespace: str, pods: list[str], seconds: int, end: float
+    ) -> dict[str, float]:
+        """Each pod's share of CFS periods throttled over ``seconds`` before ``end`` (pods that ran
+        without a CPU limit, or not long enough to be scraped twice, are absent)."""
+        if not pods:
+            return {}
+        frame = self._query(pod_throttling_query(labels, namespace, pods, seconds), end)
+        if frame.empty:
+            return {}
+        known = frame.dropna(subset=["value"])  # 0/0: no CFS period at all (no CPU limit)
+        return dict(zip(known[labels.pod].astype(str), known["value"].astype(float), strict=True))
 
     def _query(self, query: str, end: float) -> pd.DataFrame:
         result = self._call(lambda: self._client.custom_query(query, params={"time": str(end)}), query)

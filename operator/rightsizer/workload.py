@@ -49,6 +49,8 @@ class WorkloadView:
     uid: str
     resource_version: str
     labels: dict[str, str]
+    template_labels: dict[str, str]
+    """The labels its pods carry (what a PodDisruptionBudget selects)."""
     annotations: dict[str, str]
     """rightsizer's own annotations only (``rightsizer.io/...``)."""
     generation: int
@@ -91,6 +93,7 @@ class WorkloadView:
             uid=metadata.get("uid", ""),
             resource_version=metadata.get("resourceVersion", ""),
             labels=dict(metadata.get("labels") or {}),
+            template_labels=dict((_template(body, kind).get("metadata") or {}).get("labels") or {}),
             annotations={
                 k: v
                 for k, v in (metadata.get("annotations") or {}).items()
@@ -127,13 +130,21 @@ def _template(body: Any, kind: Kind) -> dict[str, Any]:
     return dict(node)
 
 
-def _resources(container: dict[str, Any], invalid: list[str]) -> Resources:
-    resources = container.get("resources") or {}
-    name = container["name"]
+def resources_of(
+    raw: dict[str, Any] | None, path: str = "resources", invalid: list[str] | None = None
+) -> Resources:
+    """A manifest's ``resources`` block (requests and limits) in base units; quantities that do not
+    parse are left out and described in ``invalid``."""
+    raw = raw or {}
+    invalid = [] if invalid is None else invalid
     return Resources(
-        requests=_quantities(resources.get("requests"), f"{name}.requests", invalid),
-        limits=_quantities(resources.get("limits"), f"{name}.limits", invalid),
+        requests=_quantities(raw.get("requests"), f"{path}.requests", invalid),
+        limits=_quantities(raw.get("limits"), f"{path}.limits", invalid),
     )
+
+
+def _resources(container: dict[str, Any], invalid: list[str]) -> Resources:
+    return resources_of(container.get("resources"), container["name"], invalid)
 
 
 def _replicas(kind: Kind, spec: dict[str, Any], status: dict[str, Any]) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from rightsizer import conditions as cond
 from rightsizer.collect import workload_containers
-from rightsizer.controller.autoapply import ClusterLimits, WorkloadChange, apply_to_workload
+from rightsizer.controller.autoapply import AutoContext, ClusterLimits, WorkloadChange, apply_to_workload
 from rightsizer.controller.kube import Cluster
 from rightsizer.controller.outcome import Event, Outcome, PolicyObject
 from rightsizer.engine import recommend
@@ -113,7 +113,7 @@ def evaluate(
     ready = sum(r.ready for r in evaluated)
     _set_readiness(run, targets, missing, evaluated)
     if spec.mode == AUTO:
-        _auto_mode(run, spec, targets, evaluated, cluster)
+        seen["changes"] = _auto_mode(run, spec, targets, pods, evaluated, cluster, prometheus, labels)
     else:
         run.condition(cond.APPLIED, False, "RecommendMode", "mode is Recommend: workloads are never changed")
     return run.outcome(
@@ -184,22 +184,56 @@ def _auto_mode(
     run: Evaluation,
     spec: PolicySpec,
     targets: list[WorkloadView],
+    pods: list[PodView],
     evaluated: list[Recommendation],
     cluster: Cluster,
-) -> None:
-    """Apply to every target, then one Applied condition for them all."""
-    limits = ClusterLimits(cluster, run.policy.namespace)
+    prometheus: PrometheusSource,
+    labels: LabelConfig,
+) -> list[dict[str, Any]]:
+    """Start, move on or roll back a change to every target; one Applied and one RolledBack
+    condition for them all. Returns the changes in flight (``status.changes``)."""
+    namespace = run.policy.namespace
+
+    def throttled(pod_names: list[str], seconds: int) -> dict[str, float]:
+        try:
+            return prometheus.throttled_shares(labels, namespace, pod_names, seconds, run.now.timestamp())
+        except PrometheusUnavailable:
+            return {}  # not judged this time; the other signals still are
+
+    ctx = AutoContext(
+        rails=spec.auto,
+        limits=ClusterLimits(cluster, namespace),
+        cluster=cluster,
+        policy_name=run.policy.name,
+        now=run.now,
+        throttling_threshold=spec.settings.throttling_threshold,
+        throttled=throttled,
+    )
     changes: list[WorkloadChange] = []
     for workload in targets:
         mine = [r for r in evaluated if (r.key.kind, r.key.name) == (workload.kind.name, workload.name)]
-        change = apply_to_workload(workload, mine, spec.auto, limits, cluster, run.policy.name, run.now)
+        its_pods = [p for p in pods if (p.owner_kind, p.owner_name) == (workload.kind.name, workload.name)]
+        change = apply_to_workload(workload, its_pods, mine, ctx)
         run.notes.update(change.notes)
         run.events.extend(change.events)
         changes.append(change)
+    rolled_back = [c.rolled_back for c in changes if c.rolled_back]
+    if rolled_back:
+        run.condition(cond.ROLLED_BACK, True, "RolledBack", "; ".join(rolled_back))
+    elif cond.get_condition(run.conditions, cond.ROLLED_BACK) is None:
+        run.condition(cond.ROLLED_BACK, False, "NoRollback", "no change has been rolled back")
+    _set_applied(run, changes)
+    return [c.in_flight for c in changes if c.in_flight]
+
+
+def _set_applied(run: Evaluation, changes: list[WorkloadChange]) -> None:
     applied = [c.applied for c in changes if c.applied]
     blocked = [c.blocked for c in changes if c.blocked]
+    in_flight = [c.in_flight["message"] for c in changes if c.in_flight and not c.applied]
     if applied:
         run.condition(cond.APPLIED, True, "Applied", "; ".join(applied))
+    elif in_flight:
+        run.condition(cond.APPLIED, False, "InProgress", "; ".join(in_flight))
     elif blocked:
         run.condition(cond.APPLIED, False, "Blocked", "; ".join(blocked))
     else:
@@ -217,6 +251,7 @@ def _prometheus_failed(run: Evaluation, error: str, seen: dict[str, Any]) -> Out
         **seen,
         recommendations=previous.get("recommendations", []),
         readyContainers=previous.get("readyContainers", "0/0"),
+        changes=previous.get("changes", []),
         consecutiveFailures=int(previous.get("consecutiveFailures", 0)) + 1,
     )
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import kopf
 
+from rightsizer.admission import mutated_containers, pod_resources
 from rightsizer.controller.evaluate import evaluate
 from rightsizer.controller.outcome import PolicyObject
 from rightsizer.controller.schedule import is_due
-from rightsizer.pods import PodView
+from rightsizer.pods import PodView, workload_owner
 from rightsizer.workload import WorkloadView
 
 
@@ -30,6 +31,22 @@ def index_workload(body: Mapping[str, Any]) -> WorkloadView:
 
 def index_pod(body: Mapping[str, Any]) -> PodView:
     return PodView.from_body(_plain(body))
+
+
+def mutate_pod(
+    body: Mapping[str, Any], namespace: str, patch: kopf.Patch, workloads: Iterable[WorkloadView]
+) -> None:
+    """A new pod of a PodsOnly workload gets the resources its running pods were resized to."""
+    pod = _plain(body)
+    kind, name = workload_owner(pod.get("metadata") or {})
+    workload = next(
+        (w for w in workloads if (w.kind.name, w.name) == (kind, name) and w.namespace == namespace), None
+    )
+    target = pod_resources(workload.annotations) if workload is not None else None
+    if not target:
+        return
+    for field, containers in mutated_containers(pod.get("spec") or {}, target).items():
+        patch.setdefault("spec", {})[field] = containers
 
 
 def tick(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any, Protocol
 
 from kubernetes import client, config
@@ -17,13 +19,25 @@ class PatchConflict(RuntimeError):
     """The workload changed since it was read; the patch was not applied."""
 
 
+class ResizeRefused(RuntimeError):
+    """The API server refused a ``pods/resize`` (a QoS class change, say); the message says why."""
+
+
 class Cluster(Protocol):
     """What an evaluation needs from the cluster (a protocol so tests can count calls)."""
 
     def limit_ranges(self, namespace: str) -> list[dict[str, Any]]: ...
     def resource_quotas(self, namespace: str) -> list[dict[str, Any]]: ...
     def nodes(self) -> list[dict[str, Any]]: ...
+    def pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]: ...
     def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+    def read_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]: ...
+    def resize_pod(self, namespace: str, name: str, pod_spec: dict[str, Any]) -> None: ...
+    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None: ...
+    def read_replicaset(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def patch_replicaset(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+    def controller_revisions(self, namespace: str) -> list[dict[str, Any]]: ...
+    def update_webhook_configuration(self, name: str, ca_pem: bytes, url: str | None) -> None: ...
 
 
 def load_credentials() -> None:
@@ -45,12 +59,19 @@ class KubernetesCluster:
     def __init__(self) -> None:
         self._api = client.ApiClient()
         self._core = client.CoreV1Api(self._api)
-        apps, batch = client.AppsV1Api(self._api), client.BatchV1Api(self._api)
+        self._apps, batch = client.AppsV1Api(self._api), client.BatchV1Api(self._api)
+        self._policy = client.PolicyV1Api(self._api)
         self._patchers = {
-            "Deployment": apps.patch_namespaced_deployment,
-            "StatefulSet": apps.patch_namespaced_stateful_set,
-            "DaemonSet": apps.patch_namespaced_daemon_set,
+            "Deployment": self._apps.patch_namespaced_deployment,
+            "StatefulSet": self._apps.patch_namespaced_stateful_set,
+            "DaemonSet": self._apps.patch_namespaced_daemon_set,
             "CronJob": batch.patch_namespaced_cron_job,
+        }
+        self._readers = {
+            "Deployment": self._apps.read_namespaced_deployment,
+            "StatefulSet": self._apps.read_namespaced_stateful_set,
+            "DaemonSet": self._apps.read_namespaced_daemon_set,
+            "CronJob": batch.read_namespaced_cron_job,
         }
 
     def limit_ranges(self, namespace: str) -> list[dict[str, Any]]:
@@ -77,5 +98,70 @@ class KubernetesCluster:
                 raise PatchConflict(f"{kind} {namespace}/{name} changed while being evaluated") from None
             raise
 
+    def pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]:
+        return self._items(self._policy.list_namespaced_pod_disruption_budget(namespace))
+
+    def read_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return self._plain(self._readers[kind](name, namespace))
+
+    def resize_pod(self, namespace: str, name: str, pod_spec: dict[str, Any]) -> None:
+        """``pods/resize`` with a strategic-merge patch of the pod's containers' resources."""
+        try:
+            self._core.patch_namespaced_pod_resize(
+                name,
+                namespace,
+                {"spec": pod_spec},
+                field_manager=FIELD_MANAGER,
+                _content_type="application/strategic-merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status in (400, 422):
+                raise ResizeRefused(_message(error)) from None
+            raise
+
+    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        self._core.patch_namespaced_pod(
+            name, namespace, {"metadata": {"labels": labels}}, field_manager=FIELD_MANAGER
+        )
+
+    def read_replicaset(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._plain(self._apps.read_namespaced_replica_set(name, namespace))
+
+    def patch_replicaset(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._apps.patch_namespaced_replica_set(
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+            _content_type="application/strategic-merge-patch+json",
+        )
+
+    def controller_revisions(self, namespace: str) -> list[dict[str, Any]]:
+        return self._items(self._apps.list_namespaced_controller_revision(namespace))
+
+    def update_webhook_configuration(self, name: str, ca_pem: bytes, url: str | None) -> None:
+        """Point every webhook of MutatingWebhookConfiguration ``name`` at this operator: the CA
+        bundle it serves with, and ``url`` when given (else its own clientConfig stays)."""
+        admission = client.AdmissionregistrationV1Api(self._api)
+        current = admission.read_mutating_webhook_configuration(name)
+        client_config: dict[str, Any] = {"caBundle": base64.b64encode(ca_pem).decode()}
+        if url is not None:
+            client_config.update(url=url, service=None)
+        webhooks = [{"name": w.name, "clientConfig": client_config} for w in current.webhooks or []]
+        admission.patch_mutating_webhook_configuration(
+            name, {"webhooks": webhooks}, field_manager=FIELD_MANAGER
+        )
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        return dict(self._api.sanitize_for_serialization(obj))
+
     def _items(self, listing: Any) -> list[dict[str, Any]]:
         return [self._api.sanitize_for_serialization(item) for item in listing.items]
+
+
+def _message(error: ApiException) -> str:
+    """The API server's own message of a refusal (its Status body), else its reason."""
+    try:
+        return str(json.loads(error.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"

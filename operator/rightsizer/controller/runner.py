@@ -25,6 +25,17 @@ def run(args: argparse.Namespace) -> int:
         labels=labels_from_args(args),
         leadership=leadership_from_args(args),
     )
+    if args.admission_listen:
+        from rightsizer.controller import webhook  # registers the webhook's handlers (module docstring)
+
+        host, _, port = args.admission_listen.rpartition(":")
+        memo.admission = webhook.AdmissionServing(
+            host or "0.0.0.0",
+            int(port),
+            args.admission_url,
+            args.admission_configuration,
+            args.admission_cert_dir,
+        )
     logging.getLogger("rightsizer").info(
         "rightsizer operator starting: Prometheus %s, %s",
         memo.prometheus.url,

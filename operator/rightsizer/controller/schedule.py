@@ -15,6 +15,9 @@ RETRY_BASE_SECONDS = 15
 """After a failed Prometheus query: retried after 15 s, 30 s, 60 s ... up to the interval."""
 MAX_JITTER = 0.1
 """Up to 10% added to the interval, fixed per policy: policies created together spread out."""
+IN_FLIGHT_SECONDS = 10
+"""While an Auto-mode change is in flight (a canary watched, pods resized), the policy is looked
+at this often: the change moves on, or is rolled back, without waiting for the interval."""
 
 
 def is_due(policy: PolicyObject, now: datetime) -> bool:
@@ -35,6 +38,8 @@ def wait_seconds(policy: PolicyObject) -> float:
     failures = int(policy.status.get("consecutiveFailures", 0))
     if failures:
         return min(interval, RETRY_BASE_SECONDS * 2 ** (failures - 1))
+    if policy.status.get("changes"):
+        return min(interval, IN_FLIGHT_SECONDS)
     return interval * (1 + jitter(policy.uid))
 
 

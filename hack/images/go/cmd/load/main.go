@@ -6,6 +6,7 @@
 //	load -cpu 100m@50s,1500m@10s           # a burst of 10 s every minute
 //	load -memory 96Mi                      # hold 96 MiB (reached at -memory-rate)
 //	load -memory 64Mi -leak 512Ki          # hold 64 MiB, then leak 512 KiB a second
+//	load -cpu 200m -for 90s                # a batch job: exit 0 after 90 seconds
 //
 // A schedule is a comma-separated list of VALUE@DURATION segments that repeats; a single
 // VALUE without a duration is steady. Values are Kubernetes quantities (250m, 1.5, 96Mi).
@@ -44,6 +45,7 @@ func main() {
 	leakFlag := flag.String("leak", "0", "memory added per second on top of the schedule and never given back")
 	listen := flag.String("listen", ":8080", "address of the /healthz endpoint; empty for none")
 	report := flag.Duration("report", 10*time.Second, "how often to log the current demand")
+	lifetime := flag.Duration("for", 0, "exit 0 after this long (a batch job); 0 runs until stopped")
 	flag.Parse()
 
 	cpu, err := parseSchedule(*cpuFlag)
@@ -77,10 +79,17 @@ func main() {
 
 	ticker := time.NewTicker(*report)
 	defer ticker.Stop()
+	var done <-chan time.Time
+	if *lifetime > 0 {
+		done = time.After(*lifetime)
+	}
 	for {
 		select {
 		case sig := <-stop:
 			log.Printf("load: %s, exiting", sig)
+			os.Exit(0)
+		case <-done:
+			log.Printf("load: ran for %s, done", *lifetime)
 			os.Exit(0)
 		case <-ticker.C:
 			log.Printf("load: cpu demand %.3f cores, memory held %d MiB",

@@ -1,0 +1,178 @@
+"""Auto mode's change record: kept in an annotation, read back whole; how far a pod got; what counts
+as a regression; which directions a rollback backs off."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from rightsizer.change import (
+    CHANGE,
+    Change,
+    Method,
+    Phase,
+    PodState,
+    backoff_annotation,
+    backoff_until,
+    directions,
+    pod_state,
+    regression,
+    without_backed_off,
+)
+from rightsizer.model import Resources
+from rightsizer.pods import PodView
+from rightsizer.qos import pod_qos_class
+from rightsizer.quantity import parse
+from rightsizer.timestamps import format_time
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+STARTED = NOW - timedelta(minutes=5)
+
+
+def res(requests: dict[str, str] | None = None, limits: dict[str, str] | None = None) -> Resources:
+    return Resources(
+        {k: parse(v) for k, v in (requests or {}).items()}, {k: parse(v) for k, v in (limits or {}).items()}
+    )
+
+
+BEFORE = {"app": res({"cpu": "200m", "memory": "200Mi"}, {"cpu": "400m", "memory": "200Mi"})}
+AFTER = {"app": res({"cpu": "100m", "memory": "100Mi"}, {"cpu": "300m", "memory": "150Mi"})}
+
+
+def change(**overrides: Any) -> Change:
+    values: dict[str, Any] = dict(
+        policy="web",
+        method=Method.IN_PLACE,
+        phase=Phase.CANARY,
+        started_at=format_time(STARTED),
+        phase_started_at=format_time(STARTED),
+        before=BEFORE,
+        after=AFTER,
+        reason="over-provisioned",
+        canary_pod="web-a",
+        restarts={"web-a": 1},
+    )
+    values.update(overrides)
+    return Change(**values)
+
+
+def pod(
+    name: str = "web-a",
+    desired: dict[str, str] | None = None,
+    actual: dict[str, str] | None = None,
+    *,
+    restarts: int = 1,
+    ready: bool = True,
+    conditions: list[dict[str, Any]] | None = None,
+    last_state: dict[str, Any] | None = None,
+) -> PodView:
+    wanted = desired or {
+        "requests": {"cpu": "200m", "memory": "200Mi"},
+        "limits": {"cpu": "400m", "memory": "200Mi"},
+    }
+    running = actual or wanted
+    ready_condition = {"type": "Ready", "status": "True" if ready else "False"}
+    if not ready:
+        ready_condition["lastTransitionTime"] = format_time(NOW - timedelta(seconds=90))
+    return PodView.from_body(
+        {
+            "metadata": {"namespace": "shop", "name": name},
+            "spec": {"containers": [{"name": "app", "resources": wanted}]},
+            "status": {
+                "phase": "Running",
+                "conditions": [ready_condition, *(conditions or [])],
+                "containerStatuses": [
+                    {
+                        "name": "app",
+                        "resources": running,
+                        "restartCount": restarts,
+                        "lastState": last_state or {},
+                    }
+                ],
+            },
+        }
+    )
+
+
+AFTER_Q = {"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"cpu": "300m", "memory": "150Mi"}}
+BEFORE_Q = {"requests": {"cpu": "200m", "memory": "200Mi"}, "limits": {"cpu": "400m", "memory": "200Mi"}}
+
+
+def test_the_record_reads_back_whole_and_an_unreadable_one_is_not_dropped():
+    record = change(fell_back="no", template_done=True, settled=True, strategy={"type": "RollingUpdate"})
+    assert Change.from_annotations({CHANGE: record.to_annotation()}) == record
+    assert Change.from_annotations({}) is None
+    with pytest.raises(ValueError, match="fix or remove it by hand"):
+        Change.from_annotations({CHANGE: '{"policy": "web"}'})
+
+
+def test_how_far_a_pod_got():
+    assert pod_state(pod(), AFTER)[0] is PodState.NOT_STARTED
+    assert (
+        pod_state(pod(desired=AFTER_Q, actual=BEFORE_Q), AFTER)[0] is PodState.PENDING
+    )  # asked, not applied yet
+    assert pod_state(pod(desired=AFTER_Q, actual=AFTER_Q), AFTER)[0] is PodState.RESIZED
+    infeasible = [
+        {
+            "type": "PodResizePending",
+            "status": "True",
+            "reason": "Infeasible",
+            "message": "Node didn't have enough capacity",
+        }
+    ]
+    state, why = pod_state(pod(desired=AFTER_Q, actual=BEFORE_Q, conditions=infeasible), AFTER)
+    assert state is PodState.INFEASIBLE and "enough capacity" in why
+
+
+def oom(at: datetime) -> dict[str, Any]:
+    return {"terminated": {"reason": "OOMKilled", "finishedAt": format_time(at)}}
+
+
+def test_an_oom_kill_after_the_change_is_a_regression_one_before_is_not():
+    after_start = pod(last_state=oom(STARTED + timedelta(minutes=1)), restarts=1)
+    assert "OOM-killed" in regression(change(), [after_start], {}, 0.05, NOW)
+    before_start = pod(last_state=oom(STARTED - timedelta(minutes=1)), restarts=1)
+    assert regression(change(), [before_start], {}, 0.05, NOW) is None
+
+
+def test_more_restarts_lost_readiness_and_throttling_are_regressions():
+    assert "restarted 2 time(s)" in regression(change(), [pod(restarts=3)], {}, 0.05, NOW)
+    assert "not ready for 90s" in regression(change(), [pod(ready=False)], {}, 0.05, NOW)
+    assert "CFS-throttled 20%" in regression(change(), [pod()], {"web-a": 0.2}, 0.05, NOW)
+    assert regression(change(), [pod()], {"web-a": 0.01}, 0.05, NOW) is None
+
+
+def test_the_canary_phase_watches_the_canary_only_then_every_pod():
+    other = pod("web-b", restarts=4)
+    assert regression(change(), [pod(), other], {}, 0.05, NOW) is None
+    watching = change(phase=Phase.WATCH, restarts={"web-a": 1, "web-b": 0})
+    assert "pod web-b" in regression(watching, [pod(), other], {}, 0.05, NOW)
+
+
+def test_a_pod_a_rollout_created_counts_every_restart():
+    rollout = change(method=Method.ROLLOUT, phase=Phase.WATCH, restarts={})
+    assert "restarted 1 time(s)" in regression(rollout, [pod("web-new", restarts=1)], {}, 0.05, NOW)
+
+
+def test_rollbacks_back_off_the_directions_they_undo():
+    assert directions(BEFORE, AFTER) == {"cpu-down", "memory-down"}
+    record = backoff_annotation({}, {"memory-down"}, NOW, 3600)
+    assert backoff_until({"rightsizer.io/backoff": record}) == {"memory-down": NOW + timedelta(hours=1)}
+    expired = json.dumps({"cpu-up": format_time(NOW - timedelta(seconds=1))})
+    assert set(
+        json.loads(backoff_annotation({"rightsizer.io/backoff": expired}, {"memory-down"}, NOW, 60))
+    ) == {"memory-down"}
+    kept, held = without_backed_off(BEFORE["app"], AFTER["app"], {"memory-down"})
+    assert held == ["memory"]
+    assert kept.requests == {"cpu": parse("100m"), "memory": parse("200Mi")}  # CPU moves, memory stays
+    assert kept.limits == {"cpu": parse("300m"), "memory": parse("200Mi")}
+
+
+def test_a_pods_qos_class_counts_every_container():
+    guaranteed = res({"cpu": "1", "memory": "1Gi"}, {"cpu": "1", "memory": "1Gi"})
+    assert pod_qos_class([guaranteed, guaranteed]) == "Guaranteed"
+    assert pod_qos_class([guaranteed, res({"cpu": "1"})]) == "Burstable"
+    assert pod_qos_class([res(), res()]) == "BestEffort"

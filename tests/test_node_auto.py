@@ -1,0 +1,312 @@
+"""Auto mode v2 on the real node: every workload kind resized in place with no restart, a canary
+first, a canary that gets OOM-killed rolled back with the other pods never touched (across an
+operator restart), and a PodDisruptionBudget that allows no disruption blocking a rollout.
+
+Scenarios start together when the module starts (their minutes overlap) in namespaces of their
+own; each test reads the whole record (``tests/support/scenario.py``), so it can run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rightsizer.quantity import parse
+from rightsizer.timestamps import parse_time
+from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig
+from tests.support.node import NodePrometheus, load_deployment
+from tests.support.operator import OperatorProcess
+from tests.support.scenario import LABEL, LiveCluster, TemplateRecorder, condition, pod_template
+
+pytestmark = [pytest.mark.node, pytest.mark.k8s, pytest.mark.prometheus]
+
+ROOT = Path(__file__).resolve().parent.parent
+HISTORY = {"window": "10m", "minimum": "2m", "resolution": "30s"}
+KINDS = "auto-kinds"
+OOM = "auto-oom-canary"
+PDB = "auto-pdb"
+OVER = {"requests": {"cpu": "150m", "memory": "200Mi"}, "limits": {"cpu": "300m", "memory": "200Mi"}}
+"""Over-provisioned for the load they run (20m and 24Mi): every change steps them down."""
+IDLE = ["-cpu", "20m", "-memory", "24Mi"]
+OOM_AFTER = 360
+"""The OOM scenario's pods hold 50Mi for this many seconds, then 150Mi: by then the canary has been
+sized (and capped at 64Mi of request, 96Mi of limit) on what it used before."""
+
+
+def policy(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "rightsizer.io/v1alpha1",
+        "kind": "RightSizePolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"mode": "Auto", "interval": "10s", "history": HISTORY, **spec},
+    }
+
+
+def with_template(manifest: dict[str, Any], kind: str, **spec: Any) -> dict[str, Any]:
+    """A load Deployment's pod template inside a workload of another kind."""
+    template = manifest["spec"]["template"]
+    body: dict[str, Any] = {
+        "apiVersion": "batch/v1" if kind == "CronJob" else "apps/v1",
+        "kind": kind,
+        "metadata": manifest["metadata"],
+    }
+    if kind == "CronJob":
+        template["spec"]["restartPolicy"] = "Never"
+        body["spec"] = {"jobTemplate": {"spec": {"template": template, "backoffLimit": 0}}, **spec}
+    else:
+        body["spec"] = {"selector": manifest["spec"]["selector"], "template": template, **spec}
+    return body
+
+
+def kinds_objects() -> list[dict[str, Any]]:
+    ns = KINDS
+    web = load_deployment(ns, "web", IDLE, OVER["requests"], OVER["limits"], replicas=2)
+    db = with_template(
+        load_deployment(ns, "db", IDLE, OVER["requests"], OVER["limits"]),
+        "StatefulSet",
+        replicas=2,
+        serviceName="db",
+    )
+    agent = with_template(load_deployment(ns, "agent", IDLE, OVER["requests"], OVER["limits"]), "DaemonSet")
+    report = with_template(
+        load_deployment(ns, "report", [*IDLE, "-for", "50s"], OVER["requests"], OVER["limits"]),
+        "CronJob",
+        schedule="* * * * *",
+        successfulJobsHistoryLimit=3,
+    )
+    objects = [web, db, agent, report]
+    for workload in objects:
+        workload["metadata"]["labels"].update({LABEL: "auto", "rightsize": "all-kinds"})
+    spec = {
+        "selector": {"matchLabels": {"rightsize": "all-kinds"}},
+        "kinds": ["Deployment", "StatefulSet", "DaemonSet", "CronJob"],
+        "auto": {"updateMode": "InPlace", "canary": {"duration": "15s"}, "maxStepPercent": 1000},
+    }
+    return [*objects, policy("all-kinds", ns, spec)]
+
+
+def oom_objects() -> list[dict[str, Any]]:
+    args = ["-cpu", "20m", "-memory", f"50Mi@{OOM_AFTER}s,150Mi@1h", "-memory-rate", "32Mi"]
+    cart = load_deployment(
+        OOM, "cart", args, {"cpu": "100m", "memory": "300Mi"}, {"memory": "300Mi"}, replicas=3
+    )
+    cart["metadata"]["labels"][LABEL] = "auto"
+    spec = {
+        "targetRef": {"name": "cart"},
+        "auto": {"updateMode": "InPlace", "canary": {"duration": "5m"}, "maxStepPercent": 1000},
+        "containerPolicies": [{"containerName": "app", "maxAllowed": {"memory": "64Mi"}}],
+    }
+    return [cart, policy("cart", OOM, spec)]
+
+
+def pdb_objects() -> list[dict[str, Any]]:
+    api = load_deployment(PDB, "api", IDLE, OVER["requests"], OVER["limits"], replicas=2)
+    api["metadata"]["labels"][LABEL] = "auto"
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "api-never-down", "namespace": PDB},
+        "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "api"}}},
+    }
+    return [
+        api,
+        budget,
+        policy("api", PDB, {"targetRef": {"name": "api"}, "auto": {"canary": {"duration": "15s"}}}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def live(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
+    state = tmp_path_factory.mktemp("auto")
+
+    def k(*args: str, input: str | None = None) -> Any:
+        return kubectl(*args, kubeconfig=node_cluster.kubeconfig, input=input)
+
+    k("apply", "-f", str(ROOT / "crds" / "rightsizepolicy.yaml"))
+    k("wait", "--for", "condition=established", "--timeout=60s", "crd/rightsizepolicies.rightsizer.io")
+    for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+        k("apply", "-f", str(ROOT / "deploy" / manifest))
+    prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
+    namespaces = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in (KINDS, OOM, PDB)
+    ]
+    objects = [*namespaces, *kinds_objects(), *oom_objects(), *pdb_objects()]
+    k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    started = time.time()
+    recorder = TemplateRecorder(node_cluster.kubeconfig).start()
+    identity = serviceaccount_kubeconfig(
+        node_cluster.kubeconfig, "rightsizer-system", "rightsizer", state / "sa.kubeconfig"
+    )
+    operator = OperatorProcess(
+        identity, prometheus.url, state / "operator.log", namespaces=(KINDS, OOM, PDB)
+    ).start()
+    try:
+        yield LiveCluster(node_cluster, prometheus, operator, recorder, started)
+    finally:
+        recorder.stop()
+        operator.stop()
+        prometheus.stop()
+        for ns in (KINDS, OOM, PDB):
+            kubectl(
+                "delete", "namespace", ns, "--wait=false", kubeconfig=node_cluster.kubeconfig, check=False
+            )
+
+
+def pod_facts(pods: list[dict[str, Any]]) -> dict[str, tuple[str, int, dict[str, Any]]]:
+    """name -> (uid, restarts, the app container's resources as it runs them)."""
+    facts = {}
+    for pod in pods:
+        (status,) = [s for s in pod["status"].get("containerStatuses") or [] if s["name"] == "app"] or [{}]
+        facts[pod["metadata"]["name"]] = (
+            pod["metadata"]["uid"],
+            status.get("restartCount", 0),
+            status.get("resources"),
+        )
+    return facts
+
+
+def events(live: LiveCluster, namespace: str, reason: str) -> list[dict[str, Any]]:
+    found = json.loads(
+        live.k("get", "events", "-n", namespace, "--field-selector", f"reason={reason}", "-o", "json").stdout
+    )
+    return found["items"]
+
+
+# ---------------------------------------------------------------- every kind, in place
+
+
+def test_every_kind_is_resized_in_place_with_no_restart_and_its_template_follows(live: LiveCluster) -> None:
+    ns = KINDS
+    long_running = {"Deployment": "web", "StatefulSet": "db", "DaemonSet": "agent"}
+    before = live.wait(ns, "the pods of web, db and agent to run", lambda: _running(live, ns, 5), 180)
+
+    def done() -> bool:
+        status = live.get("rsp", "all-kinds", ns).get("status", {})
+        changed = {
+            kind: len(live.recorder.history(ns, kind, name)) >= 2
+            for kind, name in {**long_running, "CronJob": "report"}.items()
+        }
+        return all(changed.values()) and not status.get("changes")
+
+    live.wait(ns, "a change of every kind, done", done, 720)
+    after = pod_facts(live.pods(ns, "app in (web, db, agent)"))
+    for name, (uid, restarts, _) in before.items():
+        assert name in after, f"pod {name} was replaced:\n{live.describe(ns)}"
+        assert after[name][0] == uid and after[name][1] == restarts, (
+            f"pod {name} restarted:\n{live.describe(ns)}"
+        )
+    for kind, name in long_running.items():
+        template = live.recorder.history(ns, kind, name)[-1][1]["app"]
+        assert parse(template["requests"]["memory"]) < parse("200Mi"), (kind, template)
+        for pod, (_, _, running) in after.items():
+            if pod.startswith(f"{name}-"):
+                assert running == template, f"{pod} runs {running}, the template says {template}"
+    # Nothing rolled out: one ReplicaSet with pods, the StatefulSet and the DaemonSet on one revision.
+    replicasets = json.loads(live.k("get", "rs", "-n", ns, "-l", "app=web", "-o", "json").stdout)["items"]
+    assert len([rs for rs in replicasets if rs["status"].get("replicas", 0) > 0]) == 1
+    db = live.get("statefulset", "db", ns)["status"]
+    assert db["currentRevision"] == db["updateRevision"]
+    agent = live.get("daemonset", "agent", ns)
+    assert agent["status"]["updatedNumberScheduled"] == agent["status"]["desiredNumberScheduled"] == 1
+    assert agent["spec"]["updateStrategy"]["type"] == "RollingUpdate"  # put back after the switch
+    cronjob = pod_template(live.get("cronjob", "report", ns))["spec"]["containers"][0]["resources"]
+    assert parse(cronjob["requests"]["memory"]) < parse("200Mi")
+    # The canary went first: for the Deployment, one pod resized before the other.
+    started = [e for e in events(live, ns, "Applied") if "Deployment/web" in e["message"]]
+    assert any("canary pod web-" in e["message"] for e in started), [e["message"] for e in started]
+    progressed = [e for e in events(live, ns, "ChangeProgressed") if "Deployment/web" in e["message"]]
+    assert any("healthy for 15s: 1 more pod(s) resized in place" in e["message"] for e in progressed)
+
+
+def _running(
+    live: LiveCluster, namespace: str, count: int
+) -> dict[str, tuple[str, int, dict[str, Any]]] | None:
+    pods = [
+        p
+        for p in live.pods(namespace, "app in (web, db, agent)")
+        if p["status"].get("phase") == "Running"
+        and all(s.get("ready") for s in p["status"].get("containerStatuses") or [{}])
+    ]
+    return pod_facts(pods) if len(pods) == count else None
+
+
+# ---------------------------------------------------------------- a canary that regresses
+
+
+def test_a_canary_that_gets_oom_killed_is_rolled_back_and_the_other_pods_never_touched(
+    live: LiveCluster,
+) -> None:
+    """cart is capped at 64Mi of memory request (96Mi of limit) on what its pods used while they
+    held 50Mi; 6 minutes in, they hold 150Mi. The canary is OOM-killed; the operator is restarted
+    while the canary is watched, and still rolls it back from what the annotation kept."""
+    ns = OOM
+    original = live.wait(ns, "cart's three pods to run", lambda: _cart_pods(live, 3), 180)
+
+    def canary() -> dict[str, Any] | None:
+        changes = live.get("rsp", "cart", ns).get("status", {}).get("changes") or []
+        return next((c for c in changes if c.get("phase") == "Canary"), None)
+
+    watching = live.wait(ns, "a canary change in flight", canary, 420)
+    record = json.loads(live.get("deployment", "cart", ns)["metadata"]["annotations"]["rightsizer.io/change"])
+    assert record["before"]["app"]["limits"]["memory"] == "300Mi"  # the rollback point
+    live.operator.restart()  # mid-canary
+
+    def rolled_back() -> dict[str, Any] | None:
+        found = condition(live.get("rsp", "cart", ns), "RolledBack")
+        return found if found.get("status") == "True" else None
+
+    rolled = live.wait(ns, "the rollback", rolled_back, 600)
+    canary_pod = watching["canaryPod"]
+    assert canary_pod in rolled["message"] and "OOM-killed" in rolled["message"]
+    deployment = live.get("deployment", "cart", ns)
+    annotations = deployment["metadata"]["annotations"]
+    assert "rightsizer.io/change" not in annotations
+    assert "memory-down" in json.loads(annotations["rightsizer.io/backoff"])
+    # Applied once: the change started once, across the restart.
+    assert annotations["rightsizer.io/applied-at"] == record["startedAt"]
+    starts = [e for e in events(live, ns, "Applied") if "canary pod" in e["message"]]
+    assert len(starts) == 1, [e["message"] for e in starts]
+    # The template was never changed, and the pods other than the canary never touched.
+    assert live.recorder.history(ns, "Deployment", "cart")[-1][1]["app"]["limits"]["memory"] == "300Mi"
+    assert len(live.recorder.history(ns, "Deployment", "cart")) == 1
+    now = pod_facts(live.pods(ns, "app=cart"))
+    for name, (uid, restarts, resources) in original.items():
+        if name == canary_pod:
+            continue
+        assert now[name] == (uid, restarts, resources), f"{name} was touched:\n{live.describe(ns)}"
+    canary_spec = next(p for p in live.pods(ns, "app=cart") if p["metadata"]["name"] == canary_pod)
+    assert canary_spec["spec"]["containers"][0]["resources"]["limits"]["memory"] == "300Mi"  # put back
+    on_workload = events(live, ns, "RolledBack")
+    assert {e["involvedObject"]["kind"] for e in on_workload} == {"RightSizePolicy", "Deployment"}
+    assert parse_time(rolled["lastTransitionTime"]).timestamp() > live.started
+
+
+def _cart_pods(live: LiveCluster, count: int) -> dict[str, tuple[str, int, dict[str, Any]]] | None:
+    pods = [p for p in live.pods(OOM, "app=cart") if p["status"].get("phase") == "Running"]
+    return pod_facts(pods) if len(pods) == count else None
+
+
+# ---------------------------------------------------------------- a budget that allows no disruption
+
+
+def test_a_budget_that_allows_no_disruption_blocks_a_rollout_and_status_says_so(live: LiveCluster) -> None:
+    ns = PDB
+
+    def blocked() -> dict[str, Any] | None:
+        applied = condition(live.get("rsp", "api", ns), "Applied")
+        return (
+            applied
+            if applied.get("reason") == "Blocked" and "PodDisruptionBudget" in applied.get("message", "")
+            else None
+        )
+
+    applied = live.wait(ns, "the change to be blocked by the budget", blocked, 420)
+    assert "api-never-down allows no disruption" in applied["message"]
+    assert "updateMode InPlace" in applied["message"]
+    assert len(live.recorder.history(ns, "Deployment", "api")) == 1  # never patched
+    assert live.get("deployment", "api", ns)["metadata"]["generation"] == 1
