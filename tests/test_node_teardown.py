@@ -11,12 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.k8s import ControlPlane, kubectl, process_running, start_control_plane
+from tests.support.k8s import ControlPlane, ControlPlaneError, kubectl, process_running, start_control_plane
 from tests.support.node import load_deployment
 
 pytestmark = [pytest.mark.node, pytest.mark.k8s]
 
-HOST_PATHS = ("/var/lib/kubelet", "/run/containerd", "/var/log/containers", "/var/log/pods")
+HOST_PATHS = (
+    "/var/lib/kubelet",
+    "/run/containerd",
+    "/var/log/containers",
+    "/var/log/pods",
+    "/run/xtables.lock",
+)
 
 
 def kubepods_cgroups() -> list[str]:
@@ -54,7 +60,7 @@ def test_stop_removes_every_process_cgroup_mount_and_namespace(tmp_path: Path) -
         else:
             pytest.fail("the pods never ran")
         pids = cluster.pids()
-        assert {"kubelet", "containerd", "kube-scheduler", "forward-apiserver"} <= set(pids)
+        assert {"kubelet", "containerd", "kube-scheduler", "kube-proxy", "forward-apiserver"} <= set(pids)
         assert kubepods_cgroups() and mounts_under(cluster.state_dir)
         netns = cluster.netns
     finally:
@@ -74,3 +80,37 @@ def test_stop_removes_every_process_cgroup_mount_and_namespace(tmp_path: Path) -
         assert os.path.exists(path) == was_there, path
     for leftover in ("containerd", "kubelet", "cni", "pod-logs"):
         assert not (cluster.state_dir / leftover).exists(), leftover
+
+
+def test_empty_kubepods_cgroups_left_by_a_killed_node_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    # What a node killed before stop.sh ran leaves: the kubelet's cgroups, with nothing in them.
+    leftovers = [Path(f"/sys/fs/cgroup/{h}/kubepods/burstable/pod-left-over") for h in ("cpu", "memory")]
+    for leftover in leftovers:
+        leftover.mkdir(parents=True)
+    cluster = start_control_plane(tmp_path / "node", node=True)
+    try:
+        assert not any(leftover.exists() for leftover in leftovers)
+        assert kubepods_cgroups(), "the new kubelet made its own"
+    finally:
+        cluster.stop()
+    assert kubepods_cgroups() == []
+
+
+def test_a_leftover_kubepods_cgroup_that_holds_a_process_stops_the_start_and_names_it(tmp_path: Path) -> None:
+    leftover = Path("/sys/fs/cgroup/pids/kubepods/stray")
+    leftover.mkdir(parents=True)
+    stray = subprocess.Popen(["sleep", "600"])
+    try:
+        (leftover / "cgroup.procs").write_text(str(stray.pid))
+        with pytest.raises(ControlPlaneError, match=rf"still hold processes \({stray.pid} "):
+            start_control_plane(tmp_path / "node", node=True)
+        assert stray.poll() is None, "the start must not kill what it did not start"
+        assert not (tmp_path / "node" / "kube-apiserver.pid").exists(), "nothing was started"
+    finally:
+        stray.kill()
+        stray.wait()
+        deadline = time.monotonic() + 30
+        while leftover.parent.exists():
+            subprocess.run(["find", str(leftover.parent), "-depth", "-type", "d", "-delete"], check=False)
+            assert time.monotonic() < deadline, f"could not remove {leftover.parent}"
+            time.sleep(0.2)

@@ -20,20 +20,20 @@ NETNS_PATH="/run/netns/$NETNS_NAME"
 CNI_BIN_DIR="${RIGHTSIZER_CNI_BIN_DIR:-/usr/lib/cni}"
 CONTAINERD_SOCK="$state/containerd/containerd.sock"
 # Paths outside STATE_DIR that the node may create; those absent before the start are removed.
-HOST_PATHS=(/var/lib/kubelet /run/containerd /run/netns /var/log/containers /var/log/pods)
-NODE_PROCESSES=(kubelet containerd kube-scheduler)
+HOST_PATHS=(/var/lib/kubelet /run/containerd /run/netns /var/log/containers /var/log/pods /run/xtables.lock)
+NODE_PROCESSES=(kubelet containerd kube-scheduler kube-proxy)
 
 # Everything the node needs, checked before anything starts (start.sh has checked for root).
 node_preflight() {
   local tool missing=()
-  for tool in nsenter ip containerd containerd-shim-runc-v2 runc ctr; do
+  for tool in nsenter ip iptables containerd containerd-shim-runc-v2 runc ctr; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
   for tool in bridge host-local loopback; do
     [[ -x "$CNI_BIN_DIR/$tool" ]] || missing+=("$CNI_BIN_DIR/$tool")
   done
   if ((${#missing[@]})); then
-    log "ERROR: the node needs: ${missing[*]} (Debian: containerd runc containernetworking-plugins;"
+    log "ERROR: the node needs: ${missing[*]} (Debian: containerd runc containernetworking-plugins iptables;"
     log "hack/setup.sh installs them when run as root)"
     return 1
   fi
@@ -43,10 +43,22 @@ node_preflight() {
     log "ERROR: a kubelet already runs on this machine (pid $other): one node at a time, its cgroups have fixed names"
     return 1
   fi
+  # With no kubelet running, kubepods cgroups are an earlier node's leftovers (one that was killed
+  # before stop.sh ran, say). Empty ones are removed; any holding a process are not ours to kill.
   if compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null; then
-    log "ERROR: kubepods cgroups are left on this machine by an earlier node; run hack/k8s/stop.sh on"
-    log "its state dir, or remove them depth-first: find /sys/fs/cgroup/*/kubepods -depth -type d -delete"
-    return 1
+    local holders
+    holders="$(find /sys/fs/cgroup/*/kubepods -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | tr '\n' ' ')"
+    if [[ -n "${holders// /}" ]]; then
+      log "ERROR: kubepods cgroups left on this machine by an earlier node still hold processes ($holders);"
+      log "run hack/k8s/stop.sh on its state dir, or stop those processes first"
+      return 1
+    fi
+    log "removing empty kubepods cgroups left by an earlier node"
+    remove_kubepods_cgroups
+    if compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null; then
+      log "ERROR: could not remove the kubepods cgroups left by an earlier node: $(compgen -G "/sys/fs/cgroup/*/kubepods")"
+      return 1
+    fi
   fi
   if [[ -e "$NETNS_PATH" ]]; then
     log "ERROR: network namespace $NETNS_NAME exists already; run hack/k8s/stop.sh $state first"
@@ -77,7 +89,7 @@ node_network_up() {
 forward_to() {
   local name="$1" target="$2" waited=0
   setsid python3 "$here/forward.py" --netns "$NETNS_PATH" --to "$target" \
-    --port-file "$state/forward-$name.port" </dev/null >"$logs/forward-$name.log" 2>&1 &
+    --port-file "$state/forward-$name.port" </dev/null >"$logs/forward-$name.log" 2>&1 9>&- &
   echo $! >"$state/forward-$name.pid"
   until [[ -s "$state/forward-$name.port" ]]; do
     kill -0 "$(cat "$state/forward-$name.pid")" 2>/dev/null || { cat "$logs/forward-$name.log" >&2; return 1; }
@@ -224,6 +236,30 @@ EOF
     --hostname-override="$NODE_NAME" \
     --containerd="$CONTAINERD_SOCK" \
     --housekeeping-interval=2s
+
+  # kube-proxy makes Services work inside the namespace (iptables rules in it, gone with it):
+  # pods reach the API server through the `kubernetes` Service (10.0.0.1:443), whose endpoint
+  # the API server keeps at the node's address. Conntrack limits and timeouts are the host's
+  # (0: left as they are).
+  cat >"$state/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: $state/kube-proxy.kubeconfig
+mode: iptables
+hostnameOverride: $NODE_NAME
+clusterCIDR: $POD_SUBNET
+bindAddress: $NODE_IP
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [$NODE_IP/32]
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOF
+  launch kube-proxy "$bin/kube-proxy" --config="$state/kube-proxy.yaml"
 }
 
 # ---------------------------------------------------------------- teardown (stop.sh)
@@ -244,6 +280,7 @@ node_teardown() {
     done
   fi
   stop_process kubelet
+  stop_process kube-proxy
   # 2. Whatever containerd still runs (the kubelet died early, say) is killed and removed.
   if alive_pid containerd; then
     local task
@@ -260,10 +297,7 @@ node_teardown() {
   # 3. Mounts (deepest first), cgroups (depth-first), the namespace, the host paths we created.
   unmount_under "$state"
   grep -qx /var/lib/kubelet "$state/node-created-paths" 2>/dev/null && unmount_under /var/lib/kubelet
-  local hierarchy
-  for hierarchy in /sys/fs/cgroup/*/kubepods; do
-    [[ -d "$hierarchy" ]] && find "$hierarchy" -depth -type d -exec rmdir {} + 2>/dev/null
-  done
+  remove_kubepods_cgroups
   if [[ -f "$state/netns" ]]; then
     ip netns delete "$(cat "$state/netns")" 2>/dev/null || true
     rm -f "$state/netns"
@@ -281,6 +315,21 @@ node_teardown() {
   rm -rf "$state/containerd" "$state/kubelet" "$state/cni" "$state/pod-logs"
   leftover="$(compgen -G "/sys/fs/cgroup/*/kubepods" || true)"
   [[ -z "$leftover" ]] || log "WARNING: could not remove cgroups: $leftover"
+}
+
+# remove_kubepods_cgroups: the kubelet's cgroups under every hierarchy, depth-first. A killed
+# container's processes can take a moment to leave their cgroup (rmdir says EBUSY meanwhile), so
+# removal is retried for up to 30 s.
+remove_kubepods_cgroups() {
+  local hierarchy deadline=$(( $(date +%s) + 30 ))
+  while :; do
+    for hierarchy in /sys/fs/cgroup/*/kubepods; do
+      [[ -d "$hierarchy" ]] && find "$hierarchy" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
+    compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null || return 0
+    (( $(date +%s) < deadline )) || return 0
+    sleep 0.5
+  done
 }
 
 # unmount_under DIR: unmount every mount point at or below DIR, deepest first.

@@ -49,7 +49,7 @@ for tool in openssl python3 kubectl; do
 done
 
 components=(etcd kube-apiserver kube-controller-manager)
-((node)) && components+=(kube-scheduler kubelet)
+((node)) && components+=(kube-scheduler kubelet kube-proxy)
 
 alive() { [[ -f "$state/$1.pid" ]] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
 
@@ -63,6 +63,16 @@ done
 if ((node)); then
   # shellcheck source=hack/k8s/node.sh
   . "$here/node.sh"
+  # One node per machine: a second start waits here until the first one's preflight and start are
+  # done (after that, the preflight sees its kubelet). The test harness holds the lock for a node's
+  # whole life and says so with RIGHTSIZER_NODE_LOCK_HELD=1. The node's processes do not inherit it.
+  if [[ "${RIGHTSIZER_NODE_LOCK_HELD:-}" != "1" ]]; then
+    exec 9>>/run/lock/rightsizer-node.lock
+    if ! flock -n 9; then
+      log "another node is starting on this machine; waiting for it (up to 30 minutes)"
+      flock -w 1800 9 || die "another node held /run/lock/rightsizer-node.lock for 30 minutes"
+    fi
+  fi
   node_preflight || exit 1
 fi
 
@@ -153,14 +163,17 @@ if ((node)); then
 subjectAltName=IP:$NODE_IP,DNS:$NODE_NAME"
   # Prometheus scrapes the kubelet and discovers the node as this user (ClusterRole below).
   sign prometheus "/CN=rightsizer-prometheus" "$client_ext"
+  sign kube-proxy "/CN=system:kube-proxy" "$client_ext"
   # The API server's client certificate for kubelet logs, exec and port-forward.
   sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client_ext"
 fi
 
 b64() { base64 -w0 <"$1"; }
 
-# write_kubeconfig FILE USER CERT_NAME SERVER
-write_kubeconfig() {
+# write_kubeconfig FILE USER CERT_NAME SERVER (a subshell: its umask must not reach the processes
+# started later: containerd would make containers' root directories 0700, which a non-root
+# container without capabilities cannot enter).
+write_kubeconfig() (
   umask 077
   cat >"$1" <<EOF
 apiVersion: v1
@@ -183,7 +196,7 @@ contexts:
     namespace: default
 current-context: $2@rightsizer-test
 EOF
-}
+)
 # Components inside the cluster's network (all of them, with or without a node) use the API
 # server's own address; admin.kubeconfig is for the host (through the forwarder with a node).
 write_kubeconfig "$state/controller-manager.kubeconfig" system:kube-controller-manager controller-manager "$internal_server"
@@ -191,6 +204,7 @@ write_kubeconfig "$state/internal-admin.kubeconfig" admin admin "$internal_serve
 if ((node)); then
   write_kubeconfig "$state/scheduler.kubeconfig" system:kube-scheduler scheduler "$internal_server"
   write_kubeconfig "$state/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet-client "$internal_server"
+  write_kubeconfig "$state/kube-proxy.kubeconfig" system:kube-proxy kube-proxy "$internal_server"
 fi
 
 # ---------------------------------------------------------------- processes
@@ -201,7 +215,7 @@ in_cluster_net=()
 # stdin/stdout/stderr not inherited. nsenter execs the command, so the pid is the component's.
 launch() {
   local name="$1"; shift
-  setsid "${in_cluster_net[@]}" "$@" </dev/null >"$logs/$name.log" 2>&1 &
+  setsid "${in_cluster_net[@]}" "$@" </dev/null >"$logs/$name.log" 2>&1 9>&- &
   echo $! >"$state/$name.pid"
 }
 
@@ -220,9 +234,13 @@ launch etcd "$bin/etcd" \
   --unsafe-no-fsync \
   --log-level=warn
 
-apiserver_node_args=()
+# Without a node there is nowhere for the `kubernetes` Service to lead (127.0.0.1 is not a valid
+# endpoint). With one, the API server keeps its endpoint at the node's address, which kube-proxy
+# makes 10.0.0.1:443 lead to, so pods (the operator's) reach it as in any cluster.
+apiserver_node_args=(--endpoint-reconciler-type=none)
 if ((node)); then
   apiserver_node_args=(
+    --endpoint-reconciler-type=lease
     --kubelet-certificate-authority="$pki/ca.crt"
     --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt"
     --kubelet-client-key="$pki/apiserver-kubelet-client.key"
@@ -243,7 +261,6 @@ launch kube-apiserver "$bin/kube-apiserver" \
   --service-account-key-file="$pki/sa.pub" \
   --service-account-signing-key-file="$pki/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 \
-  --endpoint-reconciler-type=none \
   --allow-privileged=true \
   --profiling=false \
   "${apiserver_node_args[@]}"
@@ -320,7 +337,7 @@ while :; do
         ((node)) && node_rbac "${kc[@]}"
         start_controllers
         started+=(kube-controller-manager)
-        ((node)) && started+=(kube-scheduler containerd kubelet)
+        ((node)) && started+=(kube-scheduler containerd kubelet kube-proxy)
         stage="ServiceAccount default/default (created by kube-controller-manager)"
         continue
       fi

@@ -36,7 +36,7 @@ EXISTING_KUBECONFIG_ENV = "RIGHTSIZER_TEST_KUBECONFIG"
 EXISTING_NODE_ENV = "RIGHTSIZER_TEST_NODE_STATE_DIR"
 NODE_LOCK = Path("/run/lock/rightsizer-node.lock")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
-NODE_COMPONENTS = ("kube-scheduler", "containerd", "kubelet", "forward-apiserver")
+NODE_COMPONENTS = ("kube-scheduler", "containerd", "kubelet", "kube-proxy", "forward-apiserver")
 
 
 class ControlPlaneError(RuntimeError):
@@ -157,6 +157,8 @@ def _start(state_dir: Path, timeout: float, *, node: bool) -> ControlPlane:
     if build.returncode != 0 or not lines:
         raise ControlPlaneError(f"hack/k8s/build.sh failed with exit code {build.returncode} (see stderr)")
     env = {**os.environ, "RIGHTSIZER_K8S_BIN_DIR": lines[-1]}
+    if node:
+        env["RIGHTSIZER_NODE_LOCK_HELD"] = "1"  # _start_node_cluster holds NODE_LOCK
 
     start = subprocess.run(
         [str(HACK_DIR / "start.sh"), *(["--node"] if node else []), str(state_dir)],

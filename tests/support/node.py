@@ -82,13 +82,21 @@ class NodePrometheus:
     loaded into ``data_dir/tsdb`` beforehand (``load_history``) is served beside what it scrapes.
     """
 
-    def __init__(self, cluster: ControlPlane, data_dir: Path, scrape_interval: str = SCRAPE_INTERVAL) -> None:
+    def __init__(
+        self,
+        cluster: ControlPlane,
+        data_dir: Path,
+        scrape_interval: str = SCRAPE_INTERVAL,
+        listen_ip: str = "127.0.0.1",
+    ) -> None:
         if cluster.netns is None or cluster.state_dir is None:
             raise PrometheusError("NodePrometheus needs a cluster started with a node (start.sh --node)")
         self.cluster = cluster
         self.netns: str = cluster.netns
         self.data_dir = data_dir
         self.scrape_interval = scrape_interval
+        self.listen_ip = listen_ip
+        """Inside the namespace: its loopback (the default), or the node's address for pods to reach."""
         self.host_port = 0
         self.inner_port = 0
         self._prometheus: subprocess.Popen[bytes] | None = None
@@ -97,6 +105,11 @@ class NodePrometheus:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.host_port}"
+
+    @property
+    def inner_url(self) -> str:
+        """Its address inside the namespace (for pods, with ``listen_ip`` the node's address)."""
+        return f"http://{self.listen_ip}:{self.inner_port}"
 
     def start(self, timeout: float = 90) -> NodePrometheus:
         assert self.cluster.state_dir is not None
@@ -124,7 +137,7 @@ class NodePrometheus:
                     f"--config.file={config}",
                     f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
                     f"--storage.tsdb.retention.time={RETENTION}",
-                    f"--web.listen-address=127.0.0.1:{self.inner_port}",
+                    f"--web.listen-address={self.listen_ip}:{self.inner_port}",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -176,9 +189,9 @@ class NodePrometheus:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def _free_port_inside(self) -> int:
-        probe = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+        probe = "import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])"
         result = subprocess.run(
-            ["nsenter", f"--net={self.netns}", sys.executable, "-c", probe],
+            ["nsenter", f"--net={self.netns}", sys.executable, "-c", probe, self.listen_ip],
             capture_output=True,
             text=True,
             check=True,
@@ -195,7 +208,7 @@ class NodePrometheus:
                 "--netns",
                 self.netns,
                 "--to",
-                f"127.0.0.1:{self.inner_port}",
+                f"{self.listen_ip}:{self.inner_port}",
                 "--listen-port",
                 str(self.host_port),
                 "--port-file",
