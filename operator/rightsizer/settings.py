@@ -192,3 +192,11 @@ class RecommendationSettings:
                 raise SettingsError(
                     f"min_allowed.{resource} ({low}) is above max_allowed.{resource} ({high})"
                 )
+
+
+# The operator's costs: how much it asks of Prometheus and of the API server (docs/operator.md).
+
+SHARED_BATCH_MAX_BYTES = 512 * MIB
+"""Shared batches (``controller/batches.py``) kept at most: past this, the least recently used
+fetched batch is dropped (each also expires when its interval is over). A namespace's batch is a
+few MB for a thousand containers over 14 days (docs/metrics.md)."""

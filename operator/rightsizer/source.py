@@ -79,6 +79,10 @@ class UsageFrames:
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.frames[name]
 
+    def size_bytes(self) -> int:
+        """Memory the frames hold (labels counted as the strings they are)."""
+        return int(sum(frame.memory_usage(deep=True).sum() for frame in self.frames.values()))
+
 
 ProgressCallback = Callable[[str], None]
 

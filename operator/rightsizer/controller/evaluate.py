@@ -14,6 +14,7 @@ from typing import Any
 from rightsizer import conditions as cond
 from rightsizer.collect import workload_containers
 from rightsizer.controller.autoapply import AutoContext, ClusterLimits, WorkloadChange, apply_to_workload
+from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.kube import Cluster
 from rightsizer.controller.outcome import Event, Outcome, PolicyObject
 from rightsizer.engine import recommend
@@ -77,10 +78,13 @@ def evaluate(
     cluster: Cluster,
     labels: LabelConfig,
     now: datetime,
+    batches: SharedBatches | None = None,
 ) -> Outcome:
     """Recommend for the policy's targets (and apply in Auto mode); the status to write and events.
 
-    ``workloads`` and ``pods`` are those of the policy's namespace (the operator's indexes).
+    ``workloads`` and ``pods`` are those of the policy's namespace (the operator's indexes). With
+    ``batches``, the namespace's Prometheus batch is shared with its other policies' evaluations
+    in the same interval (``controller/batches.py``).
     """
     run = Evaluation(policy, now)
     try:
@@ -101,7 +105,10 @@ def evaluate(
     }
     try:
         scope = QueryScope((policy.namespace,), spec.history_seconds, labels, spec.cpu_window_seconds)
-        frames = prometheus.fetch(scope, now.timestamp())
+        if batches is None:
+            frames = prometheus.fetch(scope, now.timestamp())
+        else:
+            frames = batches.fetch(scope, now.timestamp(), spec.interval_seconds)
     except PrometheusUnavailable as error:
         return _prometheus_failed(run, str(error), seen)
     run.condition(cond.PROMETHEUS_REACHABLE, True, "QuerySucceeded", f"queried {prometheus.url}")

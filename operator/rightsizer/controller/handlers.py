@@ -73,7 +73,9 @@ def tick(
     now = datetime.now(UTC)
     if not is_due(policy, now):
         return
-    outcome = evaluate(policy, list(workloads), list(pods), memo.prometheus, memo.cluster, memo.labels, now)
+    outcome = evaluate(
+        policy, list(workloads), list(pods), memo.prometheus, memo.cluster, memo.labels, now, memo.batches
+    )
     patch.status.update(outcome.status)
     for event in outcome.events:
         kopf.event(event.target or body, type=event.type, reason=event.reason, message=event.message[:1024])

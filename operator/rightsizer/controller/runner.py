@@ -10,6 +10,7 @@ import uuid
 import kopf
 
 from rightsizer.controller import main as registrations
+from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.election import AlwaysLeading, Leadership, LeaseElection, lease_namespace
 from rightsizer.controller.kube import KubernetesCluster, load_credentials
 from rightsizer.options import labels_from_args, prometheus_from_args
@@ -19,8 +20,10 @@ def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; Kopf stops its handlers and returns."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_credentials()
+    prometheus = prometheus_from_args(args)
     memo = kopf.Memo(
-        prometheus=prometheus_from_args(args),
+        prometheus=prometheus,
+        batches=SharedBatches(prometheus),
         cluster=KubernetesCluster(),
         labels=labels_from_args(args),
         leadership=leadership_from_args(args),
