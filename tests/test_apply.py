@@ -1,6 +1,7 @@
 """Auto-mode planning: minimum change, step cap, cooldown, rollout state, and the patch itself."""
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from rightsizer.apply import APPLIED_AT, LAST_CHANGE, build_patch, describe, plan_changes
@@ -153,3 +154,29 @@ def test_steps_smaller_than_the_minimum_change_still_move_a_large_change():
         "cpu": "95m",
         "memory": "233Mi",
     }  # 100m/1.1, 256Mi/1.1
+
+
+def test_auto_mode_goes_only_as_far_as_the_confident_part():
+    """Thin evidence: the recommendation says 40m, the evidence is sure only of 70m (the upper bound)."""
+    recommended = res({"cpu": "40m", "memory": "128Mi"})
+    confident = res({"cpu": "70m", "memory": "200Mi"})
+    thin = replace(rec("app", CURRENT, recommended), confident=confident)
+    (change,) = plan_changes(deployment(), [thin], AutoRails(), NOW).changes
+    assert change.after == confident
+    assert "the confident part only" in change.reason
+
+
+def test_a_confident_part_below_the_minimum_is_skipped_and_says_why():
+    recommended = res({"cpu": "40m", "memory": "128Mi"})
+    thin = replace(rec("app", CURRENT, recommended), confident=res({"cpu": "95m", "memory": "250Mi"}))
+    plan = plan_changes(deployment(), [thin], AutoRails(min_change_percent=10), NOW)
+    assert plan.changes == ()
+    (why,) = plan.skipped.values()
+    assert why.startswith("the confident part of the change is below the minimum of 10%")
+
+
+def test_a_confident_part_equal_to_the_recommendation_is_the_whole_change():
+    recommended = res({"cpu": "40m", "memory": "128Mi"})
+    sure = replace(rec("app", CURRENT, recommended), confident=recommended)
+    (change,) = plan_changes(deployment(), [sure], AutoRails(max_step_percent=1000), NOW).changes
+    assert change.after == recommended and change.reason == "because"

@@ -59,18 +59,25 @@ def plan_changes(
         if rec.recommended is None:
             skipped[rec.key] = f"no recommendation: {rec.reason}"
             continue
+        # Auto mode goes only as far as the evidence is sure of (the confident part); the rest
+        # follows as history accumulates and the bounds close on the recommendation.
+        target = rec.confident or rec.recommended
+        partial = target != rec.recommended
         # The minimum is judged on the whole change, not on one step of it: with steps smaller than
         # the minimum (maxStepPercent 10 against minChangePercent 10, say) a decrease of 1/1.1, 9%,
         # would otherwise never be applied at all.
-        if not _significant(rec.current, rec.recommended, rails.min_change_percent):
-            skipped[rec.key] = f"change below the minimum of {rails.min_change_percent}%"
+        if not _significant(rec.current, target, rails.min_change_percent):
+            skipped[rec.key] = (
+                f"the confident part of the change is below the minimum of {rails.min_change_percent}%: "
+                "too little history to go further yet"
+                if partial and _significant(rec.current, rec.recommended, rails.min_change_percent)
+                else f"change below the minimum of {rails.min_change_percent}%"
+            )
             continue
-        stepped = _step(rec.current, rec.recommended, rails.max_step_percent)
-        reason = (
-            rec.reason
-            if stepped == rec.recommended
-            else f"{rec.reason} (step capped at {rails.max_step_percent}%)"
-        )
+        stepped = _step(rec.current, target, rails.max_step_percent)
+        reason = rec.reason + (" (the confident part only)" if partial else "")
+        if stepped != target:
+            reason += f" (step capped at {rails.max_step_percent}%)"
         changes.append(ContainerChange(rec.key, rec.current, stepped, reason))
     return ApplyPlan(tuple(changes), skipped)
 
