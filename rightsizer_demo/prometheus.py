@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -86,8 +87,11 @@ class PrometheusServer:
         port: int | None = None,
         log_path: str | Path | None = None,
         startup_timeout: float = 60.0,
+        flags: Sequence[str] = (),
     ) -> None:
         self.tsdb_dir = Path(tsdb_dir)
+        self.flags = tuple(flags)
+        """More command-line flags, e.g. ``--query.max-samples=5000``."""
         self.port = port or free_port()
         self.log_path = Path(log_path) if log_path else self._beside_tsdb("log")
         self.startup_timeout = startup_timeout
@@ -107,6 +111,7 @@ class PrometheusServer:
             f"--storage.tsdb.path={self.tsdb_dir}",
             f"--storage.tsdb.retention.time={RETENTION}",
             f"--web.listen-address=127.0.0.1:{self.port}",
+            *self.flags,
         ]
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -109,7 +109,7 @@ def run_recommend(args: argparse.Namespace) -> int:
     result = scan(
         prometheus_from_args(args), request, settings, progress=None if args.quiet else stderr_progress
     )
-    print(render(result.recommendations, args.output, end=result.end))
+    print(render(result.recommendations, args.output, end=result.end, failed=result.failed))
     if not args.quiet:
         ready = sum(1 for r in result.recommendations if r.ready)
         stderr_progress(
@@ -117,6 +117,10 @@ def run_recommend(args: argparse.Namespace) -> int:
             f"{len(result.namespaces)} namespaces: {result.queries_sent} Prometheus queries, "
             f"{time.monotonic() - started:.1f}s"
         )
+    if result.failed:
+        scopes = "; ".join(scope.name for scope in result.failed)
+        stderr_progress(f"rightsizer: error: Prometheus could not answer for {scopes} (a partial report)")
+        return EXIT_RUNTIME
     return 0
 
 

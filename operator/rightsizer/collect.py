@@ -11,6 +11,7 @@ from rightsizer.discovery import KUBE_STATE_METRICS, OWNER_SOURCE_PREFERENCE, re
 from rightsizer.model import HISTORY_COLUMNS, ContainerKey, ContainerUsage, PodThrottling, Resources
 from rightsizer.promql import LabelConfig
 from rightsizer.quantity import CPU, MEMORY, ceil_cpu
+from rightsizer.shards import FailedScope
 from rightsizer.source import UsageFrames
 
 KEY = ["namespace", "pod", "container"]
@@ -36,7 +37,9 @@ def workload_containers(
     """Join the per-pod frames, map pods to workloads and gather each workload container's history.
 
     ``known_owners`` (columns namespace, pod, kind, name, owner_source) are owners the caller
-    knows better than Prometheus does: the operator's, from the Kubernetes API.
+    knows better than Prometheus does: the operator's, from the Kubernetes API. Workloads with a pod
+    Prometheus could not answer for (``failed_workloads``) are left out: part of their history is
+    missing.
     """
     renames = {labels.namespace: "namespace", labels.pod: "pod", labels.container: "container"}
     history = bucketed_history(frames, renames)
@@ -45,6 +48,12 @@ def workload_containers(
     per_pod = _per_pod(frames, renames, history)
     owners = resolve_owners(per_pod, frames["pod_owner"], frames["replicaset_owner"], known_owners)
     per_pod = per_pod.merge(owners, on=["namespace", "pod"], how="inner")
+    failed = failed_workloads(frames, known_owners)
+    if failed:
+        complete = [
+            key not in failed for key in per_pod[["namespace", "kind", "name"]].itertuples(index=False)
+        ]
+        per_pod = per_pod[complete]
     if per_pod.empty:
         return []
     requests = _resources_by_pod(frames["requests"])
@@ -76,6 +85,21 @@ def workload_containers(
         )
         results.append(WorkloadContainer(key, usage, current))
     return results
+
+
+def failed_workloads(
+    frames: UsageFrames, known_owners: pd.DataFrame | None = None
+) -> dict[tuple[str, str, str], FailedScope]:
+    """(namespace, kind, name) of every workload with a pod in ``frames.failed``, and that scope."""
+    scopes = {(scope.namespace, pod): scope for scope in frames.failed for pod in scope.pods}
+    if not scopes:
+        return {}
+    pods = pd.DataFrame(list(scopes), columns=["namespace", "pod"])
+    owners = resolve_owners(pods, frames["pod_owner"], frames["replicaset_owner"], known_owners)
+    return {
+        (row.namespace, row.kind, row.name): scopes[(row.namespace, row.pod)]
+        for row in owners.itertuples(index=False)
+    }
 
 
 def bucketed_history(frames: UsageFrames, renames: dict[str, str]) -> pd.DataFrame:

@@ -111,6 +111,8 @@ class QueryScope:
     cpu_window_seconds: int = 300
     """Short window of CPU rates (the 'usage' whose percentile is taken); also the subquery step,
     so the windows tile each bucket without gaps or overlap."""
+    pods: tuple[str, ...] = ()
+    """Only these pods (a shard of a namespace too large for one query); empty means every pod."""
 
     @property
     def window(self) -> str:
@@ -136,16 +138,18 @@ class QueryScope:
         lab = self.labels
         parts = [
             *self._namespace_matcher(lab.namespace),
+            *self._pod_matcher(lab.pod),
             f'{lab.container}!=""',
             f'{lab.container}!="POD"',
             *(m.render() for m in lab.extra_matchers),
         ]
         return f"{metric}{{{', '.join(parts)}}}"
 
-    def ksm(self, metric: str, *extra: str) -> str:
-        """Selector of a kube-state-metrics series."""
+    def ksm(self, metric: str, *extra: str, per_pod: bool = True) -> str:
+        """Selector of a kube-state-metrics series (``per_pod``: it has a ``pod`` label)."""
         parts = [
             *self._namespace_matcher("namespace"),
+            *(self._pod_matcher("pod") if per_pod else []),
             *extra,
             *(m.render() for m in self.labels.extra_matchers),
         ]
@@ -157,6 +161,16 @@ class QueryScope:
         if len(self.namespaces) == 1:
             return [f"{label}={escape(self.namespaces[0])}"]
         return [f"{label}=~{escape(regex_alternatives(list(self.namespaces)))}"]
+
+    def _pod_matcher(self, label: str) -> list[str]:
+        return [f"{label}=~{escape(regex_alternatives(list(self.pods)))}"] if self.pods else []
+
+    def queries(self) -> dict[str, tuple[bool, str]]:
+        """Every query of the batch by name: (is it a range query, PromQL)."""
+        return {
+            **{name: (False, q) for name, q in {**self.usage_queries(), **self.state_queries()}.items()},
+            **{name: (True, q) for name, q in self.history_queries().items()},
+        }
 
     @property
     def by_container(self) -> str:
@@ -251,7 +265,7 @@ class QueryScope:
         w = self.window
         by_container = "namespace, pod, container"
         by_resource = "namespace, pod, container, resource"
-        deployment_owner = self.ksm(REPLICASET_OWNER, f"owner_kind={escape('Deployment')}")
+        deployment_owner = self.ksm(REPLICASET_OWNER, f"owner_kind={escape('Deployment')}", per_pod=False)
         oom_reason = self.ksm(LAST_TERMINATED, f"reason={escape('OOMKilled')}")
         return {
             "pod_owner": _agg(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,6 +12,7 @@ import yaml
 
 from rightsizer.model import Recommendation, Resources
 from rightsizer.quantity import CPU, MEMORY, format_quantity
+from rightsizer.shards import FailedScope
 
 FORMATS = ("table", "json", "yaml")
 COLUMNS = (
@@ -26,11 +28,23 @@ COLUMNS = (
 )
 
 
-def render(recommendations: list[Recommendation], output: str, *, end: float | None = None) -> str:
-    """The report in one of ``FORMATS``."""
+def render(
+    recommendations: list[Recommendation],
+    output: str,
+    *,
+    end: float | None = None,
+    failed: Mapping[FailedScope, list[str]] | None = None,
+) -> str:
+    """The report in one of ``FORMATS``; ``failed``: pods Prometheus could not answer for, and the
+    workloads left out for them."""
+    failed = failed or {}
     if output == "table":
-        return render_table(recommendations)
+        return render_table(recommendations, failed)
     document = to_document(recommendations, end)
+    if failed:
+        document["failedScopes"] = [
+            {**scope.to_dict(), "workloads": names} for scope, names in failed.items()
+        ]
     if output == "json":
         return json.dumps(document, indent=2)
     return yaml.safe_dump(document, sort_keys=False)
@@ -43,8 +57,11 @@ def to_document(recommendations: list[Recommendation], end: float | None = None)
     return document
 
 
-def render_table(recommendations: list[Recommendation]) -> str:
-    """Current -> recommended per resource, with the change; reasons and warnings below the table."""
+def render_table(
+    recommendations: list[Recommendation], failed: Mapping[FailedScope, list[str]] | None = None
+) -> str:
+    """Current -> recommended per resource, with the change; reasons, warnings and the scopes
+    Prometheus could not answer for below the table."""
     rows = [COLUMNS]
     notes = []
     for rec in recommendations:
@@ -71,6 +88,9 @@ def render_table(recommendations: list[Recommendation]) -> str:
         notes.extend(
             f"{rec.key.namespace}/{rec.key.name}/{rec.key.container}: WARNING: {w}" for w in rec.warnings
         )
+    for scope, names in (failed or {}).items():
+        left_out = f" (no recommendation for {', '.join(names)})" if names else ""
+        notes.append(f"{scope.name}: ERROR: Prometheus could not answer{left_out}: {scope.error}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     if not recommendations:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from rightsizer.collect import workload_containers
+from rightsizer.collect import failed_workloads, workload_containers
 from rightsizer.engine import recommend
 from rightsizer.model import Recommendation
 from rightsizer.promql import LabelConfig, QueryScope
 from rightsizer.settings import RecommendationSettings
+from rightsizer.shards import FailedScope
 from rightsizer.source import ProgressCallback, PrometheusSource
 
 
@@ -29,6 +30,8 @@ class ScanResult:
     namespaces: list[str]
     queries_sent: int
     end: float
+    failed: dict[FailedScope, list[str]] = field(default_factory=dict)
+    """Pods Prometheus could not answer for, and the workloads (``Kind/name``) left out for them."""
 
 
 def scan(
@@ -44,11 +47,15 @@ def scan(
     source.check()
     namespaces = list(request.namespaces) or source.namespaces(request.history_seconds, end, request.labels)
     recommendations: list[Recommendation] = []
+    failed: dict[FailedScope, list[str]] = {}
     for index, namespace in enumerate(namespaces, start=1):
         scope = QueryScope((namespace,), request.history_seconds, request.labels, request.cpu_window_seconds)
         frames = source.fetch(scope, end)
         for item in workload_containers(frames, request.labels):
             recommendations.append(recommend(item.key, item.usage, item.current, settings))
+        failed |= {gone: [] for gone in frames.failed}
+        for (_, kind, name), gone in sorted(failed_workloads(frames).items()):
+            failed[gone].append(f"{kind}/{name}")
         if progress:
             progress(f"[{index}/{len(namespaces)}] {namespace}: {len(recommendations)} containers so far")
-    return ScanResult(recommendations, namespaces, source.queries_sent, end)
+    return ScanResult(recommendations, namespaces, source.queries_sent, end, failed)

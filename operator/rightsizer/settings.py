@@ -200,3 +200,7 @@ SHARED_BATCH_MAX_BYTES = 512 * MIB
 """Shared batches (``controller/batches.py``) kept at most: past this, the least recently used
 fetched batch is dropped (each also expires when its interval is over). A namespace's batch is a
 few MB for a thousand containers over 14 days (docs/metrics.md)."""
+SHARD_SPLIT = 4
+"""A query Prometheus refuses as too large (``--query.max-samples``) or too slow (its timeout) is
+run again over this many shards of the namespace's pods (sorted by name, so a workload's pods stay
+together), and each shard that still fails is split again, down to single pods."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -25,13 +26,23 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from rightsizer.model import HistoryGrid
-from rightsizer.promql import MEMORY_WORKING_SET, LabelConfig, QueryScope, pod_throttling_query
+from rightsizer.promql import CPU_USAGE, MEMORY_WORKING_SET, LabelConfig, QueryScope, pod_throttling_query
+from rightsizer.shards import FailedScope, run_in_shards
 
 logger = logging.getLogger(__name__)
 
 
 class PrometheusUnavailable(RuntimeError):
     """Prometheus could not be reached or refused a query; the message says which and why."""
+
+
+class QueryTooLarge(PrometheusUnavailable):
+    """Prometheus refused a query as too large (``--query.max-samples``) or it timed out: a query
+    over fewer pods may pass (``shards.py``)."""
+
+
+TOO_LARGE = ("too many samples", '"errorType":"timeout"')
+"""How Prometheus' answer says a query was too large or too slow."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,8 @@ class UsageFrames:
 
     frames: dict[str, pd.DataFrame]
     grid: HistoryGrid
+    failed: tuple[FailedScope, ...] = ()
+    """Pods Prometheus could not answer for (too large even alone): their workloads are left out."""
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.frames[name]
@@ -139,19 +152,59 @@ class PrometheusSource:
     def fetch(self, scope: QueryScope, end: float) -> UsageFrames:
         """Run every query of one scope for a window ending at ``end`` (rounded to the second): the
         instant queries at ``end``, the range queries at the end of each bucket. Results as
-        DataFrames keyed by query name; each range result is made compact as soon as it arrives."""
+        DataFrames keyed by query name; each range result is made compact as soon as it arrives.
+
+        Queries of a one-namespace scope that Prometheus refuses as too large are run again in
+        shards of its pods (``shards.py``); the pods that fail even alone are in ``failed``."""
         end = float(round(end))
         grid = HistoryGrid(end, scope.window_seconds, scope.bucket_seconds, scope.cpu_window_seconds)
+        results = self._run(scope, list(scope.queries()), end)
+        refused = [name for name, result in results.items() if isinstance(result, Exception)]
+        failed: list[FailedScope] = []
+        if refused:
+            if len(scope.namespaces) != 1:
+                raise results[refused[0]]
+            pods = self.pods(scope, end)
+            logger.info(
+                "%s: %s too large, asked again over %d pods in shards",
+                scope.namespaces[0],
+                refused,
+                len(pods),
+            )
+            sharded, failed = run_in_shards(lambda s, names: self._run(s, names, end), scope, refused, pods)
+            results |= sharded
+        frames = {name: result for name, result in results.items() if isinstance(result, pd.DataFrame)}
+        return UsageFrames(frames, grid, tuple(failed))
+
+    def _run(self, scope: QueryScope, names: list[str], end: float) -> dict[str, pd.DataFrame | Exception]:
+        """The named queries of ``scope``, in parallel: each one's frame, or the ``QueryTooLarge``
+        it was refused with (any other failure is raised)."""
         first = end - (scope.buckets - 1) * scope.bucket_seconds
-        instant = {**scope.usage_queries(), **scope.state_queries()}
+        queries = scope.queries()
+
+        def one(name: str) -> pd.DataFrame | Exception:
+            is_range, query = queries[name]
+            try:
+                if is_range:
+                    return self._query_range(query, first, end, scope.bucket_seconds)
+                return self._query(query, end)
+            except QueryTooLarge as error:
+                return error
+
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            futures = {name: pool.submit(self._query, q, end) for name, q in instant.items()}
-            futures |= {
-                name: pool.submit(self._query_range, q, first, end, scope.bucket_seconds)
-                for name, q in scope.history_queries().items()
-            }
-            frames = {name: future.result() for name, future in futures.items()}
-        return UsageFrames(frames, grid)
+            futures = {name: pool.submit(one, name) for name in names}
+            return {name: future.result() for name, future in futures.items()}
+
+    def pods(self, scope: QueryScope, end: float) -> list[str]:
+        """Pods of the scope with CPU or memory series in the window, from the label index (cheap)."""
+        params = {
+            "match[]": [scope.cadvisor(CPU_USAGE), scope.cadvisor(MEMORY_WORKING_SET)],
+            "start": str(end - scope.window_seconds),
+            "end": str(end),
+        }
+        pod = scope.labels.pod
+        values = self._call(lambda: self._client.get_label_values(pod, params), "label values")
+        return sorted(v for v in values if v)
 
     def throttled_shares(
         self, labels: LabelConfig, namespace: str, pods: list[str], seconds: int, end: float
@@ -201,10 +254,12 @@ class PrometheusSource:
             ) from None
         except requests.exceptions.Timeout:
             elapsed = time.monotonic() - started
-            raise PrometheusUnavailable(f"Prometheus at {self.url} timed out after {elapsed:.0f}s") from None
+            raise QueryTooLarge(f"Prometheus at {self.url} timed out after {elapsed:.0f}s") from None
         except requests.exceptions.RequestException as error:
             raise PrometheusUnavailable(f"request to Prometheus at {self.url} failed: {error}") from None
         except PrometheusApiClientException as error:
+            if any(sign in str(error) for sign in TOO_LARGE):
+                raise QueryTooLarge(f"Prometheus refused the query as too large: {_reason(error)}") from None
             raise PrometheusUnavailable(f"Prometheus at {self.url} refused {_short(what)}: {error}") from None
         except (ValueError, KeyError) as error:
             raise PrometheusUnavailable(
@@ -216,6 +271,12 @@ def _root_cause(error: BaseException) -> str:
     while error.__context__ is not None and error.__context__ is not error:
         error = error.__context__
     return str(error).split("\n")[0][:300]
+
+
+def _reason(error: BaseException) -> str:
+    """Prometheus' own ``error`` text out of its JSON answer, else the whole message."""
+    match = re.search(r'"error":"((?:[^"\\]|\\.)*)"', str(error))
+    return match.group(1) if match else str(error)
 
 
 def _short(query: str) -> str:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from rightsizer import conditions as cond
-from rightsizer.collect import workload_containers
+from rightsizer.collect import failed_workloads, workload_containers
 from rightsizer.controller.autoapply import AutoContext, ClusterLimits, WorkloadChange, apply_to_workload
 from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.kube import Cluster
@@ -24,6 +24,7 @@ from rightsizer.pods import PodView, known_owners
 from rightsizer.policy import AUTO, PolicyError, PolicySpec, parse_policy
 from rightsizer.promql import LabelConfig, QueryScope
 from rightsizer.selection import select_targets
+from rightsizer.shards import FailedScope
 from rightsizer.source import PrometheusSource, PrometheusUnavailable, UsageFrames
 from rightsizer.timestamps import format_time
 from rightsizer.workload import WorkloadView
@@ -111,10 +112,12 @@ def evaluate(
             frames = batches.fetch(scope, now.timestamp(), spec.interval_seconds)
     except PrometheusUnavailable as error:
         return _prometheus_failed(run, str(error), seen)
-    run.condition(cond.PROMETHEUS_REACHABLE, True, "QuerySucceeded", f"queried {prometheus.url}")
+    _set_reachable(run, prometheus.url, frames)
+    seen["failedScopes"] = [scope.to_dict() for scope in frames.failed]
 
     usage = _usage_by_container(frames, labels, pods, oom_kills)
-    recommendations, left_alone = _recommend_targets(spec, targets, usage)
+    failed = failed_workloads(frames, known_owners(pods))
+    recommendations, left_alone = _recommend_targets(spec, targets, usage, failed)
     run.notes.update(left_alone)
     evaluated = [r for r in recommendations if r.key not in left_alone]
     ready = sum(r.ready for r in evaluated)
@@ -139,12 +142,25 @@ def _usage_by_container(
     return usage
 
 
+def _set_reachable(run: Evaluation, url: str, frames: UsageFrames) -> None:
+    if not frames.failed:
+        run.condition(cond.PROMETHEUS_REACHABLE, True, "QuerySucceeded", f"queried {url}")
+        return
+    scopes = "; ".join(scope.describe() for scope in frames.failed)
+    message = f"queried {url}; it could not answer for {scopes}"
+    run.condition(cond.PROMETHEUS_REACHABLE, True, "PartlyAnswered", message)
+
+
 def _recommend_targets(
-    spec: PolicySpec, targets: list[WorkloadView], usage: dict[ContainerKey, ContainerUsage]
+    spec: PolicySpec,
+    targets: list[WorkloadView],
+    usage: dict[ContainerKey, ContainerUsage],
+    failed: dict[tuple[str, str, str], FailedScope],
 ) -> tuple[list[Recommendation], dict[ContainerKey, str]]:
     """A recommendation per container of every target, in template order, and the containers left
     alone with the reason: those whose policy says ``mode: Off`` (recommended with the policy's
-    general settings, never changed) and init containers (listed, not sized)."""
+    general settings, never changed) and init containers (listed, not sized). Targets with a pod
+    Prometheus could not answer for (``failed``) get none, with the scope named."""
     recommendations: list[Recommendation] = []
     left_alone: dict[ContainerKey, str] = {}
     for workload in targets:
@@ -154,6 +170,11 @@ def _recommend_targets(
             if settings is None:
                 left_alone[key] = LEFT_ALONE
                 settings = spec.settings
+            gone = failed.get((workload.namespace, workload.kind.name, workload.name))
+            if gone is not None:
+                reason = f"Prometheus could not answer for {gone.describe()}"
+                recommendations.append(Recommendation(key, current, None, None, reason, {}))
+                continue
             rec = recommend(key, usage.get(key, ContainerUsage()), current, settings)
             if workload.invalid_quantities:
                 rec = replace(rec, warnings=rec.warnings + workload.invalid_quantities)
