@@ -578,6 +578,8 @@ def test_operator_runs_as_its_service_account_without_forbidden(
                 f"http://127.0.0.1:{_free_port()}",
                 "--liveness",
                 f"http://127.0.0.1:{port}/healthz",
+                "--metrics-listen",
+                f"127.0.0.1:{_free_port()}",
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,

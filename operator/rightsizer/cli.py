@@ -16,12 +16,13 @@ from rightsizer.options import (
     duration,
     fraction,
     labels_from_args,
+    listen_address,
     prometheus_from_args,
 )
 from rightsizer.promql import PromQLError
 from rightsizer.report import FORMATS, render
 from rightsizer.scan import ScanRequest, scan
-from rightsizer.settings import Profile, RecommendationSettings, SettingsError
+from rightsizer.settings import METRICS_LISTEN, Profile, RecommendationSettings, SettingsError
 from rightsizer.source import PrometheusUnavailable, stderr_progress
 
 
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_prometheus_arguments(op)
     op.add_argument("--namespace", dest="namespaces", action="append", default=[], help="watch only these")
     op.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="Kopf liveness endpoint")
+    op.add_argument(
+        "--metrics-listen",
+        type=listen_address,
+        default=listen_address(METRICS_LISTEN),
+        metavar="HOST:PORT",
+        help=f"serve Prometheus metrics at /metrics here (default {METRICS_LISTEN}; 'off' for none)",
+    )
     op.add_argument(
         "--leader-elect",
         action="store_true",

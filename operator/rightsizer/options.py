@@ -40,6 +40,16 @@ def fraction(text: str) -> float:
     return value
 
 
+def listen_address(text: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` to listen on (an empty host is every address), or None for ``off``."""
+    if text.strip().lower() in ("", "off"):
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (or 'off')")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 def _url(text: str) -> str:
     if not text.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"{text!r} must start with http:// or https://")

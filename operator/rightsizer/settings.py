@@ -41,6 +41,9 @@ PROFILE_RATIOS: dict[Profile, tuple[float, float, float]] = {
     Profile.BACKGROUND: (1.5, 1.25, 2.0),
 }
 DAY_SECONDS = 86400
+METRICS_LISTEN = "0.0.0.0:8081"
+"""Where ``rightsizer operator`` serves ``/metrics`` (``--metrics-listen``; docs/operator.md, "Metrics"),
+beside Kopf's liveness endpoint on 8080."""
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,8 @@ class PrometheusSource:
         self.auth = auth or PrometheusAuth()
         self.workers = workers
         self.queries_sent = 0
+        self.on_query: Callable[[float, bool], None] | None = None
+        """Called after every request with its seconds and whether it succeeded (the operator's metrics)."""
         session = requests.Session()
         session.verify = (
             False if self.auth.insecure_skip_verify else str(self.auth.ca_file) if self.auth.ca_file else True
@@ -244,8 +246,11 @@ class PrometheusSource:
         self.queries_sent += 1
         started = time.monotonic()
         self._client.headers = self.auth.request_headers()  # a rotated token file is picked up
+        ok = False
         try:
-            return send()
+            result = send()
+            ok = True
+            return result
         except requests.exceptions.SSLError as error:
             raise PrometheusUnavailable(f"TLS error talking to {self.url}: {_root_cause(error)}") from None
         except requests.exceptions.ConnectionError as error:
@@ -265,6 +270,9 @@ class PrometheusSource:
             raise PrometheusUnavailable(
                 f"{self.url} did not answer like a Prometheus query API ({type(error).__name__}: {error})"
             ) from None
+        finally:
+            if self.on_query is not None:
+                self.on_query(time.monotonic() - started, ok)
 
 
 def _root_cause(error: BaseException) -> str:

@@ -35,9 +35,12 @@ class OperatorProcess:
         """Watch only these (``--namespace``); all namespaces when empty."""
         self.process: subprocess.Popen[bytes] | None = None
         self.liveness_port = 0
+        self.metrics_port = 0
+        """Where ``/metrics`` is served (``--metrics-listen``, loopback, a free port at each start)."""
 
     def start(self, timeout: float = 60) -> OperatorProcess:
         self.liveness_port = free_port()
+        self.metrics_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -54,6 +57,8 @@ class OperatorProcess:
                 self.prometheus_url,
                 "--liveness",
                 f"http://127.0.0.1:{self.liveness_port}/healthz",
+                "--metrics-listen",
+                f"127.0.0.1:{self.metrics_port}",
                 *(arg for namespace in self.namespaces for arg in ("--namespace", namespace)),
             ],
             env=env,

@@ -13,6 +13,7 @@ from typing import Any
 
 from rightsizer import conditions as cond
 from rightsizer.collect import failed_workloads, workload_containers
+from rightsizer.controller import metrics
 from rightsizer.controller.autoapply import AutoContext, ClusterLimits, WorkloadChange, apply_to_workload
 from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.kube import Cluster
@@ -245,6 +246,7 @@ def _auto_mode(
         run.notes.update(change.notes)
         run.events.extend(change.events)
         changes.append(change)
+    metrics.count_changes(namespace, run.policy.name, changes)
     rolled_back = [c.rolled_back for c in changes if c.rolled_back]
     if rolled_back:
         run.condition(cond.ROLLED_BACK, True, "RolledBack", "; ".join(rolled_back))

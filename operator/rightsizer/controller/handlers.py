@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import kopf
 
 from rightsizer.admission import mutated_containers, pod_resources
+from rightsizer.controller import metrics, policy_gauges
 from rightsizer.controller.evaluate import evaluate
 from rightsizer.controller.outcome import PolicyObject
 from rightsizer.controller.schedule import is_due
@@ -57,10 +59,13 @@ def tick(
     patch: kopf.Patch,
     logger: logging.Logger | logging.LoggerAdapter,
 ) -> None:
-    """Evaluate the policy if it is due; write its status and post its Events."""
+    """Evaluate the policy if it is due; write its status and post its Events. Every replica
+    first sets the policy's gauges from its status (``policy_gauges``)."""
+    raw = _plain(body)
+    workloads = list(workloads)
+    policy_gauges.observe(raw, workloads)
     if not memo.leadership.leading():
         return  # a standby replica: the leader evaluates (controller/election.py)
-    raw = _plain(body)
     metadata = raw["metadata"]
     policy = PolicyObject(
         name=metadata["name"],
@@ -73,13 +78,26 @@ def tick(
     now = datetime.now(UTC)
     if not is_due(policy, now):
         return
-    outcome = evaluate(
-        policy, list(workloads), list(pods), memo.prometheus, memo.cluster, memo.labels, now, memo.batches
-    )
+    started = time.monotonic()
+    try:
+        outcome = evaluate(
+            policy, workloads, list(pods), memo.prometheus, memo.cluster, memo.labels, now, memo.batches
+        )
+    except Exception:
+        metrics.observe_evaluation(policy.namespace, policy.name, time.monotonic() - started, metrics.ERROR)
+        raise
+    failure = metrics.failure_of(outcome.status)
+    metrics.observe_evaluation(policy.namespace, policy.name, time.monotonic() - started, failure)
     patch.status.update(outcome.status)
     for event in outcome.events:
         kopf.event(event.target or body, type=event.type, reason=event.reason, message=event.message[:1024])
     logger.info("evaluated: %s", _summary(outcome.status))
+
+
+def forget_policy(namespace: str, name: str) -> None:
+    """A deleted policy's series leave ``/metrics``."""
+    metrics.forget(namespace, name)
+    policy_gauges.forget(namespace, name)
 
 
 def _summary(status: dict[str, Any]) -> str:

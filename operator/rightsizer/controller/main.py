@@ -45,6 +45,12 @@ def pods_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, An
     return {namespace: handlers.index_pod(body)}
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def policy_event(event: kopf.RawEvent, namespace: str, name: str, **_: Any) -> None:
+    if event["type"] == "DELETED":
+        handlers.forget_policy(namespace, name)
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, initial_delay=1.0)
 def evaluate_policy(
     body: kopf.Body,

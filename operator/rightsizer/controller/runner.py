@@ -10,6 +10,7 @@ import uuid
 import kopf
 
 from rightsizer.controller import main as registrations
+from rightsizer.controller import metrics
 from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.election import AlwaysLeading, Leadership, LeaseElection, lease_namespace
 from rightsizer.controller.kube import KubernetesCluster, load_credentials
@@ -28,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
         labels=labels_from_args(args),
         leadership=leadership_from_args(args),
     )
+    if args.metrics_listen is not None:
+        metrics.serve(*args.metrics_listen)
+        memo.prometheus.on_query = metrics.observe_query
+        metrics.LEADING.set_function(lambda: float(memo.leadership.leading()))
     if args.admission_listen:
         from rightsizer.controller import webhook  # registers the webhook's handlers (module docstring)
 
