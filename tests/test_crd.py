@@ -197,7 +197,7 @@ INVALID = [
     (
         "cpu-targetUtilization-0",
         _set("cpu.targetUtilization", 0),
-        ["spec.cpu.targetUtilization", "greater than 0"],
+        ["spec.cpu.targetUtilization", "greater than or equal to 0.1"],
     ),
     (
         "cpu-limitRatio-0.5",

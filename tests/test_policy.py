@@ -47,7 +47,7 @@ def test_container_policies_named_first_then_star_and_off():
     [
         ({}, "exactly one of spec.targetRef and spec.selector"),
         ({"targetRef": {"name": "a"}, "selector": {}}, "exactly one"),
-        ({"selector": {}, "cpu": {"targetUtilization": 2}}, "cpu_target_utilization"),
+        ({"selector": {}, "cpu": {"targetUtilization": 2}}, "spec.cpu.targetUtilization"),
         (
             {"selector": {}, "containerPolicies": [{"containerName": "a", "minAllowed": {"cpu": "lots"}}]},
             "spec.containerPolicies[0].minAllowed.cpu",

@@ -1,17 +1,21 @@
 """A RightSizePolicy's spec as typed values: targets, per-container settings and Auto-mode rails.
 
-The CRD schema rejects most bad input at ``kubectl apply``; what it cannot express (a quantity
-that parses in CEL but not in the Python client, say) raises ``PolicyError``, reported in status.
+The CRD schema rejects bad input at ``kubectl apply``. What it did not check raises
+``PolicyError`` naming the field, reported in status: a quantity that parses in CEL but not in the
+Python client, and any field out of the bounds of ``spec_bounds`` in a policy stored before the CRD
+had them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from rightsizer.duration import parse_duration
 from rightsizer.quantity import QuantityError, parse
 from rightsizer.settings import RecommendationSettings, ResourceBounds, SettingsError
+from rightsizer.spec_bounds import duration_breach, history_breach, number_breach, quantity_breach
 
 DEFAULT_KIND = "Deployment"
 RECOMMEND = "Recommend"
@@ -122,31 +126,33 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
     cpu = spec.get("cpu") or {}
     memory = spec.get("memory") or {}
     history = spec.get("history") or {}
+    written = {
+        "window": history.get("window", "14d"),
+        "minimum": history.get("minimum", "24h"),
+        "resolution": history.get("resolution", "5m"),
+    }
+    window, minimum, resolution = (_duration(written[key], f"spec.history.{key}") for key in written)
+    breach = history_breach(window, minimum, resolution, written)
+    if breach:
+        raise PolicyError(breach)
     overrides: dict[str, object] = {
-        "cpu_target_utilization": float(cpu.get("targetUtilization", 0.75)),
-        "cpu_percentile": float(cpu.get("percentile", 0.95)),
-        "throttling_threshold": float(cpu.get("throttlingThreshold", 0.05)),
-        "memory_headroom": float(memory.get("headroom", 0.10)),
-        "min_history_seconds": _duration(history.get("minimum", "24h"), "spec.history.minimum"),
+        "cpu_target_utilization": _number(cpu.get("targetUtilization", 0.75), "spec.cpu.targetUtilization"),
+        "cpu_percentile": _number(cpu.get("percentile", 0.95), "spec.cpu.percentile"),
+        "throttling_threshold": _number(cpu.get("throttlingThreshold", 0.05), "spec.cpu.throttlingThreshold"),
+        "memory_headroom": _number(memory.get("headroom", 0.10), "spec.memory.headroom"),
+        "min_history_seconds": minimum,
     }
     if cpu.get("noLimit"):
         overrides["cpu_limit_ratio"] = None
     elif "limitRatio" in cpu:
-        overrides["cpu_limit_ratio"] = float(cpu["limitRatio"])
+        overrides["cpu_limit_ratio"] = _number(cpu["limitRatio"], "spec.cpu.limitRatio")
     if "limitRatio" in memory:
-        overrides["memory_limit_ratio"] = float(memory["limitRatio"])
+        overrides["memory_limit_ratio"] = _number(memory["limitRatio"], "spec.memory.limitRatio")
     try:
         settings = RecommendationSettings.for_profile(spec.get("profile", "latency-sensitive"), **overrides)
     except (SettingsError, ValueError) as error:
         raise PolicyError(f"spec: {error}") from None
     auto = spec.get("auto") or {}
-    window = _duration(history.get("window", "14d"), "spec.history.window")
-    resolution = _duration(history.get("resolution", "5m"), "spec.history.resolution")
-    if resolution * 2 > window:
-        raise PolicyError(
-            f"spec.history.resolution ({history.get('resolution')}) must be at most half of "
-            f"spec.history.window ({history.get('window')})"
-        )
     return PolicySpec(
         target_name=target["name"] if target else None,
         target_kind=(target or {}).get("kind", DEFAULT_KIND),
@@ -161,8 +167,8 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
             _container_policy(item, index) for index, item in enumerate(spec.get("containerPolicies") or [])
         ),
         auto=AutoRails(
-            min_change_percent=int(auto.get("minChangePercent", 10)),
-            max_step_percent=int(auto.get("maxStepPercent", 100)),
+            min_change_percent=int(_number(auto.get("minChangePercent", 10), "spec.auto.minChangePercent")),
+            max_step_percent=int(_number(auto.get("maxStepPercent", 100), "spec.auto.maxStepPercent")),
             cooldown_seconds=_duration(auto.get("cooldown", "1h"), "spec.auto.cooldown"),
             update_mode=auto.get("updateMode", ROLLOUT),
             canary_seconds=_duration(
@@ -199,17 +205,39 @@ def _container_policy(raw: dict[str, Any], index: int) -> ContainerPolicy:
 
 
 def _bounds(raw: dict[str, Any], path: str) -> ResourceBounds:
-    try:
-        return ResourceBounds(
-            cpu=parse(raw["cpu"], field=f"{path}.cpu") if "cpu" in raw else None,
-            memory=parse(raw["memory"], field=f"{path}.memory") if "memory" in raw else None,
-        )
-    except QuantityError as error:
-        raise PolicyError(str(error)) from None
+    amounts: dict[str, Decimal] = {}
+    for resource in ("cpu", "memory"):
+        if resource not in raw:
+            continue
+        try:
+            amounts[resource] = parse(raw[resource], field=f"{path}.{resource}")
+        except QuantityError as error:
+            raise PolicyError(str(error)) from None
+        breach = quantity_breach(f"{path}.{resource}", resource, amounts[resource])
+        if breach:
+            raise PolicyError(breach)
+    return ResourceBounds(**amounts)
 
 
 def _duration(text: str, path: str) -> int:
+    """Seconds of a duration field, within its bounds."""
     try:
-        return parse_duration(str(text))
+        seconds = parse_duration(str(text))
     except ValueError as error:
         raise PolicyError(f"{path}: {error}") from None
+    breach = duration_breach(path, seconds, str(text))
+    if breach:
+        raise PolicyError(breach)
+    return seconds
+
+
+def _number(value: Any, path: str) -> float:
+    """A number field, within its bounds."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PolicyError(f"{path}: {value!r} is not a number") from None
+    breach = number_breach(path, number)
+    if breach:
+        raise PolicyError(breach)
+    return number
