@@ -302,6 +302,53 @@ def test_liveness_probe_matches_the_kopf_endpoint(container: dict[str, Any]) -> 
     assert port == liveness.port == 8080
 
 
+def test_metrics_are_served_where_the_container_port_and_the_service_say(
+    container: dict[str, Any], manifests: list[dict[str, Any]]
+) -> None:
+    host, port = build_parser().parse_args(container["args"]).metrics_listen
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert host == "0.0.0.0" and ports["metrics"] == port != ports["health"]
+    service = _one(manifests, "Service")
+    assert service["spec"]["selector"].items() <= container_labels(manifests).items()
+    [service_port] = service["spec"]["ports"]
+    assert service_port["targetPort"] == "metrics"
+    assert service["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    monitoring = DEPLOY / "monitoring"
+    monitor = yaml.safe_load((monitoring / "servicemonitor.yaml").read_text())
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [service_port["name"]]
+    rules = yaml.safe_load((monitoring / "prometheusrule.yaml").read_text())
+    exprs = " ".join(rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"])
+    jobs = set(re.findall(r'job="([^"]+)"', exprs))
+    assert jobs == {service["metadata"]["name"]}, "a ServiceMonitor's job label is the Service's name"
+
+
+def container_labels(manifests: list[dict[str, Any]]) -> dict[str, str]:
+    return _one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+
+
+def test_the_dashboard_configmap_holds_the_dashboard_and_monitoring_stays_out_of_deploy(
+    rendered: list[dict[str, Any]],
+) -> None:
+    configmap = _one(rendered, "ConfigMap")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(configmap["data"]["rightsizer.json"])
+    assert dashboard == json.loads((DEPLOY / "dashboards" / "rightsizer.json").read_text())
+    # The Prometheus Operator's kinds need its CRDs: never in `kubectl apply -k deploy/`, but in
+    # `kubectl apply -k deploy/monitoring/`.
+    assert not [o for o in rendered if o["apiVersion"].startswith("monitoring.coreos.com/")]
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY / "monitoring")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    monitoring = sorted(d["kind"] for d in yaml.safe_load_all(result.stdout) if d)
+    assert monitoring == ["PrometheusRule", "ServiceMonitor"]
+
+
 def test_deployment_shape(deployment: dict[str, Any], container: dict[str, Any]) -> None:
     spec = deployment["spec"]
     assert deployment["metadata"]["namespace"] == "rightsizer-system"
@@ -494,6 +541,8 @@ def test_kustomize_renders_everything_including_the_crd(rendered: list[dict[str,
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicyBinding",
             "Deployment",
+            "Service",
+            "ConfigMap",
         ]
     )
     crd = _one(rendered, "CustomResourceDefinition")
