@@ -207,3 +207,12 @@ SHARD_SPLIT = 4
 """A query Prometheus refuses as too large (``--query.max-samples``) or too slow (its timeout) is
 run again over this many shards of the namespace's pods (sorted by name, so a workload's pods stay
 together), and each shard that still fails is split again, down to single pods."""
+STATUS_FULL_BYTES = 256 * 1024
+"""``status.recommendations`` holds full entries up to this many bytes of JSON (about 200 to 400 at
+600-1,300 bytes each); the containers beyond it get a compact line (``recommendationsCompact``)."""
+STATUS_COMPACT_BYTES = 384 * 1024
+"""Compact lines (about 100 bytes: workload, container, recommended requests and limits) take at
+most this much, room for 3,000 containers and more; beyond it containers are only counted. With the
+rest of the status the object stays under half the 1.5 MiB the API server and etcd accept."""
+STATUS_MESSAGE_CHARS = 2048
+"""A condition message listing containers is cut at this length, with the number left out."""

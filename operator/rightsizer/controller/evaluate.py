@@ -18,6 +18,7 @@ from rightsizer.controller.autoapply import AutoContext, ClusterLimits, Workload
 from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.kube import Cluster
 from rightsizer.controller.outcome import Event, Outcome, PolicyObject
+from rightsizer.controller.status_budget import bounded_message, bounded_recommendations
 from rightsizer.engine import recommend
 from rightsizer.model import ContainerKey, ContainerUsage, Recommendation
 from rightsizer.oomkills import ObservedOomKill, observe, with_observed
@@ -49,7 +50,7 @@ class Evaluation:
 
     def condition(self, type_: str, ok: bool, reason: str, message: str) -> None:
         self.conditions = cond.set_condition(
-            self.conditions, type_, ok, reason, message, self.policy.generation, self.now
+            self.conditions, type_, ok, reason, bounded_message(message), self.policy.generation, self.now
         )
 
     def was_true(self, type_: str) -> bool:
@@ -68,7 +69,8 @@ class Evaluation:
             "conditions": self.conditions,
         }
         if fresh is not None:
-            status["recommendations"] = [_status_entry(r, self.notes.get(r.key)) for r in fresh]
+            entries = [_status_entry(r, self.notes.get(r.key)) for r in fresh]
+            status.update(bounded_recommendations(entries, self.policy.namespace))
         return Outcome(status, self.events)
 
 
