@@ -19,7 +19,7 @@ def res(requests=None, limits=None):
     )
 
 
-def deployment(annotations=None, **status):
+def deployment(annotations=None, paused=False, **status):
     body = {
         "kind": "Deployment",
         "metadata": {
@@ -32,6 +32,7 @@ def deployment(annotations=None, **status):
         },
         "spec": {
             "replicas": 2,
+            "paused": paused,
             "template": {
                 "spec": {
                     "containers": [
@@ -95,9 +96,14 @@ def test_cooldown_blocks_until_it_has_passed():
 def test_mid_rollout_and_paused_deployments_are_not_touched():
     target = res({"cpu": "200m"})
     rolling = plan_changes(deployment(updatedReplicas=1), [rec("app", CURRENT, target)], AutoRails(), NOW)
-    assert "rollout in progress" in rolling.blocked
+    assert rolling.blocked == "rollout in progress (1/2 pods updated)"
+    # Every pod of the new template is up, but one of the old ones still runs.
+    old_pods = plan_changes(deployment(replicas=3), [rec("app", CURRENT, target)], AutoRails(), NOW)
+    assert old_pods.blocked == "rollout in progress (1 old pods remain)"
     stale = plan_changes(deployment(observedGeneration=1), [rec("app", CURRENT, target)], AutoRails(), NOW)
     assert "not observed" in stale.blocked
+    paused = plan_changes(deployment(paused=True), [rec("app", CURRENT, target)], AutoRails(), NOW)
+    assert paused.blocked == "Deployment is paused" and paused.changes == ()
 
 
 def test_no_recommendation_means_no_change():

@@ -36,6 +36,17 @@ def test_a_missing_limit_takes_the_limit_range_default_then_max():
     assert limit_range_violations({"app": res({"cpu": "100m"})}, ranges) == []
 
 
+def test_a_limit_range_default_is_the_limit_of_a_container_without_one():
+    """LimitRanger gives a container without a limit the range's ``default``, not its ``max``: the
+    ratio to the request is judged on that default (150m / 100m = 1.5, not 1 / 100m = 10)."""
+    ranges = [limit_range(default={"cpu": "150m"}, max={"cpu": "1"}, maxLimitRequestRatio={"cpu": "2"})]
+    assert limit_range_violations({"app": res({"cpu": "100m"})}, ranges) == []
+    (problem,) = limit_range_violations({"app": res({"cpu": "50m"})}, ranges)
+    assert (
+        problem == "LimitRange bounds: container app: cpu limit/request 3.00 is above maxLimitRequestRatio 2"
+    )
+
+
 def test_pod_and_other_types_are_ignored():
     ranges = [{"metadata": {"name": "x"}, "spec": {"limits": [{"type": "PersistentVolumeClaim", "max": {}}]}}]
     assert limit_range_violations({"app": res({"cpu": "100"})}, ranges) == []
