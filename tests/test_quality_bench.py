@@ -200,12 +200,14 @@ def test_peak_window_means_are_aligned_to_the_epoch():
 
 
 def test_krr_simple_takes_p95_and_max_times_1_15_with_its_floors():
-    demand = [0.001 * i for i in range(1, 201)]  # p95 of 1m..200m, linear interpolation
+    demand = [0.001 * i for i in range(1, 201)]  # 1m..200m
     memory = [50] * 199 + [200]
     frame = truth(demand, memory)
     current = {KEY: Allocation(0.2, 128 * MIB)}
     (allocation,) = krr_simple(frame, current).values()
-    assert allocation.cpu_request == pytest.approx(pd.Series(demand).quantile(0.95))
+    # p95 interpolated linearly, as Prometheus' quantile_over_time does: rank 0.95 x (200 - 1) = 189.05
+    # from 0, between the 190th value (190m) and the 191st (191m): 190m + 0.05 x 1m.
+    assert allocation.cpu_request == pytest.approx(0.19005)
     assert allocation.cpu_limit is None
     assert allocation.memory_request == allocation.memory_limit == pytest.approx(200 * MIB * 1.15)
     (floored,) = krr_simple(truth([0.001] * 200, [50] * 200), current).values()

@@ -5,7 +5,6 @@ with the queries counted by Prometheus itself."""
 from __future__ import annotations
 
 import copy
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from rightsizer.source import PrometheusSource
 from rightsizer.workload import WorkloadView
 from rightsizer_demo.manifests import deployment_manifests
 from tests.support.operator import free_port
+from tests.support.prometheus import queries_run
 
 pytestmark = pytest.mark.prometheus
 
@@ -28,16 +28,6 @@ BATCH_QUERIES = 14
 """docs/metrics.md: "A namespace's batch is 14 queries (5 range, 9 instant) whatever its pods"."""
 POLICIES = 12
 INTERVAL = "5m"
-
-
-def queries_run(url: str) -> int:
-    """Queries Prometheus' engine has evaluated since it started (instant and range alike)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    for line in text.splitlines():
-        if line.startswith("prometheus_engine_query_duration_seconds_count") and 'slice="inner_eval"' in line:
-            return int(float(line.split()[-1]))
-    raise AssertionError("prometheus_engine_query_duration_seconds_count{slice=inner_eval} not exported")
 
 
 @pytest.fixture(scope="module")

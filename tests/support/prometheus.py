@@ -6,6 +6,7 @@ promtool and starts prometheus on a free 127.0.0.1 port. Stop the server returne
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,3 +32,14 @@ def start_demo_prometheus(
     load_history(openmetrics, tmp_dir / "tsdb")
     openmetrics.unlink()  # about 45 MB a day of history: the blocks are all that is needed now
     return PrometheusServer(tmp_dir / "tsdb").start()
+
+
+def queries_run(url: str) -> int:
+    """Queries the Prometheus at ``url`` has evaluated since it started (instant and range alike),
+    counted by its own engine: what rightsizer sent, not what it says it sent."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("prometheus_engine_query_duration_seconds_count") and 'slice="inner_eval"' in line:
+            return int(float(line.split()[-1]))
+    raise AssertionError("prometheus_engine_query_duration_seconds_count{slice=inner_eval} not exported")
