@@ -22,6 +22,7 @@ from rightsizer_demo.history import (
     WorkloadSpec,
     demo_scenario,
     ground_truth,
+    window_ending_now,
     write_openmetrics,
 )
 from rightsizer_demo.prometheus import PROMTOOL_BIN_ENV, PrometheusError, PrometheusServer, load_history
@@ -38,17 +39,20 @@ pytestmark = [
 
 
 class Served:
-    """The module's server, the window it serves and the ground truth of that window."""
+    """The module's server, the window it serves and the ground truth of that window.
 
-    def __init__(self, server: PrometheusServer) -> None:
+    Instant queries are evaluated at the window's end, not at the wall clock's now: however long the
+    history took to load, they see its last samples (a query at now looks back only 5 minutes)."""
+
+    def __init__(self, server: PrometheusServer, generated_at: float) -> None:
         self.server = server
+        self.generated_at = generated_at
         self.client = PrometheusConnect(server.url, disable_ssl=True)
-        self.end = int(self.scalar("max(timestamp(container_memory_working_set_bytes))"))
-        self.start = self.end - 2 * DAY
+        self.start, self.end = window_ending_now(2 * DAY, STEP, generated_at)
         self.truth = ground_truth(demo_scenario(self.start, self.end), self.start, self.end, STEP)
 
     def query(self, promql: str, **params: str) -> list[dict]:
-        return self.client.custom_query(promql, params=params or None)
+        return self.client.custom_query(promql, params={"time": str(self.end), **params})
 
     def scalar(self, promql: str, **params: str) -> float:
         (result,) = self.query(promql, **params)
@@ -57,15 +61,21 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    server = start_demo_prometheus(tmp_path_factory.mktemp("prometheus"), days=2, step_seconds=STEP)
+    generated_at = time.time()
+    server = start_demo_prometheus(
+        tmp_path_factory.mktemp("prometheus"), days=2, step_seconds=STEP, now=generated_at
+    )
     try:
-        yield Served(server)
+        yield Served(server, generated_at)
     finally:
         server.stop()
 
 
 def test_history_ends_now_and_instant_queries_see_it(served: Served):
-    assert time.time() - served.end < 5 * 60  # inside the default lookback delta
+    # The last sample is at the last step boundary before the history was generated: an instant
+    # query at that time (within the 5-minute lookback) sees every pod alive then.
+    assert served.end <= served.generated_at < served.end + STEP
+    assert served.scalar("max(timestamp(container_memory_working_set_bytes))") == served.end
     alive = served.truth[served.truth["timestamp"] == served.truth["timestamp"].max()]
     assert (
         served.scalar("count(count by (pod) (container_memory_working_set_bytes))") == alive["pod"].nunique()

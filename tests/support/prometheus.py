@@ -19,12 +19,14 @@ def start_demo_prometheus(
     days: float = 3,
     step_seconds: int = 60,
     workloads: Sequence[WorkloadSpec] | None = None,
+    now: float | None = None,
 ) -> PrometheusServer:
-    """A started server with ``days`` of history up to now: the demo scenario unless ``workloads`` is given.
+    """A started server with ``days`` of history up to now (or up to ``now``, a Unix time, for a test
+    that needs to know where its history ends): the demo scenario unless ``workloads`` is given.
 
     Custom ``workloads`` should be built for ``window_ending_now(days * DAY, step_seconds)``.
     """
-    start, end = window_ending_now(days * DAY, step_seconds)
+    start, end = window_ending_now(days * DAY, step_seconds, now)
     if workloads is None:
         workloads = demo_scenario(start, end)
     openmetrics = tmp_dir / "history.om"
