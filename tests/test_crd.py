@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from rightsizer.policy import parse_policy
+from tests.support.crd import spec_schema, with_crd_defaults
 from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, start_control_plane
 
 pytestmark = pytest.mark.k8s
@@ -287,40 +289,16 @@ def test_invalid_policy_is_rejected_naming_the_field(
 
 
 def test_defaults_are_applied(admin: Path, namespace: str) -> None:
-    kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=policy("minimal", {"targetRef": {"name": "web"}}),
-        kubeconfig=admin,
-    )
+    """The server fills in the schema's defaults (tests/test_defaults.py: they are the settings')."""
+    minimal = {"targetRef": {"name": "web"}, "containerPolicies": [{"containerName": "app"}]}
+    kubectl("apply", "-n", namespace, "-f", "-", input=policy("minimal", minimal), kubeconfig=admin)
     spec = json.loads(
         kubectl("get", "rsp", "minimal", "-n", namespace, "-o", "json", kubeconfig=admin).stdout
     )["spec"]
-    assert spec["mode"] == "Recommend"
-    assert spec["profile"] == "latency-sensitive"
-    assert spec["interval"] == "5m"
-    assert spec["targetRef"] == {"kind": "Deployment", "name": "web"}
-    assert spec["history"] == {"window": "14d", "minimum": "24h", "resolution": "5m"}
-    assert spec["auto"] == {
-        "minChangePercent": 10,
-        "maxStepPercent": 100,
-        "cooldown": "1h",
-        "updateMode": "Rollout",
-        "canary": {"duration": "10m"},
-        "rollbackBackoff": "24h",
-    }
-    assert spec["kinds"] == ["Deployment"]
-    assert spec["cpu"] == {
-        "targetUtilization": 0.75,
-        "percentile": 0.95,
-        "noLimit": False,
-        "throttlingThreshold": 0.05,
-    }
-    assert spec["memory"] == {"headroom": 0.1}
+    assert spec == with_crd_defaults(spec_schema(), minimal)
+    assert spec["auto"]["canary"]["duration"] and spec["containerPolicies"][0]["mode"], "nested defaults"
     assert "limitRatio" not in spec["cpu"], "limit ratios default from the profile, not the schema"
+    assert parse_policy(spec) == parse_policy(minimal)
 
 
 def test_short_name_and_printer_columns(admin: Path, namespace: str) -> None:

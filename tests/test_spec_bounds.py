@@ -40,7 +40,7 @@ def test_every_policy_the_repo_applies_parses(where: str, spec: dict) -> None:
 @pytest.mark.parametrize(
     ("history", "message"),
     [
-        ({"window": "12h"}, "spec.history.minimum (24h) is longer than spec.history.window (12h)"),
+        ({"window": "12h"}, "spec.history.minimum (1d) is longer than spec.history.window (12h)"),
         (
             {"window": "1h", "minimum": "1h", "resolution": "40m"},
             "spec.history.resolution (40m) must be at most half",

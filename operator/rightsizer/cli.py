@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from rightsizer.duration import format_duration
 from rightsizer.errors import ConfigurationError
 from rightsizer.options import (
     EXIT_RUNTIME,
@@ -22,8 +23,16 @@ from rightsizer.options import (
 from rightsizer.promql import PromQLError
 from rightsizer.report import FORMATS, render
 from rightsizer.scan import ScanRequest, scan
-from rightsizer.settings import METRICS_LISTEN, Profile, RecommendationSettings, SettingsError
-from rightsizer.source import PrometheusUnavailable, stderr_progress
+from rightsizer.settings import (
+    CPU_WINDOW_SECONDS,
+    DEFAULTS,
+    HISTORY_WINDOW_SECONDS,
+    METRICS_LISTEN,
+    Profile,
+    RecommendationSettings,
+    SettingsError,
+)
+from rightsizer.source import PrometheusUnavailable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,17 +48,43 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "-n", "--namespace", action="append", default=[], help="namespace (repeatable; default all)"
     )
-    rec.add_argument("--history", type=duration, default=14 * 86400, help="history window (default 14d)")
-    rec.add_argument("--min-history", type=duration, default=86400, help="minimum history (default 24h)")
+    rec.add_argument(
+        "--history",
+        type=duration,
+        default=HISTORY_WINDOW_SECONDS,
+        help=f"history window (default {format_duration(HISTORY_WINDOW_SECONDS)})",
+    )
+    rec.add_argument(
+        "--min-history",
+        type=duration,
+        default=DEFAULTS.min_history_seconds,
+        help=f"minimum history (default {format_duration(DEFAULTS.min_history_seconds)})",
+    )
     rec.add_argument(
         "--resolution",
         type=duration,
-        default=300,
-        help="CPU usage is averaged over windows this long (default 5m; shorter only for minutes of history)",
+        default=CPU_WINDOW_SECONDS,
+        help=f"CPU usage is averaged over windows this long (default {format_duration(CPU_WINDOW_SECONDS)}; "
+        "shorter only for minutes of history)",
     )
-    rec.add_argument("--profile", choices=[p.value for p in Profile], default=Profile.LATENCY_SENSITIVE.value)
-    rec.add_argument("--target-utilization", type=fraction, default=0.75, help="peak CPU / request (0.75)")
-    rec.add_argument("--cpu-percentile", type=fraction, default=0.95, help="peak-time percentile (0.95)")
+    rec.add_argument(
+        "--profile",
+        choices=[p.value for p in Profile],
+        default=DEFAULTS.profile.value,
+        help=f"default {DEFAULTS.profile.value}",
+    )
+    rec.add_argument(
+        "--target-utilization",
+        type=fraction,
+        default=DEFAULTS.cpu_target_utilization,
+        help=f"peak CPU / request (default {DEFAULTS.cpu_target_utilization})",
+    )
+    rec.add_argument(
+        "--cpu-percentile",
+        type=fraction,
+        default=DEFAULTS.cpu_percentile,
+        help=f"peak-time percentile (default {DEFAULTS.cpu_percentile})",
+    )
     rec.add_argument("--no-cpu-limit", action="store_true", help="recommend no CPU limit")
     rec.add_argument("-o", "--output", choices=FORMATS, default="table")
     rec.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -99,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     op.set_defaults(run=run_operator)
     return parser
+
+
+def stderr_progress(message: str) -> None:
+    """The report's progress and summary, on stderr beside the report on stdout."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def run_recommend(args: argparse.Namespace) -> int:

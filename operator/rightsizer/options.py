@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 from typing import NoReturn
 
-from rightsizer.duration import parse_duration
+from rightsizer.duration import format_duration, parse_duration
 from rightsizer.promql import LabelConfig, Matcher, PromQLError
-from rightsizer.source import PrometheusAuth, PrometheusSource, PrometheusUnavailable
+from rightsizer.settings import PROMETHEUS_TIMEOUT_SECONDS
+from rightsizer.source import PrometheusAuth, PrometheusSource, PrometheusUnavailable, url_error
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -51,8 +52,9 @@ def listen_address(text: str) -> tuple[str, int] | None:
 
 
 def _url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"{text!r} must start with http:// or https://")
+    error = url_error(text)
+    if error:
+        raise argparse.ArgumentTypeError(error)
     return text
 
 
@@ -93,7 +95,12 @@ def add_prometheus_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="extra HTTP header 'Name: value' (repeatable)",
     )
-    group.add_argument("--timeout", type=duration, default=120, help="per-query timeout (default 2m)")
+    group.add_argument(
+        "--timeout",
+        type=duration,
+        default=PROMETHEUS_TIMEOUT_SECONDS,
+        help=f"per-query timeout (default {format_duration(PROMETHEUS_TIMEOUT_SECONDS)})",
+    )
     labels = parser.add_argument_group("labels (docs/metrics.md)")
     labels.add_argument("--namespace-label", default="namespace")
     labels.add_argument("--pod-label", default="pod", help="pod_name on old cAdvisor")

@@ -12,9 +12,18 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from rightsizer.duration import parse_duration
+from rightsizer.duration import format_duration, parse_duration
 from rightsizer.quantity import QuantityError, parse
-from rightsizer.settings import RecommendationSettings, ResourceBounds, SettingsError
+from rightsizer.settings import (
+    CPU_WINDOW_SECONDS,
+    DEFAULTS,
+    EVALUATION_INTERVAL_SECONDS,
+    HISTORY_WINDOW_SECONDS,
+    RecommendationSettings,
+    ResourceBounds,
+    SettingsError,
+    inverted_bound,
+)
 from rightsizer.spec_bounds import duration_breach, history_breach, number_breach, quantity_breach
 
 DEFAULT_KIND = "Deployment"
@@ -127,19 +136,23 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
     memory = spec.get("memory") or {}
     history = spec.get("history") or {}
     written = {
-        "window": history.get("window", "14d"),
-        "minimum": history.get("minimum", "24h"),
-        "resolution": history.get("resolution", "5m"),
+        "window": _written(history, "window", HISTORY_WINDOW_SECONDS),
+        "minimum": _written(history, "minimum", DEFAULTS.min_history_seconds),
+        "resolution": _written(history, "resolution", CPU_WINDOW_SECONDS),
     }
     window, minimum, resolution = (_duration(written[key], f"spec.history.{key}") for key in written)
     breach = history_breach(window, minimum, resolution, written)
     if breach:
         raise PolicyError(breach)
     overrides: dict[str, object] = {
-        "cpu_target_utilization": _number(cpu.get("targetUtilization", 0.75), "spec.cpu.targetUtilization"),
-        "cpu_percentile": _number(cpu.get("percentile", 0.95), "spec.cpu.percentile"),
-        "throttling_threshold": _number(cpu.get("throttlingThreshold", 0.05), "spec.cpu.throttlingThreshold"),
-        "memory_headroom": _number(memory.get("headroom", 0.10), "spec.memory.headroom"),
+        "cpu_target_utilization": _number(
+            cpu.get("targetUtilization", DEFAULTS.cpu_target_utilization), "spec.cpu.targetUtilization"
+        ),
+        "cpu_percentile": _number(cpu.get("percentile", DEFAULTS.cpu_percentile), "spec.cpu.percentile"),
+        "throttling_threshold": _number(
+            cpu.get("throttlingThreshold", DEFAULTS.throttling_threshold), "spec.cpu.throttlingThreshold"
+        ),
+        "memory_headroom": _number(memory.get("headroom", DEFAULTS.memory_headroom), "spec.memory.headroom"),
         "min_history_seconds": minimum,
     }
     if cpu.get("noLimit"):
@@ -149,17 +162,18 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
     if "limitRatio" in memory:
         overrides["memory_limit_ratio"] = _number(memory["limitRatio"], "spec.memory.limitRatio")
     try:
-        settings = RecommendationSettings.for_profile(spec.get("profile", "latency-sensitive"), **overrides)
+        settings = RecommendationSettings.for_profile(spec.get("profile", DEFAULTS.profile), **overrides)
     except (SettingsError, ValueError) as error:
         raise PolicyError(f"spec: {error}") from None
     auto = spec.get("auto") or {}
+    rails = AutoRails()
     return PolicySpec(
         target_name=target["name"] if target else None,
         target_kind=(target or {}).get("kind", DEFAULT_KIND),
         selector=selector_from(selector) if selector is not None else None,
         selector_kinds=tuple(spec.get("kinds") or (DEFAULT_KIND,)),
         mode=spec.get("mode", RECOMMEND),
-        interval_seconds=_duration(spec.get("interval", "5m"), "spec.interval"),
+        interval_seconds=_duration(_written(spec, "interval", EVALUATION_INTERVAL_SECONDS), "spec.interval"),
         history_seconds=window,
         cpu_window_seconds=resolution,
         settings=settings,
@@ -167,15 +181,22 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
             _container_policy(item, index) for index, item in enumerate(spec.get("containerPolicies") or [])
         ),
         auto=AutoRails(
-            min_change_percent=int(_number(auto.get("minChangePercent", 10), "spec.auto.minChangePercent")),
-            max_step_percent=int(_number(auto.get("maxStepPercent", 100), "spec.auto.maxStepPercent")),
-            cooldown_seconds=_duration(auto.get("cooldown", "1h"), "spec.auto.cooldown"),
-            update_mode=auto.get("updateMode", ROLLOUT),
+            min_change_percent=int(
+                _number(auto.get("minChangePercent", rails.min_change_percent), "spec.auto.minChangePercent")
+            ),
+            max_step_percent=int(
+                _number(auto.get("maxStepPercent", rails.max_step_percent), "spec.auto.maxStepPercent")
+            ),
+            cooldown_seconds=_duration(
+                _written(auto, "cooldown", rails.cooldown_seconds), "spec.auto.cooldown"
+            ),
+            update_mode=auto.get("updateMode", rails.update_mode),
             canary_seconds=_duration(
-                (auto.get("canary") or {}).get("duration", "10m"), "spec.auto.canary.duration"
+                _written(auto.get("canary") or {}, "duration", rails.canary_seconds),
+                "spec.auto.canary.duration",
             ),
             rollback_backoff_seconds=_duration(
-                auto.get("rollbackBackoff", "24h"), "spec.auto.rollbackBackoff"
+                _written(auto, "rollbackBackoff", rails.rollback_backoff_seconds), "spec.auto.rollbackBackoff"
             ),
         ),
     )
@@ -197,10 +218,9 @@ def _container_policy(raw: dict[str, Any], index: int) -> ContainerPolicy:
         min_allowed=_bounds(raw.get("minAllowed") or {}, f"{path}.minAllowed"),
         max_allowed=_bounds(raw.get("maxAllowed") or {}, f"{path}.maxAllowed"),
     )
-    for resource in ("cpu", "memory"):
-        low, high = getattr(policy.min_allowed, resource), getattr(policy.max_allowed, resource)
-        if low is not None and high is not None and low > high:
-            raise PolicyError(f"{path}: minAllowed.{resource} is above maxAllowed.{resource}")
+    resource = inverted_bound(policy.min_allowed, policy.max_allowed)
+    if resource is not None:
+        raise PolicyError(f"{path}: minAllowed.{resource} is above maxAllowed.{resource}")
     return policy
 
 
@@ -217,6 +237,11 @@ def _bounds(raw: dict[str, Any], path: str) -> ResourceBounds:
         if breach:
             raise PolicyError(breach)
     return ResourceBounds(**amounts)
+
+
+def _written(raw: dict[str, Any], key: str, default_seconds: int) -> str:
+    """A duration field as the spec writes it, else its default written the same way (``14d``)."""
+    return str(raw.get(key, format_duration(default_seconds)))
 
 
 def _duration(text: str, path: str) -> int:

@@ -10,6 +10,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from rightsizer.settings import CPU_WINDOW_SECONDS, DAY_SECONDS
+
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
 
@@ -30,7 +32,6 @@ LAST_TERMINATED = "kube_pod_container_status_last_terminated_reason"
 RESTARTS = "kube_pod_container_status_restarts_total"
 
 
-DAY_SECONDS = 86400
 HISTORY_BUCKET_SECONDS = 1800
 """Bucket of the history for windows of a day or more: 48 a day, 672 points a series for 14 days
 instead of 4,032 at 5 minutes. Half an hour: a bucket's highest and mean 5-minute CPU rates
@@ -108,7 +109,7 @@ class QueryScope:
     """Empty means every namespace."""
     window_seconds: int
     labels: LabelConfig = field(default_factory=LabelConfig)
-    cpu_window_seconds: int = 300
+    cpu_window_seconds: int = CPU_WINDOW_SECONDS
     """Short window of CPU rates (the 'usage' whose percentile is taken); also the subquery step,
     so the windows tile each bucket without gaps or overlap."""
     pods: tuple[str, ...] = ()

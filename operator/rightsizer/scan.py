@@ -9,7 +9,7 @@ from rightsizer.collect import failed_workloads, workload_containers
 from rightsizer.engine import recommend
 from rightsizer.model import Recommendation
 from rightsizer.promql import LabelConfig, QueryScope
-from rightsizer.settings import RecommendationSettings
+from rightsizer.settings import CPU_WINDOW_SECONDS, HISTORY_WINDOW_SECONDS, RecommendationSettings
 from rightsizer.shards import FailedScope
 from rightsizer.source import ProgressCallback, PrometheusSource
 
@@ -19,9 +19,9 @@ class ScanRequest:
     """What to scan: namespaces (empty = all with container series), history window, label names."""
 
     namespaces: tuple[str, ...] = ()
-    history_seconds: int = 14 * 24 * 3600
+    history_seconds: int = HISTORY_WINDOW_SECONDS
     labels: LabelConfig = field(default_factory=LabelConfig)
-    cpu_window_seconds: int = 300
+    cpu_window_seconds: int = CPU_WINDOW_SECONDS
 
 
 @dataclass(frozen=True)

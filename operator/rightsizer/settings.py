@@ -41,6 +41,19 @@ PROFILE_RATIOS: dict[Profile, tuple[float, float, float]] = {
     Profile.BACKGROUND: (1.5, 1.25, 2.0),
 }
 DAY_SECONDS = 86400
+
+# Defaults of a policy's spec and of the CLI's flags, beside those of ``RecommendationSettings``
+# below. crds/rightsizepolicy.yaml writes them again as schema defaults (YAML cannot import them):
+# tests/test_defaults.py holds the two equal.
+HISTORY_WINDOW_SECONDS = 14 * DAY_SECONDS
+"""History a recommendation reads (``spec.history.window``, ``recommend --history``): two of every
+weekday, within the 15 days Prometheus keeps by default."""
+CPU_WINDOW_SECONDS = 300
+"""CPU usage is averaged over windows this long (``spec.history.resolution``, ``--resolution``)."""
+EVALUATION_INTERVAL_SECONDS = 300
+"""How often a policy is evaluated (``spec.interval``)."""
+PROMETHEUS_TIMEOUT_SECONDS = 120
+"""How long one Prometheus query may take (``--timeout``), Prometheus' own default timeout."""
 METRICS_LISTEN = "0.0.0.0:8081"
 """Where ``rightsizer operator`` serves ``/metrics`` (``--metrics-listen``; docs/operator.md, "Metrics"),
 beside Kopf's liveness endpoint on 8080."""
@@ -188,13 +201,23 @@ class RecommendationSettings:
         for name, ok, rule in checks:
             if not ok:
                 raise SettingsError(f"{name}={getattr(self, name)!r}: {rule}")
-        for resource in ("cpu", "memory"):
-            low = getattr(self.min_allowed, resource)
-            high = getattr(self.max_allowed, resource)
-            if low is not None and high is not None and low > high:
-                raise SettingsError(
-                    f"min_allowed.{resource} ({low}) is above max_allowed.{resource} ({high})"
-                )
+        resource = inverted_bound(self.min_allowed, self.max_allowed)
+        if resource is not None:
+            low, high = getattr(self.min_allowed, resource), getattr(self.max_allowed, resource)
+            raise SettingsError(f"min_allowed.{resource} ({low}) is above max_allowed.{resource} ({high})")
+
+
+def inverted_bound(min_allowed: ResourceBounds, max_allowed: ResourceBounds) -> str | None:
+    """The first resource (``cpu``, ``memory``) whose minimum is above its maximum, or None."""
+    for resource in ("cpu", "memory"):
+        low, high = getattr(min_allowed, resource), getattr(max_allowed, resource)
+        if low is not None and high is not None and low > high:
+            return resource
+    return None
+
+
+DEFAULTS = RecommendationSettings()
+"""The engine's defaults (the latency-sensitive profile's): what a policy or the CLI leaves unset."""
 
 
 # The operator's costs: how much it asks of Prometheus and of the API server (docs/operator.md).

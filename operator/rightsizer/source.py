@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from urllib3.util.retry import Retry
 
 from rightsizer.model import HistoryGrid
 from rightsizer.promql import CPU_USAGE, MEMORY_WORKING_SET, LabelConfig, QueryScope, pod_throttling_query
+from rightsizer.settings import PROMETHEUS_TIMEOUT_SECONDS
 from rightsizer.shards import FailedScope, run_in_shards
 
 logger = logging.getLogger(__name__)
@@ -100,8 +100,11 @@ class UsageFrames:
 ProgressCallback = Callable[[str], None]
 
 
-def stderr_progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def url_error(url: str) -> str | None:
+    """Why ``url`` cannot be Prometheus' address, or None."""
+    if not url.startswith(("http://", "https://")):
+        return f"{url!r} must start with http:// or https://"
+    return None
 
 
 class PrometheusSource:
@@ -112,11 +115,12 @@ class PrometheusSource:
         url: str,
         auth: PrometheusAuth | None = None,
         *,
-        timeout_seconds: float = 120,
+        timeout_seconds: float = PROMETHEUS_TIMEOUT_SECONDS,
         workers: int = 4,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise PrometheusUnavailable(f"Prometheus URL {url!r} must start with http:// or https://")
+        error = url_error(url)
+        if error:
+            raise PrometheusUnavailable(f"Prometheus URL {error}")
         self.url = url.rstrip("/")
         self.auth = auth or PrometheusAuth()
         self.workers = workers

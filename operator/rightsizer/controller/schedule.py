@@ -7,9 +7,10 @@ from datetime import datetime
 
 from rightsizer.controller.outcome import PolicyObject
 from rightsizer.policy import PolicyError, parse_policy
+from rightsizer.settings import EVALUATION_INTERVAL_SECONDS
 from rightsizer.timestamps import parse_time
 
-DEFAULT_INTERVAL_SECONDS = 300
+DEFAULT_INTERVAL_SECONDS = EVALUATION_INTERVAL_SECONDS
 """For a policy whose spec cannot be read: it is re-evaluated (and its error reported) this often."""
 RETRY_BASE_SECONDS = 15
 """After a failed Prometheus query: retried after 15 s, 30 s, 60 s ... up to the interval."""
