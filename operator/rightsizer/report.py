@@ -13,6 +13,7 @@ import yaml
 from rightsizer.model import Recommendation, Resources
 from rightsizer.quantity import CPU, MEMORY, format_quantity
 from rightsizer.shards import FailedScope
+from rightsizer.timestamps import format_time
 
 FORMATS = ("table", "json", "yaml")
 COLUMNS = (
@@ -53,7 +54,7 @@ def render(
 def to_document(recommendations: list[Recommendation], end: float | None = None) -> dict[str, Any]:
     document: dict[str, Any] = {"recommendations": [r.to_dict() for r in recommendations]}
     if end is not None:
-        document["evaluatedAt"] = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        document["evaluatedAt"] = format_time(datetime.fromtimestamp(end, UTC))
     return document
 
 

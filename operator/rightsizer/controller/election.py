@@ -34,6 +34,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from rightsizer.errors import ConfigurationError
+from rightsizer.timestamps import format_micro_time
 
 log = logging.getLogger("rightsizer.election")
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -77,11 +78,6 @@ def lease_namespace(given: str | None) -> str:
         raise ConfigurationError(
             "--leader-elect outside a pod needs --leader-elect-namespace (the namespace of the Lease)"
         ) from None
-
-
-def _micro_time(moment: datetime) -> str:
-    """A MicroTime as the API server parses it (always six fractional digits)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaseElection:
@@ -179,8 +175,8 @@ class LeaseElection:
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": self.timing.lease_seconds,
-            "acquireTime": _micro_time(now),
-            "renewTime": _micro_time(now),
+            "acquireTime": format_micro_time(now),
+            "renewTime": format_micro_time(now),
             "leaseTransitions": transitions,
         }
 
@@ -215,7 +211,9 @@ class LeaseElection:
         spec = lease.get("spec") or {}
         if spec.get("holderIdentity") != self.identity:
             return
-        spec.update(holderIdentity=None, leaseDurationSeconds=1, renewTime=_micro_time(datetime.now(UTC)))
+        spec.update(
+            holderIdentity=None, leaseDurationSeconds=1, renewTime=format_micro_time(datetime.now(UTC))
+        )
         lease["spec"] = spec
         self._replace(lease)
         with self._lock:
