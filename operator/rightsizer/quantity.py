@@ -1,14 +1,14 @@
-"""Kubernetes quantities: parsed with the kubernetes client, formatted for people.
+"""Kubernetes quantities: parsed as the kubernetes client parses them, formatted for people.
 
-Internally every amount is a ``Decimal`` in base units: CPU in cores, memory in bytes.
+Internally every amount is a ``Decimal`` in base units: CPU in cores, memory in bytes. The parser is
+the client's (``kubernetes.utils.parse_quantity``, Apache-2.0) without importing the client, which
+the engine must not (pyproject.toml, import-linter); tests/test_units.py holds the two equal.
 """
 
 from __future__ import annotations
 
 import math
-from decimal import ROUND_CEILING, Decimal
-
-from kubernetes.utils import parse_quantity
+from decimal import ROUND_CEILING, Decimal, DecimalException, InvalidOperation
 
 MIB = Decimal(1024 * 1024)
 GIB = MIB * 1024
@@ -17,6 +17,11 @@ MILLI = Decimal("0.001")
 CPU = "cpu"
 MEMORY = "memory"
 RESOURCES = (CPU, MEMORY)
+
+
+EXPONENTS = {"n": -3, "u": -2, "m": -1, "k": 1, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+"""A suffix's power of 1000, or of 1024 followed by ``i`` (``Ki`` ... ``Ei`` only)."""
+BINARY_PREFIXES = "KMGTPE"
 
 
 class QuantityError(ValueError):
@@ -29,9 +34,36 @@ def parse(value: str | int | float | Decimal, *, field: str = "quantity") -> Dec
         amount = parse_quantity(value)
     except (ValueError, TypeError) as error:
         raise QuantityError(f"{field}: {value!r} is not a Kubernetes quantity ({error})") from None
+    if not amount.is_finite():
+        raise QuantityError(f"{field}: {value!r} is not a Kubernetes quantity (not a finite number)")
     if amount < 0:
         raise QuantityError(f"{field}: {value!r} is negative")
-    return Decimal(amount)
+    return amount
+
+
+def parse_quantity(value: str | int | float | Decimal) -> Decimal:
+    """The kubernetes client's parser: a number, then an optional suffix; ``ValueError`` otherwise."""
+    if isinstance(value, int | float | Decimal):
+        return Decimal(value)
+    text = str(value)
+    number, suffix = text, ""
+    if len(text) >= 2 and text[-1] == "i" and text[-2] in EXPONENTS:
+        number, suffix = text[:-2], text[-2:]
+    elif text and text[-1] != "i" and text[-1] in EXPONENTS:
+        number, suffix = text[:-1], text[-1]
+    try:
+        amount = Decimal(number)
+    except InvalidOperation:
+        raise ValueError(f"Invalid number format: {number}") from None
+    if not suffix:
+        return amount
+    if suffix.endswith("i") and suffix[0] not in BINARY_PREFIXES:
+        raise ValueError(f"{text} has unknown suffix")
+    base = Decimal(1024 if suffix.endswith("i") else 1000)
+    try:
+        return amount * base ** EXPONENTS[suffix[0]]
+    except DecimalException as error:
+        raise ValueError(f"Invalid quantity: {text}") from error
 
 
 def ceil_cpu(cores: float | Decimal, step_millicores: int = 5) -> Decimal:
