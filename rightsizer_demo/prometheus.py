@@ -65,6 +65,10 @@ def load_history(
     return Path(tsdb_dir)
 
 
+ADDRESS_IN_USE = "address already in use"
+"""What prometheus logs when its listen address is taken."""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -93,6 +97,9 @@ class PrometheusServer:
         self.flags = tuple(flags)
         """More command-line flags, e.g. ``--query.max-samples=5000``."""
         self.port = port or free_port()
+        self._choose_port = port is None
+        """A port it chose, until it first served on it: taken by someone else meanwhile, another is
+        chosen. Never on a restart: who knows its URL expects it back on the same port."""
         self.log_path = Path(log_path) if log_path else self._beside_tsdb("log")
         self.startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -101,8 +108,24 @@ class PrometheusServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> PrometheusServer:
-        """Start prometheus and wait until it serves the loaded history; raises PrometheusError if not."""
+    def start(self, attempts: int = 5) -> PrometheusServer:
+        """Start prometheus and wait until it serves the loaded history; raises PrometheusError if not.
+
+        A free port is only free when it is chosen: if another process binds it before prometheus
+        does, prometheus exits and, on a first start, is started again on another (``attempts``)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+            except PrometheusError:
+                if not (self._choose_port and attempt < attempts and ADDRESS_IN_USE in self._log_tail()):
+                    raise
+                self.port = free_port()
+                continue
+            self._choose_port = False
+            return self
+        raise PrometheusError(f"no free port after {attempts} attempts")
+
+    def _start_once(self) -> None:
         config = self._beside_tsdb("yml")
         config.write_text(CONFIG)
         command = [
@@ -120,7 +143,6 @@ class PrometheusServer:
         except BaseException:
             self.stop()
             raise
-        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (Prometheus closes its TSDB cleanly), then SIGKILL after ``timeout`` seconds."""
@@ -151,13 +173,19 @@ class PrometheusServer:
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 raise PrometheusError(f"prometheus exited at start; its log:\n{self._log_tail()}")
-            if self._get("/-/ready") is not None and self._metric_names():
+            if self._get("/-/ready") is not None and self._metric_names() and self._serves_our_tsdb():
                 return
             time.sleep(0.1)
         raise PrometheusError(
             f"prometheus at {self.url} served no series from {self.tsdb_dir} within {self.startup_timeout} s;"
             f" its log:\n{self._log_tail()}"
         )
+
+    def _serves_our_tsdb(self) -> bool:
+        """Not another prometheus that holds the port ours could not bind (ours then exits)."""
+        body = self._get("/api/v1/status/flags")
+        flags = {} if body is None else json.loads(body).get("data") or {}
+        return Path(flags.get("storage.tsdb.path", "")).resolve() == self.tsdb_dir.resolve()
 
     def _metric_names(self) -> list[str]:
         body = self._get("/api/v1/label/__name__/values")

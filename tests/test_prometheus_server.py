@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from prometheus_api_client import PrometheusConnect
 
+from rightsizer_demo import prometheus
 from rightsizer_demo.history import (
     DAY,
     MIB,
@@ -25,7 +26,12 @@ from rightsizer_demo.history import (
     window_ending_now,
     write_openmetrics,
 )
-from rightsizer_demo.prometheus import PROMTOOL_BIN_ENV, PrometheusError, PrometheusServer, load_history
+from rightsizer_demo.prometheus import (
+    PROMTOOL_BIN_ENV,
+    PrometheusError,
+    PrometheusServer,
+    load_history,
+)
 from tests.support.prometheus import start_demo_prometheus
 
 STEP = 60
@@ -165,6 +171,35 @@ def test_old_history_survives_a_restart_and_stop_frees_the_port(tmp_path: Path):
             assert flags["storage.tsdb.retention.time"] == "100y"
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", server.port), timeout=2)
+
+
+def test_a_port_taken_between_its_choice_and_the_start_is_chosen_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Another Prometheus binds the port this one chose before it starts: this one is started again
+    on another port, and serves its own history, not the other's; a restart keeps its port."""
+    start = 1_699_920_000
+    for name in ("mine", "theirs"):
+        app = ContainerSpec("app", UsageModel(0.1, 64 * MIB), requests={"cpu": "100m"})
+        history = tmp_path / f"{name}.om"
+        write_openmetrics(
+            [WorkloadSpec(name, "w", (app,), created_at=start)], history, start, start + 600, STEP
+        )
+        load_history(history, tmp_path / name)
+    with PrometheusServer(tmp_path / "theirs") as theirs:
+        chosen, free_port = iter([theirs.port]), prometheus.free_port
+        monkeypatch.setattr(prometheus, "free_port", lambda: next(chosen, None) or free_port())
+        mine = PrometheusServer(tmp_path / "mine")
+        assert mine.port == theirs.port
+        with mine:
+            assert mine.port != theirs.port
+            client = PrometheusConnect(mine.url, disable_ssl=True)
+            (owner,) = client.custom_query("kube_pod_owner", params={"time": str(start + 300)})
+            assert owner["metric"]["namespace"] == "mine"
+        port = mine.port
+        mine.start()
+        assert mine.port == port
+        mine.stop()
 
 
 def test_promtool_errors_carry_its_output(tmp_path: Path):
