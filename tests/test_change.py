@@ -20,6 +20,7 @@ from rightsizer.change import (
     directions,
     pod_state,
     regression,
+    undoable_in_place,
     without_backed_off,
 )
 from rightsizer.model import Resources
@@ -176,3 +177,23 @@ def test_a_pods_qos_class_counts_every_container():
     assert pod_qos_class([guaranteed, guaranteed]) == "Guaranteed"
     assert pod_qos_class([guaranteed, res({"cpu": "1"})]) == "Burstable"
     assert pod_qos_class([res(), res()]) == "BestEffort"
+
+
+def test_in_place_a_limit_is_changed_never_added_or_removed_so_a_rollback_can_undo_it():
+    """Kubernetes adds limits in place but never removes one: a limit added by a change could not
+    be taken away by its rollback."""
+    before = Resources({"cpu": parse("100m"), "memory": parse("300Mi")}, {"memory": parse("300Mi")})
+    after = Resources(
+        {"cpu": parse("55m"), "memory": parse("104Mi")}, {"cpu": parse("165m"), "memory": parse("115Mi")}
+    )
+    shaped, left_out = undoable_in_place(before, after)
+    assert shaped == Resources(after.requests, {"memory": parse("115Mi")})
+    assert left_out == ("cpu limit 165m not added",)
+    # A limit the change would drop is kept, raised to the request when the request passes it.
+    dropped = Resources({"cpu": parse("2"), "memory": parse("200Mi")}, {"memory": parse("200Mi")})
+    with_cpu_limit = Resources(before.requests, {"cpu": parse("1"), "memory": parse("300Mi")})
+    shaped, left_out = undoable_in_place(with_cpu_limit, dropped)
+    assert shaped.limits == {"cpu": parse("2"), "memory": parse("200Mi")}
+    assert left_out == ("cpu limit kept (a limit cannot be removed in place)",)
+    # Values that only change pass unchanged.
+    assert undoable_in_place(with_cpu_limit, with_cpu_limit) == (with_cpu_limit, ())

@@ -66,11 +66,11 @@ def plan_changes(
         # The minimum is judged on the whole change, not on one step of it: with steps smaller than
         # the minimum (maxStepPercent 10 against minChangePercent 10, say) a decrease of 1/1.1, 9%,
         # would otherwise never be applied at all.
-        if not _significant(rec.current, target, rails.min_change_percent):
+        if not is_significant(rec.current, target, rails.min_change_percent):
             skipped[rec.key] = (
                 f"the confident part of the change is below the minimum of {rails.min_change_percent}%: "
                 "too little history to go further yet"
-                if partial and _significant(rec.current, rec.recommended, rails.min_change_percent)
+                if partial and is_significant(rec.current, rec.recommended, rails.min_change_percent)
                 else f"change below the minimum of {rails.min_change_percent}%"
             )
             continue
@@ -114,7 +114,7 @@ def _step(current: Resources, target: Resources, max_step_percent: int) -> Resou
     return Resources(requests, limits)
 
 
-def _significant(current: Resources, target: Resources, min_change_percent: int) -> bool:
+def is_significant(current: Resources, target: Resources, min_change_percent: int) -> bool:
     """True when any request or limit moves by at least the minimum, or is added or removed."""
     threshold = Decimal(min_change_percent) / 100
     for kind in ("requests", "limits"):

@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from rightsizer.model import Resources
 from rightsizer.pods import PodView
-from rightsizer.quantity import RESOURCES, parse
+from rightsizer.quantity import RESOURCES, format_quantity, parse
 from rightsizer.timestamps import format_time, parse_time
 from rightsizer.workload import ANNOTATION_PREFIX
 
@@ -176,6 +177,30 @@ def pod_state(pod: PodView, target: dict[str, Resources]) -> tuple[PodState, str
     if running:
         return PodState.RESIZED, "running with the new resources"
     return PodState.PENDING, pod.resize_pending or "the kubelet has not applied it yet"
+
+
+def undoable_in_place(before: Resources, after: Resources) -> tuple[Resources, tuple[str, ...]]:
+    """``after`` as an in-place change can take it and a rollback can undo it, with what was left out.
+
+    Kubernetes resizes a running container's existing requests and limits, and adds limits, but
+    never removes one in place ("resource limits cannot be removed"). A limit added in place could
+    not be taken away by a rollback, so it is not added; a limit ``after`` drops is kept where it
+    is (raised to the request if the request passes it). The rest of the change goes ahead.
+    """
+    limits: dict[str, Decimal] = {}
+    left_out = []
+    for resource in RESOURCES:
+        old, new = before.limits.get(resource), after.limits.get(resource)
+        if old is None:
+            if new is not None:
+                left_out.append(f"{resource} limit {format_quantity(resource, new)} not added")
+            continue
+        if new is None:
+            left_out.append(f"{resource} limit kept (a limit cannot be removed in place)")
+            new = old
+        request = after.requests.get(resource)
+        limits[resource] = max(new, request) if request is not None else new
+    return Resources(dict(after.requests), limits), tuple(left_out)
 
 
 def _holds(resources: Resources, target: Resources) -> bool:

@@ -29,6 +29,7 @@ from rightsizer.apply import (
     ContainerChange,
     build_patch,
     describe,
+    is_significant,
     plan_changes,
     pod_spec_patch,
 )
@@ -45,6 +46,7 @@ from rightsizer.change import (
     pod_state,
     regression,
     restarts_of,
+    undoable_in_place,
     without_backed_off,
 )
 from rightsizer.constraints import limit_range_violations, node_fit_violations, quota_violations
@@ -179,6 +181,8 @@ def _start(
         notes.update({rec.key: f"not applied: {plan.blocked}" for rec in recommendations})
         return WorkloadChange(blocked=f"{workload.reference_name}: {plan.blocked}", notes=notes)
     plan = _without_backed_off(workload, plan, ctx.now, notes)
+    if ctx.rails.update_mode != ROLLOUT and workload.kind is not CRONJOB:
+        plan = _undoable_in_place(plan, ctx.rails.min_change_percent, notes)
     if not plan.changes:
         return WorkloadChange(notes=notes)
     changed = {c.container: c.after for c in plan.changes}
@@ -219,6 +223,23 @@ def _without_backed_off(
             notes[change.key] = f"{resource} held back: rolled back before, backed off ({moves})"
         if after != change.before:
             kept.append(replace(change, after=after))
+    return replace(plan, changes=tuple(kept))
+
+
+def _undoable_in_place(plan: ApplyPlan, min_change_percent: int, notes: dict[ContainerKey, str]) -> ApplyPlan:
+    """The plan as in-place resizes can apply it and a rollback can undo it (``undoable_in_place``):
+    limits are changed, never added or removed; what is left out is noted."""
+    kept = []
+    for change in plan.changes:
+        after, left_out = undoable_in_place(change.before, change.after)
+        if not left_out:
+            kept.append(change)
+            continue
+        why = f"{'; '.join(left_out)}: in place, Kubernetes cannot take a limit away again"
+        if is_significant(change.before, after, min_change_percent):
+            kept.append(replace(change, after=after, reason=f"{change.reason} ({why})"))
+        else:
+            notes[change.key] = f"not applied: {why}, and the rest is below the minimum change"
     return replace(plan, changes=tuple(kept))
 
 
@@ -608,13 +629,14 @@ def _roll_back(
         )
     if change.method is Method.PODS_ONLY:
         annotations[POD_RESOURCES] = change.pod_resources_before
+    stuck: list[str] = []
     if change.method is Method.ROLLOUT:
         patch = build_patch(workload, undo, ctx.policy_name, ctx.now)
         patch["metadata"].pop("resourceVersion")
         patch["metadata"]["annotations"].update(annotations)
         ctx.cluster.patch_workload(workload.kind.name, workload.namespace, workload.name, patch)
     else:
-        _resize(
+        stuck = _resize(
             workload,
             [p for p in pods if pod_state(p, change.before)[0] is PodState.NOT_STARTED],
             change.before,
@@ -631,6 +653,10 @@ def _roll_back(
     backed = (
         f"; {', '.join(sorted(moves))} backed off for {ctx.rails.rollback_backoff_seconds}s" if moves else ""
     )
+    if stuck:  # nothing retries them once the change is gone: say so, loudly
+        backed += (
+            f"; not put back in place, delete to have them recreated from the template: {'; '.join(stuck)}"
+        )
     message = f"{workload.reference_name}: rolled back ({reason}){backed}"
     return WorkloadChange(
         rolled_back=message,
@@ -652,8 +678,10 @@ def _roll_back(
 
 def _resize(
     workload: WorkloadView, pods: list[PodView], target: dict[str, Resources], ctx: AutoContext
-) -> None:
-    """Resize each pod's containers to ``target`` in place (a refusal is left for the next look)."""
+) -> list[str]:
+    """Resize each pod's containers to ``target`` in place. A refusal is left for the next look
+    (the pod's state shows it not resized); returned as ``pod: why`` for those who must say so."""
+    refused = []
     for pod in pods:
         changes = tuple(
             ContainerChange(_key(workload, name), pod.containers[name].desired, resources, "")
@@ -662,8 +690,9 @@ def _resize(
         )
         try:
             ctx.cluster.resize_pod(workload.namespace, pod.name, pod_spec_patch(workload, changes))
-        except ResizeRefused:
-            continue  # its state shows it as not resized; the next evaluation decides
+        except ResizeRefused as error:
+            refused.append(f"{pod.name}: {error}")
+    return refused
 
 
 def _changes(workload: WorkloadView, change: Change, *, reverse: bool = False) -> tuple[ContainerChange, ...]:
