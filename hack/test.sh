@@ -11,4 +11,8 @@ bash hack/setup.sh
   echo "ruff format would reformat files: run .venv/bin/ruff format operator tests bench hack" >&2
   exit 1
 }
+# Static checks (configured in pyproject.toml): strict types over the package, and the import
+# contract that keeps the engine, model and settings free of Kubernetes and Prometheus.
+.venv/bin/mypy
+.venv/bin/lint-imports --no-cache --no-logo
 exec .venv/bin/python -m pytest "$@"

@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except (SettingsError, PromQLError, ConfigurationError) as error:
         print(f"rightsizer: error: {error}", file=sys.stderr)
         return EXIT_USAGE

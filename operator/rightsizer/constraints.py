@@ -21,7 +21,7 @@ def limit_range_violations(containers: dict[str, Resources], limit_ranges: list[
     itself defaults to ``max``), requests must be >= min and <= max, limits <= max, and
     limit / request <= maxLimitRequestRatio.
     """
-    violations = []
+    violations: list[str] = []
     for limit_range in limit_ranges:
         name = limit_range["metadata"]["name"]
         for item in (limit_range.get("spec") or {}).get("limits") or []:

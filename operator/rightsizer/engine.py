@@ -422,8 +422,8 @@ def _needed(seconds: int) -> str:
 
 
 def _bounded(amount: Decimal, resource: str, settings: RecommendationSettings, notes: list[str]) -> Decimal:
-    low = getattr(settings.min_allowed, resource)
-    high = getattr(settings.max_allowed, resource)
+    low: Decimal | None = getattr(settings.min_allowed, resource)
+    high: Decimal | None = getattr(settings.max_allowed, resource)
     fmt = format_cpu if resource == CPU else format_memory
     if low is not None and amount < low:
         notes.append(f"{resource} raised to minAllowed {fmt(low)}")
@@ -438,7 +438,7 @@ def _limit_bounded(
     limit: Decimal, request: Decimal, resource: str, settings: RecommendationSettings, notes: list[str]
 ) -> Decimal:
     """``maxAllowed`` bounds the limit too (never below the request): it is the most the policy allows."""
-    high = getattr(settings.max_allowed, resource)
+    high: Decimal | None = getattr(settings.max_allowed, resource)
     if high is None or limit <= high:
         return limit
     bounded = max(high, request)

@@ -77,7 +77,9 @@ class PodView:
         owner_kind, owner_name = workload_owner(metadata)
         conditions = {c.get("type"): c for c in status.get("conditions") or []}
         pending = conditions.get("PodResizePending") or {}
-        controller = next((o for o in metadata.get("ownerReferences") or [] if o.get("controller")), {})
+        controller: dict[str, Any] = next(
+            (o for o in metadata.get("ownerReferences") or [] if o.get("controller")), {}
+        )
         return cls(
             namespace=metadata["namespace"],
             name=metadata["name"],

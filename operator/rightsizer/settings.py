@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from rightsizer.quantity import MIB
 
@@ -149,8 +150,9 @@ class RecommendationSettings:
     max_allowed: ResourceBounds = field(default_factory=ResourceBounds)
 
     @classmethod
-    def for_profile(cls, profile: Profile | str, **overrides: object) -> RecommendationSettings:
-        """Settings with the profile's ratios, then the given overrides, validated."""
+    def for_profile(cls, profile: Profile | str, **overrides: Any) -> RecommendationSettings:
+        """Settings with the profile's ratios, then the given overrides, validated (``validate``
+        checks their values, not their types)."""
         profile = Profile(profile)
         cpu_ratio, memory_ratio, cpu_ratio_max = PROFILE_RATIOS[profile]
         base = cls(
@@ -222,7 +224,7 @@ DEFAULTS = RecommendationSettings()
 
 # The operator's costs: how much it asks of Prometheus and of the API server (docs/operator.md).
 
-SHARED_BATCH_MAX_BYTES = 512 * MIB
+SHARED_BATCH_MAX_BYTES = 512 * 1024 * 1024
 """Shared batches (``controller/batches.py``) kept at most: past this, the least recently used
 fetched batch is dropped (each also expires when its interval is over). A namespace's batch is a
 few MB for a thousand containers over 14 days (docs/metrics.md)."""

@@ -12,16 +12,18 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from rightsizer.model import HistoryGrid
@@ -182,7 +184,9 @@ class PrometheusSource:
         frames = {name: result for name, result in results.items() if isinstance(result, pd.DataFrame)}
         return UsageFrames(frames, grid, tuple(failed))
 
-    def _run(self, scope: QueryScope, names: list[str], end: float) -> dict[str, pd.DataFrame | Exception]:
+    def _run(
+        self, scope: QueryScope, names: Sequence[str], end: float
+    ) -> dict[str, pd.DataFrame | Exception]:
         """The named queries of ``scope``, in parallel: each one's frame, or the ``QueryTooLarge``
         it was refused with (any other failure is raised)."""
         first = end - (scope.buckets - 1) * scope.bucket_seconds
@@ -246,7 +250,7 @@ class PrometheusSource:
         frame = labels.loc[labels.index.repeat(counts)].reset_index(drop=True)
         return frame.assign(time=points[:, 0], value=points[:, 1])
 
-    def _call(self, send: Callable[[], list], what: str) -> list:
+    def _call(self, send: Callable[[], list[Any]], what: str) -> list[Any]:
         self.queries_sent += 1
         started = time.monotonic()
         self._client.headers = self.auth.request_headers()  # a rotated token file is picked up

@@ -13,12 +13,12 @@ and the Events, and writes nothing else.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from rightsizer.admission import POD_RESOURCES, pod_resources, pod_resources_annotation
 from rightsizer.apply import (
@@ -707,7 +707,9 @@ def _key(workload: WorkloadView, container: str) -> ContainerKey:
     return ContainerKey(workload.namespace, workload.kind.name, workload.name, container)
 
 
-def _patch_annotations(workload: WorkloadView, ctx: AutoContext, annotations: dict[str, str | None]) -> None:
+def _patch_annotations(
+    workload: WorkloadView, ctx: AutoContext, annotations: Mapping[str, str | None]
+) -> None:
     ctx.cluster.patch_workload(
         workload.kind.name, workload.namespace, workload.name, {"metadata": {"annotations": annotations}}
     )

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from rightsizer.errors import ConfigurationError
 from rightsizer.timestamps import format_micro_time
@@ -195,16 +195,18 @@ class LeaseElection:
         return True
 
     def _read(self) -> dict[str, Any]:
-        response = self._api.read_namespaced_lease(self.name, self.namespace, _preload_content=False)
-        return json.loads(response.data)
+        # Unparsed (_preload_content=False): the raw urllib3 response, not the V1Lease it is typed as.
+        response: Any = self._api.read_namespaced_lease(self.name, self.namespace, _preload_content=False)
+        lease: dict[str, Any] = json.loads(response.data)
+        return lease
 
     def _create(self, spec: dict[str, Any]) -> None:
         body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
-        self._api.create_namespaced_lease(self.namespace, body)
+        self._api.create_namespaced_lease(self.namespace, body)  # type: ignore[arg-type]  # a dict serves
 
     def _replace(self, lease: dict[str, Any]) -> None:
         """A full update carrying the resourceVersion read: a conflict (409) if it changed since."""
-        self._api.replace_namespaced_lease(self.name, self.namespace, lease)
+        self._api.replace_namespaced_lease(self.name, self.namespace, lease)  # type: ignore[arg-type]
 
     def _release(self) -> None:
         lease = self._read()

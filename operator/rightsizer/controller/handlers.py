@@ -57,7 +57,7 @@ def tick(
     workloads: Iterable[WorkloadView],
     pods: Iterable[PodView],
     patch: kopf.Patch,
-    logger: logging.Logger | logging.LoggerAdapter,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> None:
     """Evaluate the policy if it is due; write its status and post its Events. Every replica
     first sets the policy's gauges from its status (``policy_gauges``)."""
@@ -90,7 +90,14 @@ def tick(
     metrics.observe_evaluation(policy.namespace, policy.name, time.monotonic() - started, failure)
     patch.status.update(outcome.status)
     for event in outcome.events:
-        kopf.event(event.target or body, type=event.type, reason=event.reason, message=event.message[:1024])
+        # Any object's body will do (kopf reads its apiVersion, kind and metadata); the annotation
+        # names only kopf.Body.
+        kopf.event(
+            event.target or body,  # type: ignore[arg-type]
+            type=event.type,
+            reason=event.reason,
+            message=event.message[:1024],
+        )
     logger.info("evaluated: %s", _summary(outcome.status))
 
 

@@ -7,7 +7,7 @@ import json
 from typing import Any, Protocol
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from rightsizer.errors import ConfigurationError
 
@@ -162,6 +162,6 @@ class KubernetesCluster:
 def _message(error: ApiException) -> str:
     """The API server's own message of a refusal (its Status body), else its reason."""
     try:
-        return str(json.loads(error.body)["message"])
+        return str(json.loads(error.body or "")["message"])
     except (TypeError, ValueError, KeyError):
         return f"{error.status} {error.reason}"

@@ -8,6 +8,8 @@ from typing import Any
 import kopf
 
 from rightsizer.controller import handlers
+from rightsizer.pods import PodView
+from rightsizer.workload import WorkloadView
 
 GROUP, VERSION, PLURAL = "rightsizer.io", "v1alpha1", "rightsizepolicies"
 TICK_SECONDS = float(os.environ.get("RIGHTSIZER_TICK_SECONDS", "10"))
@@ -21,47 +23,54 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.index("apps", "v1", "deployments")
-def deployments_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+def deployments_by_namespace(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[str | None, WorkloadView]:
     return {namespace: handlers.index_workload(body)}
 
 
 @kopf.index("apps", "v1", "statefulsets")
-def statefulsets_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+def statefulsets_by_namespace(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[str | None, WorkloadView]:
     return {namespace: handlers.index_workload(body)}
 
 
 @kopf.index("apps", "v1", "daemonsets")
-def daemonsets_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+def daemonsets_by_namespace(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[str | None, WorkloadView]:
     return {namespace: handlers.index_workload(body)}
 
 
 @kopf.index("batch", "v1", "cronjobs")
-def cronjobs_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+def cronjobs_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str | None, WorkloadView]:
     return {namespace: handlers.index_workload(body)}
 
 
 @kopf.index("", "v1", "pods")
-def pods_by_namespace(body: kopf.Body, namespace: str, **_: Any) -> dict[str, Any]:
+def pods_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str | None, PodView]:
     return {namespace: handlers.index_pod(body)}
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def policy_event(event: kopf.RawEvent, namespace: str, name: str, **_: Any) -> None:
-    if event["type"] == "DELETED":
+def policy_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+    if event["type"] == "DELETED" and namespace:
         handlers.forget_policy(namespace, name)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, initial_delay=1.0)
+# kopf passes its indexes as keyword arguments named after them; its handler protocols cannot say so.
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, initial_delay=1.0)  # type: ignore[arg-type]
 def evaluate_policy(
     body: kopf.Body,
     memo: kopf.Memo,
     patch: kopf.Patch,
-    deployments_by_namespace: kopf.Index,
-    statefulsets_by_namespace: kopf.Index,
-    daemonsets_by_namespace: kopf.Index,
-    cronjobs_by_namespace: kopf.Index,
-    pods_by_namespace: kopf.Index,
-    namespace: str,
+    deployments_by_namespace: kopf.Index[str | None, WorkloadView],
+    statefulsets_by_namespace: kopf.Index[str | None, WorkloadView],
+    daemonsets_by_namespace: kopf.Index[str | None, WorkloadView],
+    cronjobs_by_namespace: kopf.Index[str | None, WorkloadView],
+    pods_by_namespace: kopf.Index[str | None, PodView],
+    namespace: str | None,
     logger: kopf.Logger,
     **_: Any,
 ) -> None:

@@ -38,7 +38,7 @@ def wait_seconds(policy: PolicyObject) -> float:
         interval = DEFAULT_INTERVAL_SECONDS
     failures = int(policy.status.get("consecutiveFailures", 0))
     if failures:
-        return min(interval, RETRY_BASE_SECONDS * 2 ** (failures - 1))
+        return min(interval, RETRY_BASE_SECONDS * 2.0 ** (failures - 1))
     if policy.status.get("changes"):
         return min(interval, IN_FLIGHT_SECONDS)
     return interval * (1 + jitter(policy.uid))

@@ -21,6 +21,7 @@ import kopf
 
 from rightsizer.controller import handlers
 from rightsizer.controller.certs import ServingCertificate, from_directory, self_signed
+from rightsizer.workload import WorkloadView
 
 HANDLER_ID = "pod-resources"
 """Kopf routes a request to the handler its URL path names: the configuration calls ``/pod-resources``."""
@@ -68,15 +69,16 @@ def _certificate(serving: AdmissionServing) -> ServingCertificate:
     return self_signed(hosts, Path(tempfile.mkdtemp(prefix="rightsizer-webhook-")))
 
 
-@kopf.on.mutate("", "v1", "pods", operations=["CREATE"], ignore_failures=True, id=HANDLER_ID)
+# kopf passes its indexes as keyword arguments named after them; its handler protocols cannot say so.
+@kopf.on.mutate("", "v1", "pods", operations=["CREATE"], ignore_failures=True, id=HANDLER_ID)  # type: ignore[arg-type]
 def pod_resources(
     body: kopf.Body,
     patch: kopf.Patch,
     namespace: str | None,
-    deployments_by_namespace: kopf.Index,
-    statefulsets_by_namespace: kopf.Index,
-    daemonsets_by_namespace: kopf.Index,
-    cronjobs_by_namespace: kopf.Index,
+    deployments_by_namespace: kopf.Index[str | None, WorkloadView],
+    statefulsets_by_namespace: kopf.Index[str | None, WorkloadView],
+    daemonsets_by_namespace: kopf.Index[str | None, WorkloadView],
+    cronjobs_by_namespace: kopf.Index[str | None, WorkloadView],
     **_: Any,
 ) -> None:
     ns = namespace or ""
