@@ -5,6 +5,7 @@ Prometheus; and ``is_due``, the schedule of evaluations."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from rightsizer.source import PrometheusSource
 from rightsizer.timestamps import format_time
 from rightsizer.workload import WorkloadView
 from rightsizer_demo.manifests import deployment_manifests
-from tests.support.operator import free_port
+from tests.support.prometheus import refusing_url
 
 pytestmark = pytest.mark.prometheus
 
@@ -217,9 +218,17 @@ def test_a_container_with_mode_off_is_listed_and_never_changed(prometheus, manif
 # ---------------------------------------------------------------- Prometheus unreachable
 
 
-def test_prometheus_unreachable_keeps_the_last_recommendations_and_patches_nothing(prometheus, manifests):
+@pytest.fixture
+def down() -> Iterator[PrometheusSource]:
+    """A Prometheus URL that refuses connections."""
+    with refusing_url() as url:
+        yield PrometheusSource(url)
+
+
+def test_prometheus_unreachable_keeps_the_last_recommendations_and_patches_nothing(
+    prometheus, manifests, down
+):
     first = run(prometheus, {**AUTO, "targetRef": {"name": "cart"}}, deployments(manifests, "shop"))
-    down = PrometheusSource(f"http://127.0.0.1:{free_port()}")
     cluster = FakeCluster()
     outcome = run(
         down, {**AUTO, "targetRef": {"name": "cart"}}, deployments(manifests, "shop"), cluster, first.status

@@ -19,8 +19,7 @@ from rightsizer.promql import LabelConfig
 from rightsizer.source import PrometheusSource
 from rightsizer.workload import WorkloadView
 from rightsizer_demo.manifests import deployment_manifests
-from tests.support.operator import free_port
-from tests.support.prometheus import queries_run
+from tests.support.prometheus import queries_run, refusing_url
 
 pytestmark = pytest.mark.prometheus
 
@@ -122,7 +121,11 @@ def test_another_history_window_is_another_batch(demo_prometheus, views):
 
 
 def test_a_failed_fetch_fails_its_waiters_and_is_not_kept(views):
-    batches = SharedBatches(PrometheusSource(f"http://127.0.0.1:{free_port()}"))
+    with refusing_url() as url:
+        fetch_fails_and_is_not_kept(SharedBatches(PrometheusSource(url)), views)
+
+
+def fetch_fails_and_is_not_kept(batches: SharedBatches, views: dict[str, list[WorkloadView]]) -> None:
     policies = [("shop", {"selector": {}, "interval": INTERVAL}) for _ in range(4)]
     now = datetime.now(UTC)
     for attempt in (1, 2):

@@ -6,8 +6,10 @@ promtool and starts prometheus on a free 127.0.0.1 port. Stop the server returne
 
 from __future__ import annotations
 
+import socket
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from rightsizer_demo.history import DAY, WorkloadSpec, demo_scenario, window_ending_now, write_openmetrics
@@ -45,3 +47,13 @@ def queries_run(url: str) -> int:
         if line.startswith("prometheus_engine_query_duration_seconds_count") and 'slice="inner_eval"' in line:
             return int(float(line.split()[-1]))
     raise AssertionError("prometheus_engine_query_duration_seconds_count{slice=inner_eval} not exported")
+
+
+@contextmanager
+def refusing_url() -> Iterator[str]:
+    """The URL of a loopback port that refuses connections for as long as the context lasts: bound
+    and never listened on, so no other process can take it meanwhile (as it could a port found free
+    and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
