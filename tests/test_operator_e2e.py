@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from rightsizer.quantity import CPU, ceil_cpu, ceil_memory, format_quantity, parse
+from rightsizer.workload import WorkloadView
 from rightsizer_demo.history import DAY, WorkloadSpec, demo_scenario, window_ending_now
 from rightsizer_demo.manifests import deployment_manifests, namespace_manifests
 from rightsizer_demo.prometheus import PrometheusServer
@@ -287,6 +288,18 @@ def _scaled(resources: dict[str, dict[str, str]], factor: Decimal) -> dict[str, 
     return scaled
 
 
+def wait_settled(k, name: str, namespace: str) -> dict[str, Any]:
+    """The Deployment once its controller has rolled its template out (nothing Auto mode would wait for)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        deployment = get(k, "deployment", name, namespace)
+        unsettled = WorkloadView.from_body(deployment).unsettled
+        if unsettled is None:
+            return deployment
+        assert time.monotonic() < deadline, f"{namespace}/{name} never settled: {unsettled}"
+        time.sleep(1)
+
+
 def test_a_change_below_the_minimum_is_not_applied(k, operator):
     """The template is set 5% above the recommendation: Auto mode (minimum 10%) leaves it."""
     ns = "e2e-minchange"
@@ -307,13 +320,15 @@ def test_a_change_below_the_minimum_is_not_applied(k, operator):
         "-p",
         json.dumps({"spec": {"template": {"spec": {"containers": containers}}}}),
     )
-    deployment = get(k, "deployment", "web", ns)
+    # Rolled out first: Auto mode would otherwise find it mid-rollout (Blocked), or read the old template.
+    deployment = wait_settled(k, "web", ns)
     k("patch", "rsp", "web", "-n", ns, "--type=merge", "-p", '{"spec": {"mode": "Auto"}}')
     policy = wait_for(
         k, operator, "web", ns, lambda p: current_generation(p) and condition(p, "Applied")["status"]
     )
     assert condition(policy, "Applied")["reason"] == "NoChangeNeeded"
     for (_, name), rec in by_container(policy).items():
+        assert rec["current"] == near[name], name  # evaluated against the template as patched
         assert rec["current"] != rec["recommended"], name  # a real difference, only below 10%
         assert "below the minimum of 10%" in rec["autoApply"], name
     assert get(k, "deployment", "web", ns)["metadata"]["generation"] == deployment["metadata"]["generation"]
