@@ -23,7 +23,8 @@ from typing import NamedTuple, TextIO
 import numpy as np
 import pandas as pd
 
-from rightsizer.quantity import CPU, MEMORY, parse
+from rightsizer.quantity import parse
+from rightsizer.units import CPU, MEMORY
 
 DAY = 86400
 MIB = 1024 * 1024

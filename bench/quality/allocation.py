@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from rightsizer.model import ContainerKey, Resources
-from rightsizer.quantity import CPU, MEMORY
+from rightsizer.units import CPU, MEMORY
 
 Allocations = dict[ContainerKey, "Allocation"]
 """One strategy's answer: an allocation per workload container."""

@@ -16,8 +16,8 @@ from typing import Any
 
 from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.policy import AutoRails
-from rightsizer.quantity import RESOURCES, ceil_cpu, ceil_memory
 from rightsizer.timestamps import format_time, parse_time
+from rightsizer.units import RESOURCES, ceil_cpu, ceil_memory
 from rightsizer.workload import ANNOTATION_PREFIX, WorkloadView
 
 APPLIED_AT = ANNOTATION_PREFIX + "applied-at"

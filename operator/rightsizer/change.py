@@ -28,8 +28,9 @@ from typing import Any
 
 from rightsizer.model import Resources
 from rightsizer.pods import PodView
-from rightsizer.quantity import RESOURCES, format_quantity, parse
+from rightsizer.quantity import parse
 from rightsizer.timestamps import format_time, parse_time
+from rightsizer.units import RESOURCES, format_quantity
 from rightsizer.workload import ANNOTATION_PREFIX
 
 CHANGE = ANNOTATION_PREFIX + "change"

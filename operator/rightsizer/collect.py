@@ -10,9 +10,9 @@ import pandas as pd
 from rightsizer.discovery import KUBE_STATE_METRICS, OWNER_SOURCE_PREFERENCE, resolve_owners
 from rightsizer.model import HISTORY_COLUMNS, ContainerKey, ContainerUsage, PodThrottling, Resources
 from rightsizer.promql import LabelConfig
-from rightsizer.quantity import CPU, MEMORY, ceil_cpu
 from rightsizer.shards import FailedScope
 from rightsizer.source import UsageFrames
+from rightsizer.units import CPU, MEMORY, ceil_cpu
 
 KEY = ["namespace", "pod", "container"]
 WORKLOAD = ["namespace", "kind", "name", "container"]

@@ -13,8 +13,8 @@ from decimal import Decimal
 
 from rightsizer.model import Confidence, ContainerUsage, Resources
 from rightsizer.peaks import CpuPeakTime, MemoryLevels
-from rightsizer.quantity import CPU, MEMORY, ceil_cpu, ceil_memory
 from rightsizer.settings import DAY_SECONDS, RecommendationSettings
+from rightsizer.units import CPU, MEMORY, ceil_cpu, ceil_memory
 
 
 @dataclass(frozen=True)

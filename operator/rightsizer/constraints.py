@@ -11,7 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 from rightsizer.model import Resources
-from rightsizer.quantity import CPU, MEMORY, RESOURCES, QuantityError, format_quantity, parse
+from rightsizer.quantity import QuantityError, parse
+from rightsizer.units import CPU, MEMORY, RESOURCES, format_quantity
 
 
 def limit_range_violations(containers: dict[str, Resources], limit_ranges: list[dict[str, Any]]) -> list[str]:

@@ -16,7 +16,8 @@ from rightsizer.duration import format_duration
 from rightsizer.model import ContainerKey, ContainerUsage, PodThrottling, Recommendation, Resources
 from rightsizer.peaks import CpuPeakTime, MemoryLevels, cpu_peak_time, memory_levels
 from rightsizer.qos import qos_class
-from rightsizer.quantity import (
+from rightsizer.settings import DAY_SECONDS, RecommendationSettings
+from rightsizer.units import (
     CPU,
     MEMORY,
     MIB,
@@ -26,7 +27,6 @@ from rightsizer.quantity import (
     format_memory,
     suspicious_memory,
 )
-from rightsizer.settings import DAY_SECONDS, RecommendationSettings
 
 CPU_FLOOR = Decimal("0.010")
 MEMORY_FLOOR = 16 * MIB

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from rightsizer.quantity import RESOURCES, format_quantity
+from rightsizer.units import RESOURCES, format_quantity
 
 
 @dataclass(frozen=True, order=True)

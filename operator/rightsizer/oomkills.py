@@ -17,8 +17,9 @@ from typing import Any
 
 from rightsizer.model import ContainerKey, ContainerUsage
 from rightsizer.pods import PodView
-from rightsizer.quantity import QuantityError, format_memory, parse
+from rightsizer.quantity import QuantityError, parse
 from rightsizer.timestamps import parse_time
+from rightsizer.units import format_memory
 
 MAX_KEPT_PER_CONTAINER = 10
 """Enough to count a crash loop; bounded so a status never grows with a container's restarts."""

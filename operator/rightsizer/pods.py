@@ -17,7 +17,8 @@ import pandas as pd
 
 from rightsizer.discovery import KUBERNETES_API, OWNER_COLUMNS, cronjob_from_job_name
 from rightsizer.model import Resources
-from rightsizer.quantity import MEMORY, QuantityError, parse
+from rightsizer.quantity import QuantityError, parse
+from rightsizer.units import MEMORY
 from rightsizer.workload import resources_of
 
 OOM_KILLED = "OOMKilled"

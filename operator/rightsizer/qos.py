@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rightsizer.model import Resources
-from rightsizer.quantity import RESOURCES
+from rightsizer.units import RESOURCES
 
 GUARANTEED = "Guaranteed"
 BURSTABLE = "Burstable"

@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 
 from rightsizer.model import Recommendation, Resources
-from rightsizer.quantity import CPU, MEMORY, format_quantity
 from rightsizer.shards import FailedScope
 from rightsizer.timestamps import format_time
+from rightsizer.units import CPU, MEMORY, format_quantity
 
 FORMATS = ("table", "json", "yaml")
 COLUMNS = (

@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from rightsizer.quantity import MIB
+from rightsizer.units import MIB
 
 
 class Profile(StrEnum):

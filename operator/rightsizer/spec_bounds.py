@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rightsizer.duration import format_duration
-from rightsizer.quantity import MIB
+from rightsizer.units import MIB
 
 MINUTE = 60
 HOUR = 3600

@@ -14,7 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from rightsizer.model import Resources
-from rightsizer.quantity import CPU, MEMORY, QuantityError, parse
+from rightsizer.quantity import QuantityError, parse
+from rightsizer.units import CPU, MEMORY
 
 ANNOTATION_PREFIX = "rightsizer.io/"
 
