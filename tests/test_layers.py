@@ -1,8 +1,9 @@
 """The import-linter contract of pyproject.toml (run by hack/test.sh) holds, and breaks on a violation.
 
 The contract keeps the core (engine, model, settings, units) free of Kubernetes, Prometheus and the
-controller; parsing quantities with the kubernetes client (quantity.py) is outside it. It is run on copies of the package: as it is, and with one offending import
-added, directly or through a module the core imports.
+controller; parsing quantities with the kubernetes client (quantity.py) is outside it. It is run on
+copies of the package: as it is, and with one offending import added, directly or through a module
+the core imports.
 """
 
 from __future__ import annotations
