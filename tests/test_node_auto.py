@@ -1,6 +1,11 @@
 """Auto mode v2 on the real node: every workload kind resized in place with no restart, a canary
 first, a canary that gets OOM-killed rolled back with the other pods never touched (across an
-operator restart), and a PodDisruptionBudget that allows no disruption blocking a rollout.
+operator restart), a PodDisruptionBudget that allows no disruption blocking a rollout, and PodsOnly:
+running pods resized, the template never edited, new pods given the change by the operator's
+admission webhook.
+
+The operator runs inside the node's network namespace, as a pod would, so that the API server can
+call its webhook (deploy/webhook's configuration, pointed at it with ``--admission-url``).
 
 Scenarios start together when the module starts (their minutes overlap) in namespaces of their
 own; each test reads the whole record (``tests/support/scenario.py``), so it can run alone.
@@ -9,6 +14,7 @@ own; each test reads the whole record (``tests/support/scenario.py``), so it can
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +24,7 @@ import pytest
 
 from rightsizer.quantity import parse
 from rightsizer.timestamps import parse_time
-from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig
+from tests.support.k8s import INTERNAL_SERVER, ControlPlane, kubectl, serviceaccount_kubeconfig
 from tests.support.node import NodePrometheus, load_deployment
 from tests.support.operator import OperatorProcess
 from tests.support.scenario import LABEL, LiveCluster, TemplateRecorder, condition, pod_template
@@ -30,6 +36,8 @@ HISTORY = {"window": "10m", "minimum": "2m", "resolution": "30s"}
 KINDS = "auto-kinds"
 OOM = "auto-oom-canary"
 PDB = "auto-pdb"
+PODS_ONLY = "auto-pods-only"
+NAMESPACES = (KINDS, OOM, PDB, PODS_ONLY)
 OVER = {"requests": {"cpu": "150m", "memory": "200Mi"}, "limits": {"cpu": "300m", "memory": "200Mi"}}
 """Over-provisioned for the load they run (20m and 24Mi): every change steps them down."""
 IDLE = ["-cpu", "20m", "-memory", "24Mi"]
@@ -120,6 +128,16 @@ def pdb_objects() -> list[dict[str, Any]]:
     ]
 
 
+def pods_only_objects() -> list[dict[str, Any]]:
+    shop = load_deployment(PODS_ONLY, "shop", IDLE, OVER["requests"], OVER["limits"], replicas=2)
+    shop["metadata"]["labels"][LABEL] = "auto"
+    spec = {
+        "targetRef": {"name": "shop"},
+        "auto": {"updateMode": "PodsOnly", "canary": {"duration": "15s"}, "maxStepPercent": 1000},
+    }
+    return [shop, policy("shop", PODS_ONLY, spec)]
+
+
 @pytest.fixture(scope="module")
 def live(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
     state = tmp_path_factory.mktemp("auto")
@@ -129,29 +147,39 @@ def live(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -
 
     k("apply", "-f", str(ROOT / "crds" / "rightsizepolicy.yaml"))
     k("wait", "--for", "condition=established", "--timeout=60s", "crd/rightsizepolicies.rightsizer.io")
-    for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+    for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "webhook/rbac.yaml"):
         k("apply", "-f", str(ROOT / "deploy" / manifest))
+    k("apply", "-f", str(ROOT / "deploy" / "webhook" / "mutatingwebhook.yaml"))
     prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
-    namespaces = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in (KINDS, OOM, PDB)
-    ]
-    objects = [*namespaces, *kinds_objects(), *oom_objects(), *pdb_objects()]
+    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in NAMESPACES]
+    objects = [*namespaces, *kinds_objects(), *oom_objects(), *pdb_objects(), *pods_only_objects()]
     k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     started = time.time()
     recorder = TemplateRecorder(node_cluster.kubeconfig).start()
     identity = serviceaccount_kubeconfig(
-        node_cluster.kubeconfig, "rightsizer-system", "rightsizer", state / "sa.kubeconfig"
+        node_cluster.kubeconfig,
+        "rightsizer-system",
+        "rightsizer",
+        state / "sa.kubeconfig",
+        server=INTERNAL_SERVER,
     )
     operator = OperatorProcess(
-        identity, prometheus.url, state / "operator.log", namespaces=(KINDS, OOM, PDB)
-    ).start()
+        identity,
+        prometheus.inner_url,
+        state / "operator.log",
+        namespaces=NAMESPACES,
+        netns=node_cluster.netns,
+    )
+    webhook = f"127.0.0.1:{operator.free_port()}"
+    operator.extra_args = ("--admission-listen", webhook, "--admission-url", f"https://{webhook}")
+    operator.start()
     try:
         yield LiveCluster(node_cluster, prometheus, operator, recorder, started)
     finally:
         recorder.stop()
         operator.stop()
         prometheus.stop()
-        for ns in (KINDS, OOM, PDB):
+        for ns in NAMESPACES:
             kubectl(
                 "delete", "namespace", ns, "--wait=false", kubeconfig=node_cluster.kubeconfig, check=False
             )
@@ -170,11 +198,87 @@ def pod_facts(pods: list[dict[str, Any]]) -> dict[str, tuple[str, int, dict[str,
     return facts
 
 
+def operator_writes(live: LiveCluster, namespace: str, workload: str) -> list[str]:
+    """The operator's writes to a workload, its ReplicaSets and its pods, from the API server's
+    audit log (start.sh logs every write of the operator's ServiceAccount): ``verb resource/name``."""
+    assert live.cluster.state_dir is not None
+    writes = []
+    for line in (live.cluster.state_dir / "logs" / "audit.log").read_text().splitlines():
+        ref = json.loads(line).get("objectRef") or {}
+        name = ref.get("name") or ""
+        if ref.get("namespace") != namespace or not (name == workload or name.startswith(f"{workload}-")):
+            continue
+        if ref.get("resource") in ("deployments", "statefulsets", "daemonsets", "replicasets", "pods"):
+            resource = "/".join(filter(None, (ref["resource"], ref.get("subresource"))))
+            writes.append(f"{json.loads(line)['verb']} {resource}/{name}")
+    return writes
+
+
 def events(live: LiveCluster, namespace: str, reason: str) -> list[dict[str, Any]]:
     found = json.loads(
         live.k("get", "events", "-n", namespace, "--field-selector", f"reason={reason}", "-o", "json").stdout
     )
     return found["items"]
+
+
+# ---------------------------------------------------------------- a canary that regresses
+
+
+def test_a_canary_that_gets_oom_killed_is_rolled_back_and_the_other_pods_never_touched(
+    live: LiveCluster,
+) -> None:
+    """cart is capped at 64Mi of memory request on what its pods used while they held 50Mi (the
+    confident part of that, in place: no CPU limit added, since a rollback could not remove it);
+    6 minutes in, they hold 150Mi. The canary is OOM-killed; the operator is restarted while the
+    canary is watched, and still rolls it back, in place, from what the annotation kept.
+
+    First in the module: it must see the canary while it is watched, minutes after the start."""
+    ns = OOM
+    original = live.wait(ns, "cart's three pods to run", lambda: _cart_pods(live, 3), 180)
+
+    def canary() -> dict[str, Any] | None:
+        changes = live.get("rsp", "cart", ns).get("status", {}).get("changes") or []
+        return next((c for c in changes if c.get("phase") == "Canary"), None)
+
+    watching = live.wait(ns, "a canary change in flight", canary, 420)
+    record = json.loads(live.get("deployment", "cart", ns)["metadata"]["annotations"]["rightsizer.io/change"])
+    assert record["before"]["app"]["limits"]["memory"] == "300Mi"  # the rollback point
+    live.operator.restart()  # mid-canary
+
+    def rolled_back() -> dict[str, Any] | None:
+        found = condition(live.get("rsp", "cart", ns), "RolledBack")
+        return found if found.get("status") == "True" else None
+
+    rolled = live.wait(ns, "the rollback", rolled_back, 600)
+    canary_pod = watching["canaryPod"]
+    assert canary_pod in rolled["message"] and "OOM-killed" in rolled["message"]
+    assert "not put back" not in rolled["message"], rolled["message"]
+    deployment = live.get("deployment", "cart", ns)
+    annotations = deployment["metadata"]["annotations"]
+    assert "rightsizer.io/change" not in annotations
+    assert "memory-down" in json.loads(annotations["rightsizer.io/backoff"])
+    # Applied once: the change started once, across the restart.
+    assert annotations["rightsizer.io/applied-at"] == record["startedAt"]
+    starts = [e for e in events(live, ns, "Applied") if "canary pod" in e["message"]]
+    assert len(starts) == 1, [e["message"] for e in starts]
+    # The template was never changed, and the pods other than the canary never touched.
+    assert live.recorder.history(ns, "Deployment", "cart")[-1][1]["app"]["limits"]["memory"] == "300Mi"
+    assert len(live.recorder.history(ns, "Deployment", "cart")) == 1
+    now = pod_facts(live.pods(ns, "app=cart"))
+    for name, (uid, restarts, resources) in original.items():
+        if name == canary_pod:
+            continue
+        assert now[name] == (uid, restarts, resources), f"{name} was touched:\n{live.describe(ns)}"
+    canary_spec = next(p for p in live.pods(ns, "app=cart") if p["metadata"]["name"] == canary_pod)
+    assert canary_spec["spec"]["containers"][0]["resources"]["limits"]["memory"] == "300Mi"  # put back
+    on_workload = events(live, ns, "RolledBack")
+    assert {e["involvedObject"]["kind"] for e in on_workload} == {"RightSizePolicy", "Deployment"}
+    assert parse_time(rolled["lastTransitionTime"]).timestamp() > live.started
+
+
+def _cart_pods(live: LiveCluster, count: int) -> dict[str, tuple[str, int, dict[str, Any]]] | None:
+    pods = [p for p in live.pods(OOM, "app=cart") if p["status"].get("phase") == "Running"]
+    return pod_facts(pods) if len(pods) == count else None
 
 
 # ---------------------------------------------------------------- every kind, in place
@@ -221,6 +325,20 @@ def test_every_kind_is_resized_in_place_with_no_restart_and_its_template_follows
     assert any("canary pod web-" in e["message"] for e in started), [e["message"] for e in started]
     progressed = [e for e in events(live, ns, "ChangeProgressed") if "Deployment/web" in e["message"]]
     assert any("healthy for 15s: 1 more pod(s) resized in place" in e["message"] for e in progressed)
+    # What one in-place change of a 2-pod Deployment cost (docs/operator.md has the figures): from
+    # the decision to the template that follows every resized pod, and the operator's writes.
+    decided = min(parse_time(e["metadata"]["creationTimestamp"]).timestamp() for e in started)
+    followed = live.recorder.history(ns, "Deployment", "web")[1][0]
+    writes = operator_writes(live, ns, "web")
+    print(
+        f"measured: Deployment/web, 2 pods: decision to every pod resized and the template following: "
+        f"{followed - decided:.0f}s, with a 15s canary; {len(writes)} API writes: {writes}",
+        file=sys.stderr,
+    )
+    # The change's annotation (written first), the canary's resize, its phase, the other pod's resize,
+    # the ReplicaSet's and the Deployment's templates, the end of the watch: nothing patched twice
+    # over (a resize sent again when the kubelet is slow adds one).
+    assert len(writes) <= 9, writes
 
 
 def _running(
@@ -232,62 +350,6 @@ def _running(
         if p["status"].get("phase") == "Running"
         and all(s.get("ready") for s in p["status"].get("containerStatuses") or [{}])
     ]
-    return pod_facts(pods) if len(pods) == count else None
-
-
-# ---------------------------------------------------------------- a canary that regresses
-
-
-def test_a_canary_that_gets_oom_killed_is_rolled_back_and_the_other_pods_never_touched(
-    live: LiveCluster,
-) -> None:
-    """cart is capped at 64Mi of memory request (96Mi of limit) on what its pods used while they
-    held 50Mi; 6 minutes in, they hold 150Mi. The canary is OOM-killed; the operator is restarted
-    while the canary is watched, and still rolls it back from what the annotation kept."""
-    ns = OOM
-    original = live.wait(ns, "cart's three pods to run", lambda: _cart_pods(live, 3), 180)
-
-    def canary() -> dict[str, Any] | None:
-        changes = live.get("rsp", "cart", ns).get("status", {}).get("changes") or []
-        return next((c for c in changes if c.get("phase") == "Canary"), None)
-
-    watching = live.wait(ns, "a canary change in flight", canary, 420)
-    record = json.loads(live.get("deployment", "cart", ns)["metadata"]["annotations"]["rightsizer.io/change"])
-    assert record["before"]["app"]["limits"]["memory"] == "300Mi"  # the rollback point
-    live.operator.restart()  # mid-canary
-
-    def rolled_back() -> dict[str, Any] | None:
-        found = condition(live.get("rsp", "cart", ns), "RolledBack")
-        return found if found.get("status") == "True" else None
-
-    rolled = live.wait(ns, "the rollback", rolled_back, 600)
-    canary_pod = watching["canaryPod"]
-    assert canary_pod in rolled["message"] and "OOM-killed" in rolled["message"]
-    deployment = live.get("deployment", "cart", ns)
-    annotations = deployment["metadata"]["annotations"]
-    assert "rightsizer.io/change" not in annotations
-    assert "memory-down" in json.loads(annotations["rightsizer.io/backoff"])
-    # Applied once: the change started once, across the restart.
-    assert annotations["rightsizer.io/applied-at"] == record["startedAt"]
-    starts = [e for e in events(live, ns, "Applied") if "canary pod" in e["message"]]
-    assert len(starts) == 1, [e["message"] for e in starts]
-    # The template was never changed, and the pods other than the canary never touched.
-    assert live.recorder.history(ns, "Deployment", "cart")[-1][1]["app"]["limits"]["memory"] == "300Mi"
-    assert len(live.recorder.history(ns, "Deployment", "cart")) == 1
-    now = pod_facts(live.pods(ns, "app=cart"))
-    for name, (uid, restarts, resources) in original.items():
-        if name == canary_pod:
-            continue
-        assert now[name] == (uid, restarts, resources), f"{name} was touched:\n{live.describe(ns)}"
-    canary_spec = next(p for p in live.pods(ns, "app=cart") if p["metadata"]["name"] == canary_pod)
-    assert canary_spec["spec"]["containers"][0]["resources"]["limits"]["memory"] == "300Mi"  # put back
-    on_workload = events(live, ns, "RolledBack")
-    assert {e["involvedObject"]["kind"] for e in on_workload} == {"RightSizePolicy", "Deployment"}
-    assert parse_time(rolled["lastTransitionTime"]).timestamp() > live.started
-
-
-def _cart_pods(live: LiveCluster, count: int) -> dict[str, tuple[str, int, dict[str, Any]]] | None:
-    pods = [p for p in live.pods(OOM, "app=cart") if p["status"].get("phase") == "Running"]
     return pod_facts(pods) if len(pods) == count else None
 
 
@@ -310,3 +372,51 @@ def test_a_budget_that_allows_no_disruption_blocks_a_rollout_and_status_says_so(
     assert "updateMode InPlace" in applied["message"]
     assert len(live.recorder.history(ns, "Deployment", "api")) == 1  # never patched
     assert live.get("deployment", "api", ns)["metadata"]["generation"] == 1
+
+
+# ---------------------------------------------------------------- PodsOnly: never the template
+
+
+def test_pods_only_resizes_running_pods_and_new_pods_get_the_change_from_the_webhook(
+    live: LiveCluster,
+) -> None:
+    ns = PODS_ONLY
+    before = live.wait(ns, "shop's two pods to run", lambda: _shop_pods(live, 2), 180)
+
+    def done() -> dict[str, Any] | None:
+        status = live.get("rsp", "shop", ns).get("status", {})
+        annotations = live.get("deployment", "shop", ns)["metadata"].get("annotations") or {}
+        finished = "rightsizer.io/pod-resources" in annotations and "rightsizer.io/change" not in annotations
+        return annotations if finished and not status.get("changes") else None
+
+    annotations = live.wait(ns, "the PodsOnly change, done", done, 600)
+    given = json.loads(annotations["rightsizer.io/pod-resources"])["app"]
+    assert parse(given["requests"]["memory"]) < parse("200Mi"), given
+    # The running pods run it, never restarted; the template still says what its owner wrote.
+    after = pod_facts(live.pods(ns, "app=shop"))
+    for name, (uid, restarts, _) in before.items():
+        assert after[name][:2] == (uid, restarts), f"{name} replaced or restarted:\n{live.describe(ns)}"
+        assert after[name][2] == given, f"{name} runs {after[name][2]}, not {given}"
+    assert len(live.recorder.history(ns, "Deployment", "shop")) == 1, "the template was edited"
+    assert pod_template(live.get("deployment", "shop", ns))["spec"]["containers"][0]["resources"] == OVER
+    # A new pod (a scale-up) is given the change at admission.
+    live.k("scale", "deployment", "shop", "-n", ns, "--replicas=3")
+    new = live.wait(
+        ns,
+        "a third pod",
+        lambda: [p for p in live.pods(ns, "app=shop") if p["metadata"]["name"] not in before],
+        120,
+    )
+    (pod,) = new
+    assert pod["spec"]["containers"][0]["resources"] == given, live.describe(ns)
+    assert pod_template(live.get("deployment", "shop", ns))["spec"]["containers"][0]["resources"] == OVER
+
+
+def _shop_pods(live: LiveCluster, count: int) -> dict[str, tuple[str, int, dict[str, Any]]] | None:
+    pods = [
+        p
+        for p in live.pods(PODS_ONLY, "app=shop")
+        if p["status"].get("phase") == "Running"
+        and all(s.get("ready") for s in p["status"].get("containerStatuses") or [{}])
+    ]
+    return pod_facts(pods) if len(pods) == count else None

@@ -247,8 +247,23 @@ if ((node)); then
     --kubelet-preferred-address-types=InternalIP
   )
 fi
+# An audit log of what the operator's ServiceAccount writes (metadata only: who, verb, object):
+# tests count Auto mode's API calls per change from it (docs/operator.md has the figures).
+cat >"$state/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    users: ["system:serviceaccount:rightsizer-system:rightsizer"]
+    verbs: [create, update, patch, delete]
+  - level: None
+EOF
 launch kube-apiserver "$bin/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
+  --audit-policy-file="$state/audit-policy.yaml" \
+  --audit-log-path="$logs/audit.log" \
+  --audit-log-maxsize=100 \
   --bind-address="$listen_ip" \
   --advertise-address="$advertise_ip" \
   --secure-port="$api_port" \

@@ -35,6 +35,8 @@ HACK_DIR = REPO_ROOT / "hack" / "k8s"
 EXISTING_KUBECONFIG_ENV = "RIGHTSIZER_TEST_KUBECONFIG"
 EXISTING_NODE_ENV = "RIGHTSIZER_TEST_NODE_STATE_DIR"
 NODE_LOCK = Path("/run/lock/rightsizer-node.lock")
+INTERNAL_SERVER = "https://127.0.0.1:6443"
+"""The API server as the node's components see it, inside its network namespace (start.sh)."""
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 NODE_COMPONENTS = ("kube-scheduler", "containerd", "kubelet", "kube-proxy", "forward-apiserver")
 
@@ -257,18 +259,20 @@ def serviceaccount_kubeconfig(
     name: str,
     out_path: Path | str,
     duration: str = "2h",
+    server: str | None = None,
 ) -> Path:
     """Write a kubeconfig that authenticates as ServiceAccount ``namespace/name``.
 
     The token is minted with the TokenRequest API (``kubectl create token``); the server and
-    CA come from ``admin_kubeconfig``'s current context. The ServiceAccount must exist.
-    Returns ``out_path``.
+    CA come from ``admin_kubeconfig``'s current context, or the server is ``server`` (the API
+    server's address inside the node's namespace, ``INTERNAL_SERVER``, for a process run there).
+    The ServiceAccount must exist. Returns ``out_path``.
     """
     token = kubectl(
         "create", "token", name, "-n", namespace, "--duration", duration, kubeconfig=admin_kubeconfig
     ).stdout.strip()
     cluster = _raw_config(Path(admin_kubeconfig))["clusters"][0]["cluster"]
-    cluster_entry: dict[str, object] = {"server": cluster["server"]}
+    cluster_entry: dict[str, object] = {"server": server or cluster["server"]}
     if "certificate-authority-data" in cluster:
         cluster_entry["certificate-authority-data"] = cluster["certificate-authority-data"]
     elif "certificate-authority" in cluster:

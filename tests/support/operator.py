@@ -28,19 +28,25 @@ class OperatorProcess:
         log_path: Path,
         tick_seconds: float = 1.0,
         namespaces: tuple[str, ...] = (),
+        netns: str | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig, self.prometheus_url, self.log_path = kubeconfig, prometheus_url, log_path
         self.tick_seconds = tick_seconds
         self.namespaces = namespaces
         """Watch only these (``--namespace``); all namespaces when empty."""
+        self.netns = netns
+        """Run inside this network namespace (the node's: where the API server can call its webhook);
+        ``kubeconfig`` and ``prometheus_url`` must then be addresses as seen from inside."""
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.liveness_port = 0
         self.metrics_port = 0
         """Where ``/metrics`` is served (``--metrics-listen``, loopback, a free port at each start)."""
 
     def start(self, timeout: float = 60) -> OperatorProcess:
-        self.liveness_port = free_port()
-        self.metrics_port = free_port()
+        self.liveness_port = self.free_port()
+        self.metrics_port = self.free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -49,6 +55,7 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
+                *(["nsenter", f"--net={self.netns}"] if self.netns else []),
                 sys.executable,
                 "-m",
                 "rightsizer.cli",
@@ -60,6 +67,7 @@ class OperatorProcess:
                 "--metrics-listen",
                 f"127.0.0.1:{self.metrics_port}",
                 *(arg for namespace in self.namespaces for arg in ("--namespace", namespace)),
+                *self.extra_args,
             ],
             env=env,
             stdout=log,
@@ -69,11 +77,9 @@ class OperatorProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.5)
+            if self._live():
+                return self
+            time.sleep(0.5)
         raise RuntimeError(f"operator not live after {timeout}s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 30) -> int:
@@ -87,6 +93,26 @@ class OperatorProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def free_port(self) -> int:
+        """A free port on the loopback where the operator runs (inside ``netns``, when set)."""
+        if self.netns is None:
+            return free_port()
+        probe = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+        command = ["nsenter", f"--net={self.netns}", sys.executable, "-c", probe]
+        return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+    def _live(self) -> bool:
+        url = f"http://127.0.0.1:{self.liveness_port}/healthz"
+        if self.netns is None:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return True
+            except OSError:
+                return False
+        probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"
+        command = ["nsenter", f"--net={self.netns}", sys.executable, "-c", probe]
+        return subprocess.run(command, capture_output=True, check=False).returncode == 0
 
     def restart(self) -> None:
         self.stop()
