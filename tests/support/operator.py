@@ -44,7 +44,21 @@ class OperatorProcess:
         self.metrics_port = 0
         """Where ``/metrics`` is served (``--metrics-listen``, loopback, a free port at each start)."""
 
-    def start(self, timeout: float = 60) -> OperatorProcess:
+    def start(self, timeout: float = 60, attempts: int = 3) -> OperatorProcess:
+        """Start it and wait until it is live. Its ports are chosen free and then released before
+        it binds them, so another process may take one meanwhile: then it exits saying the address
+        is in use, and it is started again on other ports (up to ``attempts`` times)."""
+        for attempt in range(1, attempts + 1):
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                return self._start_once(timeout)
+            except RuntimeError:
+                started_log = self.log_path.read_bytes()[offset:].decode(errors="replace")
+                if attempt == attempts or "address already in use" not in started_log.lower():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> OperatorProcess:
         self.liveness_port = self.free_port()
         self.metrics_port = self.free_port()
         env = {
@@ -52,27 +66,27 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "RIGHTSIZER_TICK_SECONDS": str(self.tick_seconds),
         }
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                *(["nsenter", f"--net={self.netns}"] if self.netns else []),
-                sys.executable,
-                "-m",
-                "rightsizer.cli",
-                "operator",
-                "--prometheus-url",
-                self.prometheus_url,
-                "--liveness",
-                f"http://127.0.0.1:{self.liveness_port}/healthz",
-                "--metrics-listen",
-                f"127.0.0.1:{self.metrics_port}",
-                *(arg for namespace in self.namespaces for arg in ("--namespace", namespace)),
-                *self.extra_args,
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *(["nsenter", f"--net={self.netns}"] if self.netns else []),
+                    sys.executable,
+                    "-m",
+                    "rightsizer.cli",
+                    "operator",
+                    "--prometheus-url",
+                    self.prometheus_url,
+                    "--liveness",
+                    f"http://127.0.0.1:{self.liveness_port}/healthz",
+                    "--metrics-listen",
+                    f"127.0.0.1:{self.metrics_port}",
+                    *(arg for namespace in self.namespaces for arg in ("--namespace", namespace)),
+                    *self.extra_args,
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
