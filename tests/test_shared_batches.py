@@ -1,6 +1,7 @@
-"""Policies of one namespace share one Prometheus batch per interval (``controller/batches.py``):
-many policies evaluated at once, from threads as Kopf runs them, against the real demo Prometheus,
-with the queries counted by Prometheus itself."""
+"""Policies of one namespace share one Prometheus batch per interval, collected once
+(``controller/batches.py``): many policies evaluated at once, from threads as Kopf runs them, against
+the real demo Prometheus, with the queries counted by Prometheus itself; and the recommendations made
+through the shared batch equal those of policies evaluated alone."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.evaluate import evaluate
 from rightsizer.controller.kube import KubernetesCluster
 from rightsizer.controller.outcome import Outcome, PolicyObject
-from rightsizer.promql import LabelConfig
+from rightsizer.pods import PodView
+from rightsizer.promql import LabelConfig, QueryScope
 from rightsizer.source import PrometheusSource
 from rightsizer.workload import WorkloadView
 from rightsizer_demo.manifests import deployment_manifests
@@ -45,17 +47,47 @@ def evaluate_all(
     views: dict[str, list[WorkloadView]],
     policies: list[tuple[str, dict[str, Any]]],
     now: datetime,
+    pods: list[PodView] | None = None,
 ) -> list[Outcome]:
     """Every (namespace, spec) evaluated at ``now``, all at once from as many threads."""
 
     def one(index: int) -> Outcome:
         namespace, spec = policies[index]
-        policy = PolicyObject(f"p{index}", namespace, f"uid-{index}", 1, spec, {})
-        cluster = KubernetesCluster()  # Recommend mode: never called
-        return evaluate(policy, views[namespace], [], batches.source, cluster, LabelConfig(), now, batches)
+        its_pods = [p for p in pods or [] if p.namespace == namespace]
+        return evaluate_one(batches, views, namespace, spec, now, its_pods, index)
 
     with ThreadPoolExecutor(max_workers=len(policies)) as pool:
         return list(pool.map(one, range(len(policies))))
+
+
+def evaluate_one(
+    batches: SharedBatches | None,
+    views: dict[str, list[WorkloadView]],
+    namespace: str,
+    spec: dict[str, Any],
+    now: datetime,
+    pods: list[PodView],
+    index: int = 0,
+    source: PrometheusSource | None = None,
+) -> Outcome:
+    """One policy's evaluation, through ``batches`` or, without, alone on ``source``."""
+    policy = PolicyObject(f"p{index}", namespace, f"uid-{index}", 1, spec, {})
+    cluster = KubernetesCluster()  # Recommend mode: never called
+    prometheus = batches.source if batches is not None else source
+    assert prometheus is not None
+    return evaluate(policy, views[namespace], pods, prometheus, cluster, LabelConfig(), now, batches)
+
+
+def interval_start(now: datetime, minutes: int = 5) -> datetime:
+    """Where the shared batch of an ``interval: 5m`` policy evaluated at ``now`` ends."""
+    return now.replace(minute=now.minute - now.minute % minutes, second=0, microsecond=0)
+
+
+def demo_pods(url: str, namespace: str, now: datetime) -> list[PodView]:
+    """The namespace's pods with history, as the API would list them: owned by their Deployment."""
+    scope = QueryScope((namespace,), 3 * 24 * 3600, LabelConfig())
+    names = PrometheusSource(url).pods(scope, now.timestamp())
+    return [PodView(namespace, name, "Deployment", name.rsplit("-", 2)[0]) for name in names]
 
 
 def ready(outcome: Outcome) -> bool:
@@ -136,3 +168,64 @@ def fetch_fails_and_is_not_kept(batches: SharedBatches, views: dict[str, list[Wo
         assert len(batches) == 0
         # Each attempt fetches once (the others waited for it), and the failure is not cached.
         assert batches.fetches == attempt
+
+
+SPECS = [
+    {"targetRef": {"name": "web"}, "interval": INTERVAL},
+    {"targetRef": {"name": "web"}, "interval": INTERVAL, "profile": "background"},
+    {"targetRef": {"name": "cart"}, "interval": INTERVAL, "memory": {"headroom": 0.3}},
+    {"targetRef": {"name": "search"}, "interval": INTERVAL, "cpu": {"noLimit": True}},
+    {
+        "selector": {},
+        "interval": INTERVAL,
+        "containerPolicies": [{"containerName": "log-shipper", "mode": "Off"}],
+    },
+]
+
+
+def conditions(outcome: Outcome) -> list[tuple[str, str, str, str]]:
+    return [(c["type"], c["status"], c["reason"], c["message"]) for c in outcome.status["conditions"]]
+
+
+def test_recommendations_through_the_shared_batch_equal_those_computed_alone(demo_prometheus, views):
+    now = datetime.now(UTC)
+    end = interval_start(now)
+    pods = demo_pods(demo_prometheus.url, "shop", end)
+    assert len(pods) > 5
+    batches = SharedBatches(PrometheusSource(demo_prometheus.url))
+    shared = evaluate_all(batches, views, [("shop", spec) for spec in SPECS], now, pods)
+    assert (batches.fetches, batches.shared) == (1, len(SPECS) - 1)
+    alone_source = PrometheusSource(demo_prometheus.url)
+    for index, (spec, outcome) in enumerate(zip(SPECS, shared, strict=True)):
+        alone = evaluate_one(None, views, "shop", spec, end, pods, index, alone_source)
+        assert outcome.status["recommendations"] == alone.status["recommendations"], spec
+        assert outcome.status["readyContainers"] == alone.status["readyContainers"] != "0/0"
+        assert conditions(outcome) == conditions(alone)
+    by_spec = [{r["name"]: r for r in o.status["recommendations"]} for o in shared]
+    # The policies differ, and so do their recommendations for the same container.
+    assert by_spec[0]["web"]["recommended"] != by_spec[1]["web"]["recommended"]
+
+
+def test_other_owners_of_the_batch_pods_get_a_collection_of_their_own(demo_prometheus, views):
+    now = datetime.now(UTC)
+    end = interval_start(now)
+    pods = demo_pods(demo_prometheus.url, "shop", end)
+    web = sorted(p.name for p in pods if p.owner_name == "web")
+    # The API says one of web's pods is another workload's (as a pod's owner may be, gone or renamed).
+    moved = [p if p.name != web[0] else PodView("shop", p.name, "StatefulSet", "web-db") for p in pods]
+    # A pod with no history yet changes nothing the batch says.
+    new = [*pods, PodView("shop", "web-7d9f8b6c5d-x2x4q", "Deployment", "web")]
+    spec = {"targetRef": {"name": "web"}, "interval": INTERVAL}
+    batches = SharedBatches(PrometheusSource(demo_prometheus.url))
+    before = queries_run(demo_prometheus.url)
+    first = evaluate_one(batches, views, "shop", spec, now, pods)
+    with_new = evaluate_one(batches, views, "shop", spec, now, new)
+    assert (batches.fetches, batches.shared) == (1, 1)
+    assert with_new.status["recommendations"] == first.status["recommendations"]
+    other = evaluate_one(batches, views, "shop", spec, now, moved)
+    assert (batches.fetches, batches.shared) == (2, 1)
+    assert queries_run(demo_prometheus.url) - before == 2 * BATCH_QUERIES
+    alone = evaluate_one(None, views, "shop", spec, end, moved, source=PrometheusSource(demo_prometheus.url))
+    assert other.status["recommendations"] == alone.status["recommendations"]
+    pods_seen = [r["evidence"]["pods"] for r in other.status["recommendations"]]
+    assert pods_seen == [r["evidence"]["pods"] - 1 for r in first.status["recommendations"]]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pandas as pd
 
-from rightsizer.discovery import KUBE_STATE_METRICS, OWNER_SOURCE_PREFERENCE, resolve_owners
+from rightsizer.discovery import KUBE_STATE_METRICS, OWNER_COLUMNS, OWNER_SOURCE_PREFERENCE, resolve_owners
 from rightsizer.model import HISTORY_COLUMNS, ContainerKey, ContainerUsage, PodThrottling, Resources
 from rightsizer.promql import LabelConfig
 from rightsizer.shards import FailedScope
@@ -85,6 +86,59 @@ def workload_containers(
         )
         results.append(WorkloadContainer(key, usage, current))
     return results
+
+
+@dataclass(frozen=True)
+class CollectedBatch:
+    """What one batch says of every workload container of its scope, as the operator reads it: each
+    one's usage (``workload_containers``), the workloads with a pod Prometheus could not answer for
+    (``failed_workloads``), and those scopes. Made once per batch and shared by the evaluations of
+    every policy of the scope (``controller/batches.py``): read, never changed."""
+
+    usage: Mapping[ContainerKey, ContainerUsage]
+    failed_workloads: Mapping[tuple[str, str, str], FailedScope]
+    failed: tuple[FailedScope, ...]
+
+    def size_bytes(self) -> int:
+        """Memory the histories hold (pod names counted as the strings they are)."""
+        return int(sum(usage.history.memory_usage(deep=True).sum() for usage in self.usage.values()))
+
+
+def collect_batch(
+    frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None = None
+) -> CollectedBatch:
+    """``workload_containers`` and ``failed_workloads`` of one batch, the raw frames left behind."""
+    return CollectedBatch(
+        usage={item.key: item.usage for item in workload_containers(frames, labels, known_owners)},
+        failed_workloads=failed_workloads(frames, known_owners),
+        failed=frames.failed,
+    )
+
+
+OwnersKey = tuple[tuple[str, ...], ...]
+
+
+def batch_pods(frames: UsageFrames, labels: LabelConfig) -> frozenset[tuple[str, str]]:
+    """(namespace, pod) of every pod whose workload ``collect_batch`` looks up: those with bucketed
+    history and those of a failed scope."""
+    pods = {(scope.namespace, pod) for scope in frames.failed for pod in scope.pods}
+    for name in BUCKET_QUERIES:
+        frame = frames[name]
+        if not frame.empty and {labels.namespace, labels.pod} <= set(frame.columns):
+            pairs = frame[[labels.namespace, labels.pod]].drop_duplicates()
+            pods.update((str(ns), str(pod)) for ns, pod in pairs.itertuples(index=False, name=None))
+    return frozenset(pods)
+
+
+def owners_key(known_owners: pd.DataFrame | None, pods: frozenset[tuple[str, str]]) -> OwnersKey:
+    """The rows of ``known_owners`` that ``collect_batch`` reads, those of ``pods`` (``batch_pods``),
+    sorted: two ``known_owners`` with the same key give the same collection. (``resolve_owners``
+    joins them to the batch's pods, so rows of other pods drop out, and the join follows the order of
+    the batch's pods, not theirs.)"""
+    if known_owners is None or known_owners.empty:
+        return ()
+    rows = known_owners[OWNER_COLUMNS].itertuples(index=False, name=None)
+    return tuple(sorted(tuple(map(str, row)) for row in rows if (str(row[0]), str(row[1])) in pods))
 
 
 def failed_workloads(

@@ -226,8 +226,8 @@ DEFAULTS = RecommendationSettings()
 
 SHARED_BATCH_MAX_BYTES = 512 * 1024 * 1024
 """Shared batches (``controller/batches.py``) kept at most: past this, the least recently used
-fetched batch is dropped (each also expires when its interval is over). A namespace's batch is a
-few MB for a thousand containers over 14 days (docs/metrics.md)."""
+collected batch is dropped (each also expires when its interval is over). A namespace's collected
+batch is about 90 kB per pod container over 14 days (its hourly history, as ``size_bytes`` counts it)."""
 SHARD_SPLIT = 4
 """A query Prometheus refuses as too large (``--query.max-samples``) or too slow (its timeout) is
 run again over this many shards of the namespace's pods (sorted by name, so a workload's pods stay

@@ -7,12 +7,13 @@ post; its only side effect is Auto mode's patch, made through ``Cluster`` (``aut
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from rightsizer import conditions as cond
-from rightsizer.collect import failed_workloads, workload_containers
+from rightsizer.collect import CollectedBatch, collect_batch
 from rightsizer.controller import metrics
 from rightsizer.controller.autoapply import AutoContext, ClusterLimits, WorkloadChange, apply_to_workload
 from rightsizer.controller.batches import SharedBatches
@@ -27,7 +28,7 @@ from rightsizer.policy import AUTO, PolicyError, PolicySpec, parse_policy
 from rightsizer.promql import LabelConfig, QueryScope
 from rightsizer.selection import select_targets
 from rightsizer.shards import FailedScope
-from rightsizer.source import PrometheusSource, PrometheusUnavailable, UsageFrames
+from rightsizer.source import PrometheusSource, PrometheusUnavailable
 from rightsizer.timestamps import format_time
 from rightsizer.workload import WorkloadView
 
@@ -107,20 +108,20 @@ def evaluate(
         "missingTargets": missing,
         "observedOOMKills": [kill.to_status() for kill in oom_kills],
     }
+    owners = known_owners(pods)
     try:
         scope = QueryScope((policy.namespace,), spec.history_seconds, labels, spec.cpu_window_seconds)
         if batches is None:
-            frames = prometheus.fetch(scope, now.timestamp())
+            batch = collect_batch(prometheus.fetch(scope, now.timestamp()), labels, owners)
         else:
-            frames = batches.fetch(scope, now.timestamp(), spec.interval_seconds)
+            batch = batches.collect(scope, now.timestamp(), spec.interval_seconds, owners)
     except PrometheusUnavailable as error:
         return _prometheus_failed(run, str(error), seen)
-    _set_reachable(run, prometheus.url, frames)
-    seen["failedScopes"] = [scope.to_dict() for scope in frames.failed]
+    _set_reachable(run, prometheus.url, batch)
+    seen["failedScopes"] = [scope.to_dict() for scope in batch.failed]
 
-    usage = _usage_by_container(frames, labels, pods, oom_kills)
-    failed = failed_workloads(frames, known_owners(pods))
-    recommendations, left_alone = _recommend_targets(spec, targets, usage, failed)
+    usage = _usage_by_container(batch, oom_kills)
+    recommendations, left_alone = _recommend_targets(spec, targets, usage, batch.failed_workloads)
     run.notes.update(left_alone)
     evaluated = [r for r in recommendations if r.key not in left_alone]
     ready = sum(r.ready for r in evaluated)
@@ -135,21 +136,22 @@ def evaluate(
 
 
 def _usage_by_container(
-    frames: UsageFrames, labels: LabelConfig, pods: list[PodView], oom_kills: list[ObservedOomKill]
+    batch: CollectedBatch, oom_kills: list[ObservedOomKill]
 ) -> dict[ContainerKey, ContainerUsage]:
-    """What Prometheus saw of each container, with the OOM kills the API showed added in."""
-    usage = {item.key: item.usage for item in workload_containers(frames, labels, known_owners(pods))}
+    """What Prometheus saw of each container, with the OOM kills the API showed added in (to a copy:
+    the batch is shared)."""
+    usage = dict(batch.usage)
     for key in {kill.key for kill in oom_kills}:
         kills = [kill for kill in oom_kills if kill.key == key]
         usage[key] = with_observed(usage.get(key, ContainerUsage()), kills)
     return usage
 
 
-def _set_reachable(run: Evaluation, url: str, frames: UsageFrames) -> None:
-    if not frames.failed:
+def _set_reachable(run: Evaluation, url: str, batch: CollectedBatch) -> None:
+    if not batch.failed:
         run.condition(cond.PROMETHEUS_REACHABLE, True, "QuerySucceeded", f"queried {url}")
         return
-    scopes = "; ".join(scope.describe() for scope in frames.failed)
+    scopes = "; ".join(scope.describe() for scope in batch.failed)
     message = f"queried {url}; it could not answer for {scopes}"
     run.condition(cond.PROMETHEUS_REACHABLE, True, "PartlyAnswered", message)
 
@@ -158,7 +160,7 @@ def _recommend_targets(
     spec: PolicySpec,
     targets: list[WorkloadView],
     usage: dict[ContainerKey, ContainerUsage],
-    failed: dict[tuple[str, str, str], FailedScope],
+    failed: Mapping[tuple[str, str, str], FailedScope],
 ) -> tuple[list[Recommendation], dict[ContainerKey, str]]:
     """A recommendation per container of every target, in template order, and the containers left
     alone with the reason: those whose policy says ``mode: Off`` (recommended with the policy's
