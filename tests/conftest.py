@@ -1,15 +1,20 @@
 """Shared fixtures: one real Prometheus with the demo history for every test that queries it, and a
 cluster with the real node for each module of node tests. A module's node is stopped before the
-next module starts its own: there is one node per machine at a time (its cgroups have fixed names)."""
+next module starts its own: there is one node per machine at a time (its cgroups have fixed names).
+The operator's image, when tests/test_install.py is to run, is built while the tests before it run."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rightsizer_demo.history import DAY, demo_scenario, window_ending_now
 from rightsizer_demo.prometheus import PrometheusServer
+from tests.support import image
 from tests.support.k8s import ControlPlane, start_control_plane
 from tests.support.prometheus import start_demo_prometheus
 
@@ -42,3 +47,13 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPl
         yield cluster
     finally:
         cluster.stop()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the install test will run (as root, which building needs), its image is built meanwhile."""
+    if os.geteuid() == 0 and any(item.module.__name__.endswith("test_install") for item in session.items):
+        image.start_building(Path(tempfile.mkdtemp(prefix="rightsizer-image-")) / "build.log")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    image.stop_building()

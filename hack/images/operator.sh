@@ -27,6 +27,9 @@ die() { log "ERROR: $*"; exit 1; }
 image="${RIGHTSIZER_IMAGE:-ghcr.io/rightsizer/rightsizer:0.1.0}"
 suite=bookworm
 base_packages=python3,python3-venv,ca-certificates,passwd
+# The root directory is made in a private temporary directory (mode 0700): without the chmod, the
+# image's non-root user could not reach anything in it (runc: "executable file not found").
+base_options=(--variant=minbase --format=tar "--include=$base_packages" '--customize-hook=chmod 0755 "$1"')
 apt_sources=/etc/apt/sources.list.d/debian.sources
 [[ -f "$apt_sources" ]] || apt_sources=/etc/apt/sources.list
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
@@ -39,7 +42,7 @@ for tool in podman mmdebstrap sha256sum flock; do
 done
 [[ $(id -u) -eq 0 ]] || die "building the image needs root (podman's storage and the node's containerd are root's)"
 
-base_key="$(printf '%s\n' "$suite" "$base_packages" | cat - "$apt_sources" | sha256sum | cut -c1-16)"
+base_key="$(printf '%s\n' "$suite" "${base_options[@]}" | cat - "$apt_sources" | sha256sum | cut -c1-16)"
 base_tar="$cache/base-$base_key.tar"
 base_image="localhost/rightsizer-base:$base_key"
 # The build context is what .dockerignore lets through: pyproject.toml, README.md, operator/rightsizer.
@@ -77,9 +80,10 @@ started=$(date +%s)
 if [[ "$rebuild" == "1" || ! -s "$base_tar" ]]; then
   log "making the base image's root file system with mmdebstrap ($suite: $base_packages); about a minute"
   rm -f "$base_tar.partial"
-  mmdebstrap --quiet --variant=minbase --format=tar --include="$base_packages" "$suite" "$base_tar.partial" \
-    "$apt_sources" >&2 || die "mmdebstrap failed"
+  mmdebstrap --quiet "${base_options[@]}" "$suite" "$base_tar.partial" "$apt_sources" >&2 ||
+    die "mmdebstrap failed"
   mv "$base_tar.partial" "$base_tar"
+  log "base made in $(($(date +%s) - started))s: $base_tar"
 fi
 if [[ "$rebuild" == "1" ]] || ! podman image exists "$base_image"; then
   log "importing the base as $base_image"
@@ -97,9 +101,12 @@ podman save --quiet --format oci-archive --output "$tmp_dir/rightsizer.oci.tar" 
 rm -rf "$out_dir"
 mv "$tmp_dir" "$out_dir"
 trap - EXIT
-# Only the newest archive is kept (each is about 160 MiB), and no dangling image in podman's
-# storage: the builder's layers are of no use once the sources change.
+# Only the newest base and archive are kept (the archive is about 160 MiB), and no dangling image
+# in podman's storage: the builder's layers are of no use once the sources change.
 find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$context_key" -exec rm -rf {} +
+find "$cache" -mindepth 1 -maxdepth 1 -name 'base-*.tar' ! -name "base-$base_key.tar" -delete
+podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/rightsizer-base:' |
+  grep -v ":$base_key\$" | xargs -r podman rmi >/dev/null || true
 podman image prune --force >/dev/null
 log "built $image in $(($(date +%s) - started))s: $archive ($(du -m "$archive" | cut -f1) MiB compressed;" \
   "$(podman image inspect --format '{{.Size}}' "$image" | awk '{printf "%d MiB", $1 / 1048576}') unpacked)"
