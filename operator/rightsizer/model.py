@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -106,22 +107,24 @@ class ContainerUsage:
     """Memory at which the container was killed: the memory limit in force then, or its peak."""
     owner_source: str = "kube-state-metrics"
 
-    @property
+    # Computed once: the engine reads them several times, and the operator's evaluations of one
+    # batch share the same usage (controller/batches.py). The usage and its history are never changed.
+    @cached_property
     def pods(self) -> int:
         return int(self.history["pod"].nunique())
 
-    @property
+    @cached_property
     def samples(self) -> int:
         return int(self.history["samples"].sum())
 
-    @property
+    @cached_property
     def covered_seconds(self) -> float:
         """How much of the window some pod ran: per bucket the largest coverage of any pod."""
         if self.grid is None or self.history.empty:
             return 0.0
         return float(self.history.groupby("time")["coverage"].max().sum() * self.grid.bucket_seconds)
 
-    @property
+    @cached_property
     def span_seconds(self) -> float:
         """From the start of the first bucket with samples to the end of the last one."""
         if self.grid is None or self.history.empty:

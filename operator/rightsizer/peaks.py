@@ -193,11 +193,19 @@ def memory_growth(history: pd.DataFrame, settings: RecommendationSettings) -> fl
     through the mean working sets of its last ``memory_trend_window``, when that line explains at
     least ``memory_trend_min_fit`` of their variance and they span at least half the window; else 0.
     """
-    now = history["time"].max()
+    pods, _ = pd.factorize(history["pod"])
+    known = pods >= 0
+    pods, all_times = pods[known], history["time"].to_numpy(float)[known]
+    all_means = history["memory_mean"].to_numpy(float)[known]
+    if not len(pods):
+        return 0.0
+    last = np.full(pods.max() + 1, np.nan)
+    np.fmax.at(last, pods, all_times)  # each pod's last bucket (NaN skipped, as pandas' max does)
     slopes = []
-    for _, rows in history[history.groupby("pod")["time"].transform("max") == now].groupby("pod"):
-        ordered = rows.sort_values("time")
-        times, means = ordered["time"].to_numpy(float), ordered["memory_mean"].to_numpy(float)
+    for pod in np.flatnonzero(last == history["time"].max()):  # the pods running now
+        rows = np.flatnonzero(pods == pod)
+        rows = rows[np.argsort(all_times[rows], kind="stable")]
+        times, means = all_times[rows], all_means[rows]
         restarts = np.flatnonzero(means[1:] < 0.75 * means[:-1])
         since = restarts[-1] + 1 if restarts.size else 0
         recent = times >= times[-1] - settings.memory_trend_window_seconds
@@ -233,9 +241,11 @@ def _daily(
     """``values`` of ``days``, each weighing its recency x its coverage (the share of its buckets in
     which some pod ran)."""
     period = _period(grid)
-    covered = history.groupby("time")["coverage"].max()
-    bucket_days, per_day = np.unique(day_index(covered.index.to_numpy(float), grid), return_inverse=True)
-    coverage = np.bincount(per_day, weights=covered.to_numpy(float)) / max(1, period // grid.bucket_seconds)
+    times, per_time = np.unique(history["time"].to_numpy(float), return_inverse=True)
+    covered = np.full(len(times), np.nan)
+    np.fmax.at(covered, per_time, history["coverage"].to_numpy(float))  # per bucket, the most any pod ran
+    bucket_days, per_day = np.unique(day_index(times, grid), return_inverse=True)
+    coverage = np.bincount(per_day, weights=covered) / max(1, period // grid.bucket_seconds)
     share = np.clip(coverage[np.searchsorted(bucket_days, days)], 0.0, 1.0)
     return Daily(values, np.power(0.5, days * period / settings.half_life_seconds) * share, share)
 

@@ -180,7 +180,7 @@ def _recommend_targets(
                 reason = f"Prometheus could not answer for {gone.describe()}"
                 recommendations.append(Recommendation(key, current, None, None, reason, {}))
                 continue
-            rec = recommend(key, usage.get(key, ContainerUsage()), current, settings)
+            rec = recommend(key, usage[key] if key in usage else ContainerUsage(), current, settings)
             if workload.invalid_quantities:
                 rec = replace(rec, warnings=rec.warnings + workload.invalid_quantities)
             recommendations.append(rec)
