@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from rightsizer.quantity import CPU, ceil_cpu, ceil_memory, format_quantity, parse
+from rightsizer.quantity import parse
+from rightsizer.units import CPU, ceil_cpu, ceil_memory, format_quantity
 from rightsizer.workload import WorkloadView
 from rightsizer_demo.history import DAY, WorkloadSpec, demo_scenario, window_ending_now
 from rightsizer_demo.manifests import deployment_manifests, namespace_manifests
