@@ -10,6 +10,8 @@ from dataclasses import asdict
 import pandas as pd
 
 from rightsizer.model import ContainerKey
+from rightsizer.quantity import parse
+from rightsizer.settings import RecommendationSettings
 from rightsizer_demo.history import MIB, WorkloadSpec
 
 from .run import CURRENT, KRR, KRR_AS_QUERIED, RIGHTSIZER, STRATEGIES, VPA, WHAT_IFS, BenchConfig, SeedRun
@@ -141,9 +143,7 @@ def container_table(runs: Sequence[SeedRun]) -> pd.DataFrame:
                         "busy_to_request": score.busy_to_request,
                         "worst_pod_above_limit": score.worst_pod_above_limit,
                         "throttled_while_learning": run.learning_throttled.get(score.key, 0.0),
-                        "oom_kills_learned": run.recommendations[score.key].evidence.get("oomKills", 0)
-                        if score.key in run.recommendations
-                        else 0,
+                        **_learned(run, score.key),
                     }
                 )
     frame = pd.DataFrame(rows)
@@ -152,6 +152,21 @@ def container_table(runs: Sequence[SeedRun]) -> pd.DataFrame:
     numbers = frame.drop(columns=["note"]).groupby(["container", "strategy"], sort=False).mean()
     notes = frame.groupby(["container", "strategy"], sort=False)["note"].first()
     return numbers.join(notes).reset_index()
+
+
+def _learned(run: SeedRun, key: ContainerKey) -> dict[str, float]:
+    """What rightsizer's evidence said of a container: OOM kills, growth per day, peak time (cores) and
+    whether a day's busiest sustained bucket set it (1.0) or the p95 of its windows (0.0)."""
+    evidence = run.recommendations[key].evidence if key in run.recommendations else {}
+    growth, peak = evidence.get("memoryGrowthPerDay"), evidence.get("cpuPeakTime")
+    killed_at = evidence.get("oomKilledAt")
+    return {
+        "oom_kills_learned": float(evidence.get("oomKills", 0)),
+        "oom_killed_at": float(parse(str(killed_at))) if killed_at else math.nan,
+        "memory_growth_mib_per_day": float(parse(str(growth))) / MIB if growth else 0.0,
+        "cpu_peak_time_learned": float(parse(str(peak))) if peak else math.nan,
+        "peak_from_busy_bucket": float(str(evidence.get("cpuPeakTimeFrom", "")).startswith("busiest")),
+    }
 
 
 def _intro(config: BenchConfig) -> str:
@@ -257,9 +272,10 @@ def _kills_conclusion(rs: StrategyScore, krr: StrategyScore, table: pd.DataFrame
         f"**Fewer OOM kills than KRR: {'met' if met else 'not met'}.** rightsizer "
         f"{_count(rs.oom_kills)} kills ({_count(rs.killed_containers)} containers) against KRR's "
         f"{_count(krr.oom_kills)} ({_count(krr.killed_containers)}) in the scoring period. KRR sets the "
-        "memory limit at the request, peak x 1.15; rightsizer reserves about the same request but sets "
-        "the limit 1.5x above it (latency-sensitive profile), so growth between evaluations hits a limit "
-        "65% above the peak (1.10 x 1.5) instead of 15%:\n",
+        "memory limit at the request, peak x 1.15; rightsizer's request is the recent level x 1.10 (a "
+        "growing container's projected a week ahead), its limit 1.5x above that (latency-sensitive profile) "
+        "and at least the peak plus half its height above the level, so growth between evaluations hits a "
+        "limit about 65% above the level instead of 15% above the peak:\n",
     ]
     kills = table.pivot(index="container", columns="strategy", values="oom_kills")
     for container, row in kills[(kills[KRR] > 0) | (kills[RIGHTSIZER] > 0)].iterrows():
@@ -267,10 +283,20 @@ def _kills_conclusion(rs: StrategyScore, krr: StrategyScore, table: pd.DataFrame
             f"- `{container}`: KRR {_count(row[KRR])}, rightsizer {_count(row[RIGHTSIZER])}, "
             f"VPA-style {_count(row[VPA])}, current {_count(row[CURRENT])}"
         )
+    learned = table[table["strategy"] == RIGHTSIZER].set_index("container")
+    growers = learned[(learned["memory_growth_mib_per_day"] > 0) & (learned["oom_kills_learned"] == 0)]
+    killed = growers[growers["oom_kills"] > 0]
+    names = ", ".join(f"`{name}`" for name in growers.index)
+    outcome = (
+        f"none of them ({names}) was OOM-killed under rightsizer's limit"
+        if killed.empty
+        else "still killed: " + ", ".join(f"`{n}` {_count(k)}" for n, k in killed["oom_kills"].items())
+    )
     lines.append(
-        "\nLeaks are killed under any finite limit; a higher limit only spaces the kills out. The slow "
-        "grower is the case that matters: it never restarts, so a limit 15% above the learned peak is "
-        "reached a few days into the scoring period.\n"
+        "\nLeaks that were OOM-killed while learning are killed again under any finite limit; a higher "
+        "limit only spaces the kills out. The slow growers are the case that matters: they never restart, "
+        "so a limit 15% above the learned peak is reached a few days into the scoring period. rightsizer "
+        f"projects their growth a week ahead: {outcome}.\n"
     )
     return "\n".join(lines)
 
@@ -281,8 +307,9 @@ def _memory_conclusion(rs: StrategyScore, krr: StrategyScore, table: pd.DataFram
     lines = [
         f"**No more memory reserved than KRR: {'met' if met else 'not met'}.** rightsizer reserves "
         f"{rs.reserved_memory / GIB:.2f} GiB, KRR {krr.reserved_memory / GIB:.2f} GiB "
-        f"({difference / MIB:+.0f} Mi, {difference / krr.reserved_memory:+.1%}). Both take the peak over raw "
-        "samples (rightsizer x 1.10, KRR x 1.15); where they differ (reserved = request x replicas):\n",
+        f"({difference / MIB:+.0f} Mi, {difference / krr.reserved_memory:+.1%}). KRR takes the highest "
+        "sample x 1.15; rightsizer the p99 of half-hourly means x 1.10, projected a week ahead where it "
+        "grows; where they differ (reserved = request x replicas):\n",
     ]
     memory = table.pivot(index="container", columns="strategy", values="memory_request")
     pods = table.pivot(index="container", columns="strategy", values="replicas")[RIGHTSIZER]
@@ -291,11 +318,12 @@ def _memory_conclusion(rs: StrategyScore, krr: StrategyScore, table: pd.DataFram
     for container in delta[~small].index:
         reason = _memory_reason(table, container)
         lines.append(f"- `{container}`: {delta[container] / MIB:+.0f} Mi ({reason})")
-    lines.append(
-        f"- the {int(small.sum())} other containers: {delta[small].sum() / MIB:+.0f} Mi "
-        "(rightsizer rounds memory up to a whole Mi)\n"
-    )
-    return "\n".join(lines)
+    if small.any():
+        lines.append(
+            f"- the {int(small.sum())} other containers: {delta[small].sum() / MIB:+.0f} Mi "
+            "(rightsizer rounds memory up to a whole Mi)"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _memory_reason(table: pd.DataFrame, container: str) -> str:
@@ -307,9 +335,12 @@ def _memory_reason(table: pd.DataFrame, container: str) -> str:
             f"{rows.loc[RIGHTSIZER, 'oom_kills_learned']:.0f} OOM kills while learning: rightsizer's OOM "
             "bump, max(killed x 1.2, killed + 100Mi), raises the request"
         )
+    growth = rows.loc[RIGHTSIZER, "memory_growth_mib_per_day"]
+    if growth > 0:
+        return f"grew {growth:.0f}Mi a day while learning: rightsizer projects it a week ahead"
     if abs(rows.loc[KRR, "memory_request"] - KRR_MIN_MEMORY) < 1:
         return "KRR's 100Mi floor"
-    return "different peaks"
+    return "rightsizer: the level below short peaks; KRR: the highest sample"
 
 
 def _peak_conclusion(rs: StrategyScore, means: dict[str, StrategyScore], table: pd.DataFrame) -> str:
@@ -333,13 +364,28 @@ def _peak_conclusion(rs: StrategyScore, means: dict[str, StrategyScore], table: 
 def _peak_reason(row: pd.Series) -> str:
     if row["note"]:
         return row["note"]
-    if row["throttled_while_learning"] > 0.01:
+    if row["peak_from_busy_bucket"] >= 0.5:
         return (
-            f"CPU demand was above the limit in force in {row['throttled_while_learning']:.1%} of learning "
-            "samples: the learned p95 is of throttled usage, and the request is sized from it"
+            "sized for each day's busiest sustained half hour: its busiest hour runs at "
+            f"{row['busy_to_request']:.2f} of the request (the busy-hour aim); the p95 of all its windows "
+            "is idle time"
         )
-    if row["peak_to_request"] < TARGET_BAND[0]:
-        return "the request follows the busiest pod's p95; all pods together peak lower"
+    throttled = row["throttled_while_learning"]
+    if throttled > 0.01 and row["peak_to_request"] > TARGET_BAND[1]:
+        return (
+            f"CPU demand was above the limit in force in {throttled:.1%} of learning samples: the learned "
+            "peak time is of throttled usage, and the request is sized from it"
+        )
+    if throttled > 0.01:
+        bump = RecommendationSettings().throttling_limit_bump
+        used = row["cpu_peak_time_learned"] / bump
+        demand = row["peak_to_request"] * row["cpu_request"]
+        return (
+            f"CPU demand was above the limit in force in {throttled:.1%} of learning samples: the throttled "
+            f"pod's usage counted x{bump:g} (`throttling_limit_bump`): peak time "
+            f"{row['cpu_peak_time_learned'] * 1000:.0f}m, while the peak-time demand was only "
+            f"{demand * 1000:.0f}m, {demand / used:.2f}x the {used * 1000:.0f}m of throttled usage"
+        )
     return "day-to-day variation"
 
 
@@ -367,11 +413,27 @@ def _what_if_conclusion(means: dict[str, StrategyScore]) -> str:
 
 def _cost_conclusion(means: dict[str, StrategyScore], table: pd.DataFrame) -> str:
     rs, krr, vpa, current = means[RIGHTSIZER], means[KRR], means[VPA], means[CURRENT]
+    cpu = table.pivot(index="container", columns="strategy", values="cpu_request")
+    pods = table.pivot(index="container", columns="strategy", values="replicas")[RIGHTSIZER]
+    largest = ((cpu[RIGHTSIZER] - cpu[KRR]) * pods).nlargest(3)
+    peak = table[table["strategy"] == RIGHTSIZER].set_index("container")["peak_to_request"]
+    low, high = TARGET_BAND
+    throttled = (
+        "no sample would be throttled"
+        if rs.above_limit == 0
+        else f"{rs.above_limit:.1%} of samples would be throttled"
+    )
     return (
         f"**The price.** Putting peak-time CPU at 75% of the request reserves {rs.reserved_cpu:.2f} cores "
         f"against KRR's {krr.reserved_cpu:.2f} ({rs.reserved_cpu / krr.reserved_cpu - 1:+.0%}) and the "
-        f"current {current.reserved_cpu:.2f}; in return CPU demand is above the request in "
-        f"{rs.above_request:.1%} of samples (KRR {krr.above_request:.1%}) and no sample would be throttled. "
+        f"current {current.reserved_cpu:.2f}; the largest differences: "
+        + ", ".join(
+            f"`{name}` {cores:+.2f}"
+            + ("" if low <= peak[name] <= high else " (outside the peak-time band: see above)")
+            for name, cores in largest.items()
+        )
+        + f". In return CPU demand is above the request in "
+        f"{rs.above_request:.1%} of samples (KRR {krr.above_request:.1%}) and {throttled}. "
         f"The memory limit above the request means the working set runs above the request in "
         f"{rs.above_memory_request:.1%} of samples (KRR {krr.above_memory_request:.1%}: its limit is its "
         f"request; VPA-style {vpa.above_memory_request:.1%}). VPA-style has the fewest kills "
@@ -394,30 +456,52 @@ def _spiky_sentence(table: pd.DataFrame) -> str:
 
 
 def _engine_findings(means: dict[str, StrategyScore], table: pd.DataFrame) -> str:
-    search = table[(table["container"] == "shop/search/app") & (table["strategy"] == RIGHTSIZER)].iloc[0]
+    rows = table.set_index(["container", "strategy"])
+    search, searched = rows.loc[("shop/search/app", RIGHTSIZER)], rows.loc[("shop/search/app", CURRENT)]
+    spiky = rows.loc[("extra/spiky/app", RIGHTSIZER)]
     no_bump = next(name for name in WHAT_IFS if "OOM bump" in name)
     rs, bump, krr = means[RIGHTSIZER], means[no_bump], means[KRR]
+    settings = RecommendationSettings()
+    learned = table[table["strategy"] == RIGHTSIZER].set_index("container")
+    killed = learned[learned["oom_kills_learned"] > 0].index
+    limits = [
+        f"`{name}` killed at {rows.loc[(name, RIGHTSIZER), 'oom_killed_at'] / MIB:.0f}Mi: "
+        f"{rows.loc[(name, no_bump), 'memory_limit'] / MIB:.0f}Mi without the bump, "
+        f"{rows.loc[(name, RIGHTSIZER), 'memory_limit'] / MIB:.0f}Mi with it, "
+        f"{_count(rows.loc[(name, no_bump), 'oom_kills'])} and "
+        f"{_count(rows.loc[(name, RIGHTSIZER), 'oom_kills'])} kills"
+        for name in killed
+    ]
     oom_bump = (
         "- *Memory: the OOM bump* (`engine._memory_request`). After an OOM kill the **request** is raised to "
-        "max(killed x 1.2, killed + 100Mi). The limit already follows the request x 1.5, i.e. 1.725x the "
-        "killed amount without any bump, which is above the bump for anything killed above 138Mi: the bump "
-        "mostly adds reserved memory. Without it (what-if) rightsizer reserves "
-        f"{(rs.reserved_memory - bump.reserved_memory) / MIB:.0f} Mi less, below KRR, and the two leaks get "
-        f"{_count(bump.oom_kills - rs.oom_kills)} more kills ({_count(bump.oom_kills)}, against KRR's "
-        f"{_count(krr.oom_kills)}). Kept, as VPA does it: with it the aims are met. The default "
-        "`memory_headroom` is 0.10 rather than KRR's 0.15 because the 1.5x limit, not the request, is what "
-        "kills (the price: the working set runs above the request more often, see the table)."
+        "max(killed x 1.2, killed + 100Mi). Without it the request is the level (the p99 of half-hourly "
+        "means, just below the memory that was killed) x 1.10, and the limit 1.5x that, already above the "
+        f"killed amount; the bump raises both ({'; '.join(limits)}). Without it (what-if) rightsizer "
+        f"reserves {(rs.reserved_memory - bump.reserved_memory) / MIB:.0f} Mi less, and the containers "
+        f"OOM-killed while learning get {_count(bump.oom_kills - rs.oom_kills)} more kills "
+        f"({_count(bump.oom_kills)} in all, against KRR's {_count(krr.oom_kills)}). Kept, as VPA does it: "
+        "a kill is certain evidence, and the aims are met with it. The default `memory_headroom` is 0.10 "
+        "rather than KRR's 0.15 because the limit, not the request, is what kills (the price: the working "
+        "set runs above the request more often, see the table)."
     )
+    demand = search["peak_to_request"] * search["cpu_request"]
     throttled = (
         "- *CPU of throttled containers* (`engine._cpu_request`, `engine._cpu_limit`). Throttled usage "
-        "hides the demand, so above `throttling_threshold` the p95 counts 1.5x (`throttling_limit_bump`) "
-        f"for the request as for the limit. `shop/search` learned under a 500m limit: request "
+        "hides the demand, so the windows of pods throttled in more than "
+        f"{settings.throttling_threshold:.0%} of their CFS periods (`throttling_threshold`) count "
+        f"{settings.throttling_limit_bump:g}x (`throttling_limit_bump`) for the request as for the limit. "
+        "The demand itself is not in the data, so the factor is a guess, wrong both ways here. "
+        f"`shop/search` learned under a {searched['cpu_limit'] * 1000:.0f}m limit: request "
         f"{search['cpu_request'] * 1000:.0f}m, demand above it in {search['above_request']:.0%} of scoring "
-        f"samples, peak-time at {search['peak_to_request']:.2f}x the request (`extra/spiky` likewise, less "
-        "so): still short, because demand was about 2.5x the throttled usage. The demand is not in the "
-        "data; the next evaluation, under the raised limit, sees it and corrects the request."
+        f"samples, peak-time at {search['peak_to_request']:.2f}x the request: still short, because its "
+        f"peak-time demand was {demand * 1000:.0f}m, {demand / searched['cpu_limit']:.1f}x the limit it was "
+        "capped at. `extra/hot-replica`'s hot pod is the opposite (its demand was little above its limit): "
+        "its request is too high. `extra/spiky`, whose demand was above its limit in "
+        f"{spiky['throttled_while_learning']:.1%} of learning samples, is under the threshold and sized "
+        f"from its capped usage as measured: peak-time at {spiky['peak_to_request']:.2f}x. In each case the "
+        "next evaluation, under the raised limit, sees the real demand and corrects the request."
     )
-    return f"**What causes the misses, and what would fix them.**\n\n{oom_bump}\n{throttled}\n"
+    return f"**What is still off, and why.**\n\n{oom_bump}\n{throttled}\n"
 
 
 def _appendix(table: pd.DataFrame) -> str:
