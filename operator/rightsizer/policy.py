@@ -19,6 +19,8 @@ from rightsizer.settings import (
     DEFAULTS,
     EVALUATION_INTERVAL_SECONDS,
     HISTORY_WINDOW_SECONDS,
+    HPA_MODE,
+    HPA_MODES,
     RecommendationSettings,
     ResourceBounds,
     SettingsError,
@@ -108,6 +110,9 @@ class PolicySpec:
     settings: RecommendationSettings
     container_policies: tuple[ContainerPolicy, ...]
     auto: AutoRails
+    hpa: str = HPA_MODE
+    """``spec.hpa``: KeepRequest or Retune, for targets a HorizontalPodAutoscaler scales on the
+    utilization of a request (``rightsizer.hpa``)."""
 
     def container_policy(self, container: str) -> ContainerPolicy | None:
         """The entry naming the container, else the ``*`` entry, else None."""
@@ -167,6 +172,8 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
         raise PolicyError(f"spec: {error}") from None
     auto = spec.get("auto") or {}
     rails = AutoRails()
+    if spec.get("hpa", HPA_MODE) not in HPA_MODES:
+        raise PolicyError(f"spec.hpa: {spec['hpa']!r} is not one of {', '.join(HPA_MODES)}")
     return PolicySpec(
         target_name=target["name"] if target else None,
         target_kind=(target or {}).get("kind", DEFAULT_KIND),
@@ -199,6 +206,7 @@ def parse_policy(spec: dict[str, Any]) -> PolicySpec:
                 _written(auto, "rollbackBackoff", rails.rollback_backoff_seconds), "spec.auto.rollbackBackoff"
             ),
         ),
+        hpa=spec.get("hpa", HPA_MODE),
     )
 
 

@@ -55,6 +55,13 @@ EVALUATION_INTERVAL_SECONDS = 300
 """How often a policy is evaluated (``spec.interval``)."""
 PROMETHEUS_TIMEOUT_SECONDS = 120
 """How long one Prometheus query may take (``--timeout``), Prometheus' own default timeout."""
+HPA_MODES = ("KeepRequest", "Retune")
+"""What is done with a target a HorizontalPodAutoscaler scales on the utilization of a resource's
+request (``spec.hpa``, ``recommend --hpa``; docs/recommendations.md, "HorizontalPodAutoscalers"):
+keep that request (the HPA's scale-out point stays where it is), or recommend it and re-tune the
+HPA's target utilization so that it scales out at the same usage."""
+HPA_MODE = HPA_MODES[0]
+"""KeepRequest: the HPA's owner chose its scale-out point; rightsizer does not move it unasked."""
 METRICS_LISTEN = "0.0.0.0:8081"
 """Where ``rightsizer operator`` serves ``/metrics`` (``--metrics-listen``; docs/operator.md, "Metrics"),
 beside Kopf's liveness endpoint on 8080."""
