@@ -7,7 +7,7 @@ post; its only side effect is Auto mode's patch, made through ``Cluster`` (``aut
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from rightsizer.controller.kube import Cluster
 from rightsizer.controller.outcome import Event, Outcome, PolicyObject
 from rightsizer.controller.status_budget import bounded_message, bounded_recommendations
 from rightsizer.engine import recommend
+from rightsizer.hpa import Autoscaler, for_policy
 from rightsizer.model import ContainerKey, ContainerUsage, Recommendation
 from rightsizer.oomkills import ObservedOomKill, observe, with_observed
 from rightsizer.pods import PodView, known_owners
@@ -84,10 +85,13 @@ def evaluate(
     labels: LabelConfig,
     now: datetime,
     batches: SharedBatches | None = None,
+    *,
+    autoscalers: Sequence[Autoscaler] = (),
 ) -> Outcome:
     """Recommend for the policy's targets (and apply in Auto mode); the status to write and events.
 
-    ``workloads`` and ``pods`` are those of the policy's namespace (the operator's indexes). With
+    ``workloads``, ``pods`` and ``autoscalers`` (HPAs) are those of the policy's namespace (the
+    operator's indexes): a request an HPA scales on is kept, per ``spec.hpa`` (``rightsizer.hpa``). With
     ``batches``, the namespace's Prometheus batch is shared with its other policies' evaluations
     in the same interval (``controller/batches.py``).
     """
@@ -122,6 +126,8 @@ def evaluate(
 
     usage = _usage_by_container(batch, oom_kills)
     recommendations, left_alone = _recommend_targets(spec, targets, usage, batch.failed_workloads)
+    init = {key for key, why in left_alone.items() if why == INIT_CONTAINER}
+    recommendations = for_policy(recommendations, autoscalers, spec.hpa, auto=spec.mode == AUTO, skip=init)
     run.notes.update(left_alone)
     evaluated = [r for r in recommendations if r.key not in left_alone]
     ready = sum(r.ready for r in evaluated)

@@ -15,6 +15,7 @@ from rightsizer.controller import metrics, policy_gauges
 from rightsizer.controller.evaluate import evaluate
 from rightsizer.controller.outcome import PolicyObject
 from rightsizer.controller.schedule import is_due
+from rightsizer.hpa import Autoscaler
 from rightsizer.pods import PodView, workload_owner
 from rightsizer.workload import WorkloadView
 
@@ -33,6 +34,10 @@ def index_workload(body: Mapping[str, Any]) -> WorkloadView:
 
 def index_pod(body: Mapping[str, Any]) -> PodView:
     return PodView.from_body(_plain(body))
+
+
+def index_autoscaler(body: Mapping[str, Any]) -> Autoscaler:
+    return Autoscaler.from_body(_plain(body))
 
 
 def mutate_pod(
@@ -58,6 +63,7 @@ def tick(
     pods: Iterable[PodView],
     patch: kopf.Patch,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    autoscalers: Iterable[Autoscaler] = (),
 ) -> None:
     """Evaluate the policy if it is due; write its status and post its Events. Every replica
     first sets the policy's gauges from its status (``policy_gauges``)."""
@@ -81,7 +87,15 @@ def tick(
     started = time.monotonic()
     try:
         outcome = evaluate(
-            policy, workloads, list(pods), memo.prometheus, memo.cluster, memo.labels, now, memo.batches
+            policy,
+            workloads,
+            list(pods),
+            memo.prometheus,
+            memo.cluster,
+            memo.labels,
+            now,
+            memo.batches,
+            autoscalers=list(autoscalers),
         )
     except Exception:
         metrics.observe_evaluation(policy.namespace, policy.name, time.monotonic() - started, metrics.ERROR)

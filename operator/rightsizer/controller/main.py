@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from rightsizer.controller import handlers
+from rightsizer.hpa import Autoscaler
 from rightsizer.pods import PodView
 from rightsizer.workload import WorkloadView
 
@@ -53,6 +54,13 @@ def pods_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[
     return {namespace: handlers.index_pod(body)}
 
 
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
+def autoscalers_by_namespace(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[str | None, Autoscaler]:
+    return {namespace: handlers.index_autoscaler(body)}
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def policy_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
     if event["type"] == "DELETED" and namespace:
@@ -70,6 +78,7 @@ def evaluate_policy(
     daemonsets_by_namespace: kopf.Index[str | None, WorkloadView],
     cronjobs_by_namespace: kopf.Index[str | None, WorkloadView],
     pods_by_namespace: kopf.Index[str | None, PodView],
+    autoscalers_by_namespace: kopf.Index[str | None, Autoscaler],
     namespace: str | None,
     logger: kopf.Logger,
     **_: Any,
@@ -80,4 +89,6 @@ def evaluate_policy(
         *daemonsets_by_namespace.get(namespace, []),
         *cronjobs_by_namespace.get(namespace, []),
     ]
-    handlers.tick(body, memo, workloads, pods_by_namespace.get(namespace, []), patch, logger)
+    pods: list[PodView] = [*pods_by_namespace.get(namespace, [])]
+    autoscalers: list[Autoscaler] = [*autoscalers_by_namespace.get(namespace, [])]
+    handlers.tick(body, memo, workloads, pods, patch, logger, autoscalers)
