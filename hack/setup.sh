@@ -13,6 +13,14 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# The Go builds (minutes on a new machine) need nothing that is installed below: they run
+# meanwhile, and are waited for at the end.
+"$root/hack/k8s/build.sh" >/dev/null &
+k8s_build=$!
+"$root/hack/images/build.sh" >/dev/null &
+images_build=$!
+trap 'kill "$k8s_build" "$images_build" 2>/dev/null || true' EXIT
+
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
@@ -48,6 +56,7 @@ log "installing rightsizer into .venv"
 "$root/.venv/bin/pip" install -q --disable-pip-version-check -e "$root[test]" >&2
 
 command -v kubectl >/dev/null 2>&1 || { log "ERROR: kubectl is needed on PATH"; exit 1; }
-"$root/hack/k8s/build.sh" >/dev/null
-"$root/hack/images/build.sh" >/dev/null
+wait "$k8s_build" || { log "ERROR: building Kubernetes failed (hack/k8s/build.sh)"; exit 1; }
+wait "$images_build" || { log "ERROR: building the node's images failed (hack/images/build.sh)"; exit 1; }
+trap - EXIT
 log "ready"
