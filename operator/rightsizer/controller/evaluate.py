@@ -2,7 +2,8 @@
 
 Called by the Kopf timer (``handlers.tick``) with everything it needs passed in, so it runs the
 same against a real cluster and in unit tests. It returns the whole new status and the Events to
-post; its only side effect is Auto mode's patch, made through ``Cluster`` (``autoapply``).
+post; its side effects are Auto mode's writes, made through ``Cluster`` (``autoapply``), and the
+operator's own counters of changes (``metrics``).
 """
 
 from __future__ import annotations
