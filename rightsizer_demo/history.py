@@ -147,6 +147,16 @@ class Autoscaling:
 
 
 @dataclass(frozen=True)
+class HpaTarget:
+    """A HorizontalPodAutoscaler on the workload, named after it, scaling on ``resource`` at
+    ``utilization`` percent of the request: exported as kube-state-metrics does
+    (``kube_horizontalpodautoscaler_info`` and ``kube_horizontalpodautoscaler_spec_target_metric``)."""
+
+    resource: str = CPU
+    utilization: int = 70
+
+
+@dataclass(frozen=True)
 class WorkloadSpec:
     """A Deployment or StatefulSet and how its pods behave.
 
@@ -156,7 +166,8 @@ class WorkloadSpec:
     ``kube_state_metrics=False`` exports no kube-state-metrics series at all for it, as when KSM is not
     scraped, so that owners have to come from pod names. ``short_pods`` adds short-lived pods (canaries),
     ``replica_cpu_factors`` multiplies the CPU demand of replica ``i`` by its ``i``-th factor (a hot replica
-    behind uneven load balancing), ``autoscaling`` makes replicas come and go.
+    behind uneven load balancing), ``autoscaling`` makes replicas come and go, ``hpa`` exports the
+    kube-state-metrics series of an HPA on it.
     """
 
     namespace: str
@@ -170,6 +181,7 @@ class WorkloadSpec:
     short_pods: tuple[ShortPod, ...] = ()
     replica_cpu_factors: tuple[float, ...] = ()
     autoscaling: Autoscaling | None = None
+    hpa: HpaTarget | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -831,6 +843,42 @@ def _last_terminated_reason(history: _History) -> Iterator[_Series]:
                 yield _Series(labels, times, _constant(1, times))
 
 
+def _hpa_info(history: _History) -> Iterator[_Series]:
+    for workload, times in _autoscaled(history):
+        labels = {
+            "namespace": workload.namespace,
+            "horizontalpodautoscaler": workload.name,
+            "scaletargetref_api_version": "apps/v1",
+            "scaletargetref_kind": workload.kind,
+            "scaletargetref_name": workload.name,
+            "job": "kube-state-metrics",
+        }
+        yield _Series(labels, times, _constant(1, times))
+
+
+def _hpa_target_metric(history: _History) -> Iterator[_Series]:
+    for workload, times in _autoscaled(history):
+        assert workload.hpa is not None
+        labels = {
+            "namespace": workload.namespace,
+            "horizontalpodautoscaler": workload.name,
+            "metric_name": workload.hpa.resource,
+            "metric_target_type": "utilization",
+            "job": "kube-state-metrics",
+        }
+        yield _Series(labels, times, _constant(workload.hpa.utilization, times))
+
+
+def _autoscaled(history: _History) -> Iterator[tuple[WorkloadSpec, np.ndarray]]:
+    """Workloads with an HPA that kube-state-metrics sees, and the steps from their creation on."""
+    workloads = {(plan.namespace, plan.workload.name): plan.workload for plan in history.plans}
+    for _, workload in sorted(workloads.items()):
+        if workload.hpa is not None and workload.kube_state_metrics:
+            times = _grid(max(workload.created_at, history.start), history.end, history.step)
+            if times.size:
+                yield workload, times
+
+
 _FAMILIES = (
     _Family("container_cpu_usage_seconds", "counter", _cpu_usage),
     _Family("container_memory_working_set_bytes", "gauge", _working_set_bytes),
@@ -842,6 +890,8 @@ _FAMILIES = (
     _Family("kube_pod_container_resource_limits", "gauge", _resource_limits),
     _Family("kube_pod_container_status_restarts", "counter", _restarts),
     _Family("kube_pod_container_status_last_terminated_reason", "gauge", _last_terminated_reason),
+    _Family("kube_horizontalpodautoscaler_info", "gauge", _hpa_info),
+    _Family("kube_horizontalpodautoscaler_spec_target_metric", "gauge", _hpa_target_metric),
 )
 
 

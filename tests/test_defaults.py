@@ -107,6 +107,7 @@ def test_recommend_defaults_are_a_default_policy() -> None:
     assert args.target_utilization == policy.settings.cpu_target_utilization
     assert args.cpu_percentile == policy.settings.cpu_percentile
     assert args.timeout == PROMETHEUS_TIMEOUT_SECONDS
+    assert args.hpa == policy.hpa
 
 
 def test_recommend_help_states_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,6 +122,7 @@ def test_recommend_help_states_the_defaults(capsys: pytest.CaptureFixture[str]) 
         f"peak CPU / request (default {DEFAULTS.cpu_target_utilization})",
         f"peak-time percentile (default {DEFAULTS.cpu_percentile})",
         f"per-query timeout (default {format_duration(PROMETHEUS_TIMEOUT_SECONDS)})",
+        f"at the same usage (default {HPA_MODE})",
     ):
         assert stated in text
 

@@ -13,10 +13,12 @@ from rightsizer.hpa import (
     RETUNE,
     Autoscaler,
     ScalingMetric,
+    from_state_metrics,
     retuned_utilization,
     with_autoscalers,
 )
 from rightsizer.model import ContainerKey, Recommendation, Resources
+from rightsizer.promql import QueryScope, autoscaler_query
 from rightsizer.units import MIB
 
 D = Decimal
@@ -212,3 +214,24 @@ def test_retune_of_a_pod_metric_sums_the_containers_requests() -> None:
 def test_keep_request_with_a_reason_for_not_retuning() -> None:
     (kept,) = with_autoscalers([rec()], [WEB_HPA], KEEP_REQUEST, why_kept=" (because)")
     assert kept.warnings[0].endswith("of it (because)")
+
+
+def test_kube_state_metrics_rows_become_autoscalers() -> None:
+    rows = [
+        {"namespace": "shop", "horizontalpodautoscaler": "web", "metric_name": "memory", "value": 80.0}
+        | {"scaletargetref_kind": "Deployment", "scaletargetref_name": "web"},
+        {"namespace": "shop", "horizontalpodautoscaler": "web", "metric_name": "cpu", "value": 60.0}
+        | {"scaletargetref_kind": "Deployment", "scaletargetref_name": "web"},
+    ]
+    (hpa,) = from_state_metrics(rows)
+    assert (hpa.name, hpa.target_kind, hpa.target_name) == ("web", "Deployment", "web")
+    # kube-state-metrics does not name a ContainerResource metric's container: the pod's, every container.
+    assert hpa.metrics == (ScalingMetric("cpu", 60), ScalingMetric("memory", 80))
+    assert from_state_metrics([]) == []
+
+
+def test_the_hpa_query_escapes_label_values() -> None:
+    query = autoscaler_query(QueryScope(('a"} or vector(1) #',), 3600))
+    assert 'namespace="a\\"} or vector(1) #"' in query
+    assert 'metric_target_type="utilization"' in query and 'metric_name=~"cpu|memory"' in query
+    assert "group_left (scaletargetref_kind, scaletargetref_name)" in query

@@ -164,14 +164,15 @@ def test_background_profile_and_no_cpu_limit(demo_prometheus):
 
 
 def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
-    """docs/recommendations.md, "Queries": one batch of 14 queries per namespace, whatever its pods."""
+    """docs/recommendations.md, "Queries": one batch of 14 queries per namespace, whatever its pods,
+    and one for the HorizontalPodAutoscalers of all of them."""
     source = PrometheusSource(demo_prometheus.url)
     before = queries_run(demo_prometheus.url)
     result = scan(source, ScanRequest(namespaces=("shop", "batch")), RecommendationSettings())
-    # One connectivity check (vector(1)), then 14 for shop's 12 pods and 14 for batch's 2, as
-    # Prometheus itself counted them; and the CLI's own count says the same.
-    assert queries_run(demo_prometheus.url) - before == 1 + 14 + 14
-    assert result.queries_sent == 1 + 14 + 14
+    # One connectivity check (vector(1)), one for the HPAs, then 14 for shop's 12 pods and 14 for
+    # batch's 2, as Prometheus itself counted them; and the CLI's own count says the same.
+    assert queries_run(demo_prometheus.url) - before == 2 + 14 + 14
+    assert result.queries_sent == 2 + 14 + 14
     assert len(result.recommendations) == 7
 
 

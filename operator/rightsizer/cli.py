@@ -27,6 +27,8 @@ from rightsizer.settings import (
     CPU_WINDOW_SECONDS,
     DEFAULTS,
     HISTORY_WINDOW_SECONDS,
+    HPA_MODE,
+    HPA_MODES,
     METRICS_LISTEN,
     Profile,
     RecommendationSettings,
@@ -86,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"peak-time percentile (default {DEFAULTS.cpu_percentile})",
     )
     rec.add_argument("--no-cpu-limit", action="store_true", help="recommend no CPU limit")
+    rec.add_argument(
+        "--hpa",
+        choices=HPA_MODES,
+        default=HPA_MODE,
+        help=f"a request a HorizontalPodAutoscaler scales on: keep it, or recommend it and the HPA target "
+        f"that scales out at the same usage (default {HPA_MODE})",
+    )
     rec.add_argument("-o", "--output", choices=FORMATS, default="table")
     rec.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     rec.set_defaults(run=run_recommend)
@@ -152,7 +161,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     settings = RecommendationSettings.for_profile(args.profile, **overrides)
     if args.resolution * 2 > args.history:
         raise SettingsError(f"--resolution must be at most half of --history ({args.history}s)")
-    request = ScanRequest(tuple(args.namespace), args.history, labels_from_args(args), args.resolution)
+    request = ScanRequest(
+        tuple(args.namespace), args.history, labels_from_args(args), args.resolution, args.hpa
+    )
     started = time.monotonic()
     result = scan(
         prometheus_from_args(args), request, settings, progress=None if args.quiet else stderr_progress

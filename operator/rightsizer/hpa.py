@@ -93,6 +93,24 @@ class Autoscaler:
         return (self.namespace, self.target_kind, self.target_name) == (key.namespace, key.kind, key.name)
 
 
+def from_state_metrics(rows: Iterable[Mapping[str, Any]]) -> list[Autoscaler]:
+    """HPAs from kube-state-metrics' series (``promql.autoscaler_query``: one row per HPA and
+    resource, its target joined in, ``value`` the utilization). kube-state-metrics does not say
+    which container a ``ContainerResource`` metric is about: it counts as the pod's (every
+    container's request is kept, the safe side)."""
+    found: dict[tuple[str, str, str, str], list[ScalingMetric]] = {}
+    for row in rows:
+        key = (
+            row["namespace"],
+            row["horizontalpodautoscaler"],
+            row["scaletargetref_kind"],
+            row["scaletargetref_name"],
+        )
+        if row["metric_name"] in RESOURCES and row["value"] > 0:
+            found.setdefault(key, []).append(ScalingMetric(row["metric_name"], round(row["value"])))
+    return [Autoscaler(*key, tuple(sorted(metrics, key=str))) for key, metrics in sorted(found.items())]
+
+
 def retuned_utilization(utilization: int, old_request: Decimal, new_request: Decimal) -> int:
     """The target that scales out at the same usage a pod: ``old x old_request / new_request``,
     rounded to a whole percent, at least ``MIN_UTILIZATION``."""

@@ -30,6 +30,8 @@ REQUESTS = "kube_pod_container_resource_requests"
 LIMITS = "kube_pod_container_resource_limits"
 LAST_TERMINATED = "kube_pod_container_status_last_terminated_reason"
 RESTARTS = "kube_pod_container_status_restarts_total"
+HPA_INFO = "kube_horizontalpodautoscaler_info"
+HPA_TARGET_METRIC = "kube_horizontalpodautoscaler_spec_target_metric"
 
 
 HISTORY_BUCKET_SECONDS = 1800
@@ -298,3 +300,20 @@ def pod_throttling_query(labels: LabelConfig, namespace: str, pods: list[str], s
         return f"sum by ({labels.pod}) (increase({selector}[{seconds}s]))"
 
     return f"{increase(CFS_THROTTLED)} / {increase(CFS_PERIODS)}"
+
+
+def autoscaler_query(scope: QueryScope) -> str:
+    """kube-state-metrics' HPA targets on CPU or memory utilization, one series per HPA and resource
+    (``metric_name``) with the HPA's target (``scaletargetref_kind``, ``scaletargetref_name``) joined
+    from ``kube_horizontalpodautoscaler_info``; the value is the target utilization in percent. An
+    instant query: the HPAs of now."""
+    by = "namespace, horizontalpodautoscaler"
+    targets = scope.ksm(
+        HPA_TARGET_METRIC,
+        f"metric_target_type={escape('utilization')}",
+        f"metric_name=~{escape('cpu|memory')}",
+        per_pod=False,
+    )
+    info = _agg("max", f"{by}, scaletargetref_kind, scaletargetref_name", scope.ksm(HPA_INFO, per_pod=False))
+    joined = f"on ({by}) group_left (scaletargetref_kind, scaletargetref_name) {info}"
+    return f"{_agg('max', f'{by}, metric_name', targets)} * {joined}"

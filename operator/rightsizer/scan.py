@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from rightsizer.collect import failed_workloads, workload_containers
 from rightsizer.engine import recommend
+from rightsizer.hpa import from_state_metrics, with_autoscalers
 from rightsizer.model import Recommendation
 from rightsizer.promql import LabelConfig, QueryScope
-from rightsizer.settings import CPU_WINDOW_SECONDS, HISTORY_WINDOW_SECONDS, RecommendationSettings
+from rightsizer.settings import CPU_WINDOW_SECONDS, HISTORY_WINDOW_SECONDS, HPA_MODE, RecommendationSettings
 from rightsizer.shards import FailedScope
 from rightsizer.source import ProgressCallback, PrometheusSource
 
@@ -22,6 +23,8 @@ class ScanRequest:
     history_seconds: int = HISTORY_WINDOW_SECONDS
     labels: LabelConfig = field(default_factory=LabelConfig)
     cpu_window_seconds: int = CPU_WINDOW_SECONDS
+    hpa: str = HPA_MODE
+    """What is done with a request a HorizontalPodAutoscaler scales on (``rightsizer.hpa``)."""
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,19 @@ def scan(
     end = time.time() if end is None else end
     source.check()
     namespaces = list(request.namespaces) or source.namespaces(request.history_seconds, end, request.labels)
+    # One query for every namespace's HPAs (kube-state-metrics'; none without it).
+    hpa_scope = QueryScope(request.namespaces, request.history_seconds, request.labels)
+    autoscalers = from_state_metrics(source.autoscalers(hpa_scope, end))
     recommendations: list[Recommendation] = []
     failed: dict[FailedScope, list[str]] = {}
     for index, namespace in enumerate(namespaces, start=1):
         scope = QueryScope((namespace,), request.history_seconds, request.labels, request.cpu_window_seconds)
         frames = source.fetch(scope, end)
-        for item in workload_containers(frames, request.labels):
-            recommendations.append(recommend(item.key, item.usage, item.current, settings))
+        found = [
+            recommend(item.key, item.usage, item.current, settings)
+            for item in workload_containers(frames, request.labels)
+        ]
+        recommendations += with_autoscalers(found, autoscalers, request.hpa)
         failed |= {gone: [] for gone in frames.failed}
         for (_, kind, name), gone in sorted(failed_workloads(frames).items()):
             failed[gone].append(f"{kind}/{name}")

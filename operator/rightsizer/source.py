@@ -27,7 +27,14 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from rightsizer.model import HistoryGrid
-from rightsizer.promql import CPU_USAGE, MEMORY_WORKING_SET, LabelConfig, QueryScope, pod_throttling_query
+from rightsizer.promql import (
+    CPU_USAGE,
+    MEMORY_WORKING_SET,
+    LabelConfig,
+    QueryScope,
+    autoscaler_query,
+    pod_throttling_query,
+)
 from rightsizer.settings import PROMETHEUS_TIMEOUT_SECONDS
 from rightsizer.shards import FailedScope, run_in_shards
 
@@ -228,6 +235,12 @@ class PrometheusSource:
             return {}
         known = frame.dropna(subset=["value"])  # 0/0: no CFS period at all (no CPU limit)
         return dict(zip(known[labels.pod].astype(str), known["value"].astype(float), strict=True))
+
+    def autoscalers(self, scope: QueryScope, end: float) -> list[dict[str, Any]]:
+        """kube-state-metrics' HPAs of the scope's namespaces on CPU or memory utilization at
+        ``end``: one row per HPA and resource (``promql.autoscaler_query``); none without the series."""
+        rows: list[dict[str, Any]] = self._query(autoscaler_query(scope), end).to_dict("records")
+        return rows
 
     def _query(self, query: str, end: float) -> pd.DataFrame:
         result = self._call(lambda: self._client.custom_query(query, params={"time": str(end)}), query)
