@@ -54,6 +54,7 @@ EXPECTED_RULES = {
     ("apps", "daemonsets"): {"get", "list", "watch", "patch"},
     ("batch", "cronjobs"): {"get", "list", "watch", "patch"},
     ("", "pods"): {"get", "list", "watch", "patch"},
+    ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch"},
     ("", "pods/resize"): {"patch"},
     ("apps", "replicasets"): {"get", "patch"},
     ("apps", "controllerrevisions"): {"list"},
