@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: set up (idempotent), lint, then the whole suite against real servers
-# (Prometheus and a kube-apiserver started by the tests). Extra arguments go to pytest.
+# (Prometheus and a kube-apiserver started by the tests). Extra arguments go to pytest (one session).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,4 +15,26 @@ bash hack/setup.sh
 # contract that keeps the engine, model and settings free of Kubernetes and Prometheus.
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache --no-logo
-exec .venv/bin/python -m pytest "$@"
+# With arguments, one pytest session runs what they select. Without (as README and CI run it), the
+# node tests (marker node: minutes of real usage each, on the one node a machine can have, so one
+# after the other) run in a session of their own beside the rest, so that their waiting overlaps
+# the other tests' work; their output follows the rest's. PYTEST_ADDOPTS reaches both.
+if (($#)); then
+  exec .venv/bin/python -m pytest "$@"
+fi
+runs="$(mktemp -d "${TMPDIR:-/tmp}/rightsizer-tests.XXXXXX")"
+echo "hack/test.sh: the node tests run beside the others (pytest -m node); log: $runs/node.log" >&2
+.venv/bin/python -m pytest -m node --basetemp="$runs/node" >"$runs/node.log" 2>&1 &
+node_tests=$!
+# Interrupted, the node session is stopped as Ctrl-C would (its fixtures stop the node).
+trap 'kill -INT "$node_tests" 2>/dev/null; wait "$node_tests"' INT TERM
+rest_status=0
+.venv/bin/python -m pytest -m "not node" --basetemp="$runs/rest" || rest_status=$?
+node_status=0
+wait "$node_tests" || node_status=$?
+trap - INT TERM
+echo
+echo "==================== the node tests (pytest -m node, $runs/node.log) ===================="
+cat "$runs/node.log"
+echo "hack/test.sh: pytest -m 'not node' exited $rest_status, pytest -m node exited $node_status" >&2
+((rest_status == 0 && node_status == 0))
