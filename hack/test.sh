@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # The test command: set up (idempotent), lint, then the whole suite against real servers
 # (Prometheus and a kube-apiserver started by the tests). Extra arguments go to pytest (one session).
+#
+# The tests marked `backends` (the history queries on Prometheus 3 and VictoriaMetrics, built once from
+# the Go module proxy by hack/backends/build.sh, 10 minutes and more the first time) run only with
+# RIGHTSIZER_BACKENDS=1, e.g. `RIGHTSIZER_BACKENDS=1 bash hack/test.sh -m backends`; otherwise
+# tests/conftest.py deselects them, and pytest counts them as deselected.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +20,9 @@ bash hack/setup.sh
 # contract that keeps the engine, model and settings free of Kubernetes and Prometheus.
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache --no-logo
+if [[ "${RIGHTSIZER_BACKENDS:-0}" != "1" ]]; then
+  echo "hack/test.sh: tests marked 'backends' are deselected (RIGHTSIZER_BACKENDS=1 runs them)" >&2
+fi
 # With arguments, one pytest session runs what they select. Without (as README and CI run it), the
 # node tests (marker node: minutes of real usage each, on the one node a machine can have, so one
 # after the other) run in a session of their own beside the rest, so that their waiting overlaps

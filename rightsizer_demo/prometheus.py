@@ -43,14 +43,19 @@ def find_binary(name: str, override_env: str) -> str:
 
 
 def load_history(
-    openmetrics_path: str | Path, tsdb_dir: str | Path, *, max_block_duration: str = MAX_BLOCK_DURATION
+    openmetrics_path: str | Path,
+    tsdb_dir: str | Path,
+    *,
+    max_block_duration: str = MAX_BLOCK_DURATION,
+    promtool: str | None = None,
 ) -> Path:
     """Turn an OpenMetrics file into TSDB blocks in ``tsdb_dir`` (created if missing); returns ``tsdb_dir``.
 
-    Load before starting Prometheus on the directory: it reads its blocks at start.
+    Load before starting Prometheus on the directory: it reads its blocks at start. ``promtool``: the
+    binary to use (another Prometheus version's, tests/support/backends.py), else the one found.
     """
     command = [
-        find_binary("promtool", PROMTOOL_BIN_ENV),
+        promtool or find_binary("promtool", PROMTOOL_BIN_ENV),
         "tsdb",
         "create-blocks-from",
         "openmetrics",
@@ -92,8 +97,11 @@ class PrometheusServer:
         log_path: str | Path | None = None,
         startup_timeout: float = 60.0,
         flags: Sequence[str] = (),
+        binary: str | None = None,
     ) -> None:
         self.tsdb_dir = Path(tsdb_dir)
+        self.binary = binary
+        """The prometheus binary (another version's, tests/support/backends.py), else the one found."""
         self.flags = tuple(flags)
         """More command-line flags, e.g. ``--query.max-samples=5000``."""
         self.port = port or free_port()
@@ -129,7 +137,7 @@ class PrometheusServer:
         config = self._beside_tsdb("yml")
         config.write_text(CONFIG)
         command = [
-            find_binary("prometheus", PROMETHEUS_BIN_ENV),
+            self.binary or find_binary("prometheus", PROMETHEUS_BIN_ENV),
             f"--config.file={config}",
             f"--storage.tsdb.path={self.tsdb_dir}",
             f"--storage.tsdb.retention.time={RETENTION}",

@@ -1,13 +1,15 @@
 """The bucketed history queries against a real Prometheus, on series written by hand (and, for a history
 of minutes, by the generator at the real node's 2 s scrape interval): OOM kills among other restarts,
-bucket values, a window of minutes."""
+bucket values, a window of minutes, CPU windows that tile their buckets.
+
+Each runs on Debian's Prometheus and, marked ``backends`` (RIGHTSIZER_BACKENDS=1), on Prometheus 3 and
+VictoriaMetrics (tests/support/backends.py): they must answer alike."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,7 @@ from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import RecommendationSettings
 from rightsizer.source import PrometheusSource
 from rightsizer_demo.history import ContainerSpec, UsageModel, WorkloadSpec, write_openmetrics
-from rightsizer_demo.prometheus import PrometheusServer, load_history
+from tests.support.backends import backend_params, serve_history
 
 pytestmark = pytest.mark.prometheus
 
@@ -28,6 +30,8 @@ HOURS = 3
 LIMIT = 512 * MIB
 CADVISOR = f'namespace="shop",pod="{POD}",container="app",job="kubelet"'
 KSM = f'namespace="shop",pod="{POD}",container="app",job="kube-state-metrics"'
+TILES_CADVISOR = 'namespace="tiles",pod="edge-5f6d7c8b9d-q2w4x",container="app",job="kubelet"'
+OFFSET_CADVISOR = 'namespace="offset",pod="edge-5f6d7c8b9d-q2w4x",container="app",job="kubelet"'
 
 
 def handmade_series(end: int) -> str:
@@ -35,6 +39,10 @@ def handmade_series(end: int) -> str:
 
     CPU 0.1 cores, but 0.9 for the 5 minutes ending 60 minutes into the history; working set 100Mi, one
     sample of 300Mi; restarts at minutes 30 (reason Error), 90 and 150 (both OOMKilled).
+
+    And in namespace ``tiles``, a pod at 0.1 cores but 1.1 in the first minute of the 5 minutes ending
+    at minute 65 (between the samples at minutes 60 and 61); in ``offset``, the same pod scraped 30 s
+    after each minute, its minute of 1.1 cores across minute 65 (between the samples at 64.5 and 65.5).
     """
     start = end - HOURS * 3600
     minutes = range(HOURS * 60 + 1)
@@ -47,10 +55,25 @@ def handmade_series(end: int) -> str:
         f"container_cpu_usage_seconds_total{{{CADVISOR}}} {v:.3f} {start + m * 60}"
         for m, v in zip(minutes, cpu, strict=True)
     ]
+    tiles = TILES_CADVISOR
+    lines += [
+        f"container_cpu_usage_seconds_total{{{tiles}}} {6 * m + (60 if m >= 61 else 0)} {start + m * 60}"
+        for m in minutes
+    ]
     lines.append("# TYPE container_memory_working_set_bytes gauge")
     lines += [
         f"container_memory_working_set_bytes{{{CADVISOR}}} {memory * MIB} {start + m * 60}"
         for m, memory in zip(minutes, [300 if m == 100 else 100 for m in minutes], strict=True)
+    ]
+    lines += [f"container_memory_working_set_bytes{{{tiles}}} {100 * MIB} {start + m * 60}" for m in minutes]
+    late = OFFSET_CADVISOR
+    lines += [
+        f"container_cpu_usage_seconds_total{{{late}}} {6 * m + (60 if m >= 65 else 0)} {start + m * 60 + 30}"
+        for m in minutes[:-1]
+    ]
+    lines += [
+        f"container_memory_working_set_bytes{{{late}}} {100 * MIB} {start + m * 60 + 30}"
+        for m in minutes[:-1]
     ]
     lines.append("# TYPE kube_pod_container_status_restarts counter")
     lines += [
@@ -71,16 +94,14 @@ def handmade_series(end: int) -> str:
     return "\n".join(lines) + "\n# EOF\n"
 
 
-def serve(tmp: Path, text: str) -> PrometheusServer:
-    (tmp / "history.om").write_text(text)
-    load_history(tmp / "history.om", tmp / "tsdb")
-    return PrometheusServer(tmp / "tsdb").start()
-
-
-@pytest.fixture(scope="module")
-def handmade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+@pytest.fixture(scope="module", params=backend_params())
+def handmade(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
     end = math.floor(time.time() / 300) * 300
-    server = serve(tmp_path_factory.mktemp("handmade"), handmade_series(end))
+    tmp = tmp_path_factory.mktemp("handmade")
+    (tmp / "history.om").write_text(handmade_series(end))
+    server = serve_history(request.param, tmp / "history.om", tmp)
     try:
         yield server.url, end
     finally:
@@ -111,6 +132,34 @@ def test_buckets_keep_the_busy_window_the_mean_and_the_peak_sample(handmade):
     assert (4 * 100 + 300) / 5 * MIB >= history["memory_mean"].max() >= (5 * 100 + 300) / 6 * MIB
 
 
+def test_cpu_windows_tile_their_buckets(handmade):
+    """A minute of 1.1 cores right after a bucket's first sample counts in that bucket, on every backend:
+    Prometheus 3's ranges leave out the sample at their start, and a rate over them alone would miss it."""
+    url, end = handmade
+    scope = QueryScope(("tiles",), HOURS * 3600)
+    (item,) = workload_containers(PrometheusSource(url).fetch(scope, end), LabelConfig())
+    history = item.usage.history.set_index("time")
+    burst = end - HOURS * 3600 + 65 * 60  # the bucket from minute 60 to 65
+    assert history.loc[burst, "cpu_peak"] == pytest.approx((4 * 0.1 + 1.1) / 5, rel=0.01)
+    assert history.loc[burst, "cpu_mean"] == pytest.approx((4 * 0.1 + 1.1) / 5, rel=0.01)
+    assert history["cpu_peak"].drop(burst).max() == pytest.approx(0.1, rel=0.01)
+    assert history["cpu_peak"].drop(burst).min() == pytest.approx(0.1, rel=0.01)
+
+
+def test_cpu_windows_tile_their_buckets_whatever_the_scrape_times(handmade):
+    """Scraped 30 s after each minute, as real scrapes are anywhere in theirs: the minute of 1.1 cores
+    between the samples at 64.5 and 65.5 minutes straddles two buckets. It counts in the one where its
+    last sample falls (ending at minute 70), on every backend; a rate over each bucket alone (every
+    Prometheus) would count it in neither, extrapolating its 4 other minutes."""
+    url, end = handmade
+    scope = QueryScope(("offset",), HOURS * 3600)
+    (item,) = workload_containers(PrometheusSource(url).fetch(scope, end), LabelConfig())
+    history = item.usage.history.set_index("time")
+    burst = end - HOURS * 3600 + 70 * 60
+    assert history.loc[burst, "cpu_peak"] == pytest.approx((4 * 0.1 + 1.1) / 5, rel=0.01)
+    assert history["cpu_peak"].drop(burst).max() == pytest.approx(0.1, rel=0.01)
+
+
 def test_a_recommendation_from_the_handmade_history(handmade):
     url, end = handmade
     settings = RecommendationSettings.for_profile("latency-sensitive", min_history_seconds=3600)
@@ -123,8 +172,8 @@ def test_a_recommendation_from_the_handmade_history(handmade):
     assert rec.to_dict()["confidence"]["level"] == "high"
 
 
-@pytest.fixture(scope="module")
-def minutes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=backend_params())
+def minutes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """15 minutes of one steady pod scraped every 2 s, as on the real node, ending now."""
     step = 2
     end = math.floor(time.time() / step) * step
@@ -132,8 +181,7 @@ def minutes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workloads = [WorkloadSpec("node", "load", (app,), created_at=end - 15 * 60)]
     tmp = tmp_path_factory.mktemp("minutes")
     write_openmetrics(workloads, tmp / "history.om", end - 15 * 60, end, step)
-    load_history(tmp / "history.om", tmp / "tsdb")
-    server = PrometheusServer(tmp / "tsdb").start()
+    server = serve_history(request.param, tmp / "history.om", tmp)
     try:
         yield server.url
     finally:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rightsizer.promql import LabelConfig, Matcher, PromQLError, QueryScope, escape
+from rightsizer.promql import LabelConfig, Matcher, PromQLError, QueryScope, escape, tiled_rate
 
 
 def test_label_values_are_escaped_not_pasted():
@@ -47,10 +47,28 @@ def test_the_cpu_subquery_is_computed_once_stepping_by_the_rate_window_over_a_bu
     queries = {**scope.history_queries(), **scope.usage_queries(), **scope.state_queries()}
     with_subquery = [name for name, query in queries.items() if ":300s]" in query]
     assert with_subquery == ["cpu_peak"]
-    assert "max_over_time(rate(container_cpu_usage_seconds_total{" in queries["cpu_peak"]
-    assert "[300s])[1800s:300s])" in queries["cpu_peak"]
-    assert "rate(container_cpu_usage_seconds_total{" in queries["cpu_mean"]
-    assert queries["cpu_mean"].endswith("[1800s]))")
+    cpu = 'container_cpu_usage_seconds_total{namespace="shop", container!="", container!="POD"}'
+    # The bucket's own windows: 1799 s, not 1800 s, where a range includes its start (Prometheus 2).
+    assert (
+        queries["cpu_peak"]
+        == f"max by (namespace, pod, container) (max_over_time(({tiled_rate(cpu, 300)})[1799s:300s]))"
+    )
+    assert queries["cpu_mean"] == f"max by (namespace, pod, container) ({tiled_rate(cpu, 1800)})"
+
+
+def test_cpu_windows_are_increases_between_their_ends_or_within_the_window():
+    cpu = 'container_cpu_usage_seconds_total{pod="a"}'
+    assert tiled_rate(cpu, 300) == (
+        f"(last_over_time({cpu}[299s]) - {cpu} offset 300s) / 300 >= 0 or "
+        f"(last_over_time({cpu}[299s]) - min_over_time({cpu}[299s])) / 300 > 0"
+    )
+
+
+def test_memory_ranges_hold_the_sample_at_the_bucket_start_on_every_backend():
+    queries = QueryScope(("shop",), 14 * 86400).history_queries()
+    assert "avg_over_time(container_memory_working_set_bytes{" in queries["memory_mean"]
+    assert queries["memory_mean"].endswith("[1801s]))")
+    assert queries["memory_samples"].endswith("[1801s]))")
 
 
 def test_the_memory_peak_reads_raw_samples_over_the_window():
@@ -96,9 +114,9 @@ def test_buckets_are_half_hours_for_days_and_cpu_windows_for_minutes():
     assert (days.bucket_seconds, days.buckets) == (1800, 672)
     minutes = QueryScope(("shop",), 600, cpu_window_seconds=30)
     assert (minutes.bucket_seconds, minutes.buckets) == (30, 20)
+    cpu = 'container_cpu_usage_seconds_total{namespace="shop", container!="", container!="POD"}'
     assert minutes.history_queries()["cpu_peak"] == (
-        "max by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{"
-        'namespace="shop", container!="", container!="POD"}[30s]))'
+        f"max by (namespace, pod, container) ({tiled_rate(cpu, 30)})"
     )  # a bucket of one CPU window: no subquery
     hours = QueryScope(("shop",), 23 * 3600, cpu_window_seconds=30)
     assert hours.bucket_seconds == 300  # at most 288 buckets: a whole number of CPU windows

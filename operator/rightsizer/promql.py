@@ -48,6 +48,9 @@ UNLIMITED_MEMORY_BYTES = 2**62
 NO_CPU_REQUEST_SHARES = 2
 """CPU shares the kubelet gives a container without a CPU request (the kernel's minimum)."""
 CPU_SHARES_PER_CORE = 1024
+RANGE_EDGE_SECONDS = 1
+"""Less than any scrape interval: a range this much longer than a bucket holds the sample at the
+bucket's start on Prometheus 3 as on Prometheus 2, and one this much shorter leaves it out on both."""
 
 
 class PromQLError(ValueError):
@@ -191,17 +194,23 @@ class QueryScope:
         - ``oom_restarts``: restarts in the bucket after which the last termination was an OOM kill.
 
         ``max by`` folds duplicate series of one container (several kubelet endpoints, image labels).
+
+        Alike on Prometheus 2 (ranges include their start), Prometheus 3 (they leave it out) and
+        VictoriaMetrics (docs/recommendations.md, "Queries"): CPU rates are increases between the
+        windows' ends (``tiled_rate``), the subquery's range is ``RANGE_EDGE_SECONDS`` short of the
+        bucket (its windows only, not the previous bucket's last) and the memory ranges as much longer
+        (a bucket's samples include the one at its start, on every backend).
         """
-        by, bucket, cpu = self.by_container, f"{self.bucket_seconds}s", self.cadvisor(CPU_USAGE)
-        rate = f"rate({cpu}[{self.cpu_window_seconds}s])"
-        if self.bucket_seconds > self.cpu_window_seconds:
-            rate = f"max_over_time({rate}[{bucket}:{self.cpu_window_seconds}s])"
-        memory = self.cadvisor(MEMORY_WORKING_SET)
+        by, cpu, window = self.by_container, self.cadvisor(CPU_USAGE), self.cpu_window_seconds
+        peak = tiled_rate(cpu, window)
+        if self.bucket_seconds > window:
+            peak = f"max_over_time(({peak})[{self.bucket_seconds - RANGE_EDGE_SECONDS}s:{window}s])"
+        memory, both_ends = self.cadvisor(MEMORY_WORKING_SET), f"{self.bucket_seconds + RANGE_EDGE_SECONDS}s"
         return {
-            "cpu_mean": _agg("max", by, f"rate({cpu}[{bucket}])"),
-            "cpu_peak": _agg("max", by, rate),
-            "memory_mean": _agg("max", by, f"avg_over_time({memory}[{bucket}])"),
-            "memory_samples": _agg("max", by, f"count_over_time({memory}[{bucket}])"),
+            "cpu_mean": _agg("max", by, tiled_rate(cpu, self.bucket_seconds)),
+            "cpu_peak": _agg("max", by, peak),
+            "memory_mean": _agg("max", by, f"avg_over_time({memory}[{both_ends}])"),
+            "memory_samples": _agg("max", by, f"count_over_time({memory}[{both_ends}])"),
             "oom_restarts": self._oom_restarts(),
         }
 
@@ -287,6 +296,25 @@ class QueryScope:
 
 def _agg(operator: str, by: str, expression: str) -> str:
     return f"{operator} by ({by}) ({expression})"
+
+
+def tiled_rate(counter: str, seconds: int) -> str:
+    """The per-second increase of ``counter`` over the ``seconds`` ending at each evaluation, such that
+    windows evaluated ``seconds`` apart tile the time, alike on every backend: the counter's last sample
+    in the window minus its last sample before it, over ``seconds``.
+
+    ``rate(x[W])`` tiles on Prometheus 2 only where samples fall on the windows' edges: Prometheus 3
+    leaves the sample at a range's start out (4 minutes of every 5 at a 60 s scrape, extrapolated), and
+    wherever scrapes fall inside their minute every Prometheus loses the interval across each edge. A
+    range one second longer would make VictoriaMetrics' rate, which reaches for the sample before its
+    range, span one scrape interval more. Where the difference is negative (the counter was reset) or
+    missing (no sample a window ago: a pod's first window, the start of the history), it is the increase
+    within the window (last minus lowest), never the counter itself. The window's samples are looked for
+    ``RANGE_EDGE_SECONDS`` short of it: a sample at its very start belongs to the window before.
+    """
+    inside = f"{counter}[{seconds - RANGE_EDGE_SECONDS}s]"
+    tiled = f"(last_over_time({inside}) - {counter} offset {seconds}s) / {seconds} >= 0"
+    return f"{tiled} or (last_over_time({inside}) - min_over_time({inside})) / {seconds} > 0"
 
 
 def pod_throttling_query(labels: LabelConfig, namespace: str, pods: list[str], seconds: int) -> str:
