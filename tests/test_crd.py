@@ -29,7 +29,13 @@ import yaml
 
 from rightsizer.policy import parse_policy
 from tests.support.crd import spec_schema, with_crd_defaults
-from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, start_control_plane
+from tests.support.k8s import (
+    ControlPlane,
+    kubectl,
+    serviceaccount_kubeconfig,
+    start_control_plane,
+    wait_for_established_crd,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -55,15 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     control_plane = start_control_plane(tmp_path_factory.mktemp("k8s"))
     try:
         kubectl("apply", "-f", str(CRD_FILE), kubeconfig=control_plane.kubeconfig)
-        kubectl(
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=60s",
-            f"crd/{CRD_NAME}",
-            kubeconfig=control_plane.kubeconfig,
-            timeout=90,
-        )
+        wait_for_established_crd(CRD_NAME, kubeconfig=control_plane.kubeconfig)
         yield control_plane
     finally:
         control_plane.stop()

@@ -22,7 +22,7 @@ from kubernetes import client, config
 
 from rightsizer.policy import PolicyError, parse_policy
 from tests.support.careless import CARELESS, EDGES, SHIPPED, Careless, Edge
-from tests.support.k8s import kubectl, start_control_plane
+from tests.support.k8s import kubectl, start_control_plane, wait_for_established_crd
 
 pytestmark = pytest.mark.k8s
 
@@ -39,15 +39,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     control_plane = start_control_plane(tmp_path_factory.mktemp("k8s"))
     try:
         kubectl("apply", "-f", str(CRD_FILE), kubeconfig=control_plane.kubeconfig)
-        kubectl(
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=60s",
-            f"crd/{CRD_NAME}",
-            kubeconfig=control_plane.kubeconfig,
-            timeout=90,
-        )
+        wait_for_established_crd(CRD_NAME, kubeconfig=control_plane.kubeconfig)
         yield control_plane.kubeconfig
     finally:
         control_plane.stop()

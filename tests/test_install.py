@@ -35,7 +35,7 @@ from tests.support.image import (
     import_image,
     kill_container,
 )
-from tests.support.k8s import ControlPlane, kubectl
+from tests.support.k8s import ControlPlane, kubectl, wait_for_established_crd
 from tests.support.node import NodePrometheus, load_deployment
 
 pytestmark = [pytest.mark.node, pytest.mark.k8s, pytest.mark.prometheus]
@@ -198,7 +198,7 @@ def install(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
             str(overlay(tmp_path_factory.mktemp("overlay"), prometheus.inner_url)),
             kubeconfig=k,
         )
-        kubectl("wait", "--for=condition=established", "crd/rightsizepolicies.rightsizer.io", kubeconfig=k)
+        wait_for_established_crd("rightsizepolicies.rightsizer.io", kubeconfig=k)
         kubectl("apply", "-f", "-", input=json.dumps(POLICY), kubeconfig=k)
         install = Install(node_cluster, prometheus, applied)
 

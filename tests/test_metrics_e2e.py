@@ -41,7 +41,13 @@ from rightsizer.timestamps import format_time
 from rightsizer_demo.history import DAY, WorkloadSpec, demo_scenario, window_ending_now
 from rightsizer_demo.manifests import deployment_manifests, namespace_manifests
 from rightsizer_demo.prometheus import PROMETHEUS_BIN_ENV, PrometheusServer, find_binary
-from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, start_control_plane
+from tests.support.k8s import (
+    ControlPlane,
+    kubectl,
+    serviceaccount_kubeconfig,
+    start_control_plane,
+    wait_for_established_crd,
+)
 from tests.support.operator import OperatorProcess, free_port
 from tests.support.prometheus import start_demo_prometheus
 
@@ -109,7 +115,7 @@ def history(
 def identity(cluster, k, workloads, tmp_path_factory) -> Path:
     """The CRD, the operator's ServiceAccount and RBAC (deploy/), the namespaces and workloads."""
     k("apply", "-f", str(ROOT / "crds" / "rightsizepolicy.yaml"))
-    k("wait", "--for", "condition=established", "--timeout=60s", "crd/rightsizepolicies.rightsizer.io")
+    wait_for_established_crd("rightsizepolicies.rightsizer.io", kubeconfig=cluster.kubeconfig)
     for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
         k("apply", "-f", str(ROOT / "deploy" / manifest))
     namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in LAYOUT]

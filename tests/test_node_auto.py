@@ -7,8 +7,9 @@ admission webhook.
 The operator runs inside the node's network namespace, as a pod would, so that the API server can
 call its webhook (deploy/webhook's configuration, pointed at it with ``--admission-url``).
 
-Scenarios start together when the module starts (their minutes overlap) in namespaces of their
-own; each test reads the whole record (``tests/support/scenario.py``), so it can run alone.
+Scenarios start together (with test_node_loop's, on one node: tests/support/closed_loops.py), so
+their minutes overlap, in namespaces of their own; each test reads the whole record
+(``tests/support/scenario.py``), so it can run alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,13 @@ import pytest
 
 from rightsizer.quantity import parse
 from rightsizer.timestamps import parse_time
-from tests.support.k8s import INTERNAL_SERVER, ControlPlane, kubectl, serviceaccount_kubeconfig
+from tests.support.k8s import (
+    INTERNAL_SERVER,
+    ControlPlane,
+    kubectl,
+    serviceaccount_kubeconfig,
+    wait_for_established_crd,
+)
 from tests.support.node import NodePrometheus, load_deployment
 from tests.support.operator import OperatorProcess
 from tests.support.scenario import LABEL, LiveCluster, TemplateRecorder, condition, pod_template
@@ -139,14 +147,22 @@ def pods_only_objects() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def live(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
+def live(closed_loop_scenarios: dict[str, Any]) -> LiveCluster:
+    """The scenarios, started with test_node_loop's on one node (tests/support/closed_loops.py)."""
+    handle: LiveCluster = closed_loop_scenarios["test_node_auto"]
+    return handle
+
+
+@contextmanager
+def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
+    """Start every scenario in a namespace of its own, and the operator (in the node's namespace)."""
     state = tmp_path_factory.mktemp("auto")
 
     def k(*args: str, input: str | None = None) -> Any:
         return kubectl(*args, kubeconfig=node_cluster.kubeconfig, input=input)
 
     k("apply", "-f", str(ROOT / "crds" / "rightsizepolicy.yaml"))
-    k("wait", "--for", "condition=established", "--timeout=60s", "crd/rightsizepolicies.rightsizer.io")
+    wait_for_established_crd("rightsizepolicies.rightsizer.io", kubeconfig=node_cluster.kubeconfig)
     for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "webhook/rbac.yaml"):
         k("apply", "-f", str(ROOT / "deploy" / manifest))
     k("apply", "-f", str(ROOT / "deploy" / "webhook" / "mutatingwebhook.yaml"))

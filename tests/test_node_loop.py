@@ -9,7 +9,8 @@ Four scenarios run side by side in their own namespaces, each a Deployment of th
 - loop-over: an over-provisioned container;
 - loop-down: an over-provisioned container whose Prometheus is stopped mid-loop.
 
-Their Deployments start together when the module starts, so the scenarios' minutes overlap;
+Their Deployments start together (with test_node_auto's, on one node: tests/support/closed_loops.py),
+so the scenarios' minutes overlap;
 each test reads what happened from the whole record (a recorder of template changes, Prometheus'
 history, the policy's status), never only from the moment it starts looking, so each can run
 alone and in any order. The node, Prometheus and the operator are all real; the operator runs
@@ -22,6 +23,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -31,7 +33,7 @@ from typing import Any
 import pytest
 
 from rightsizer.quantity import parse
-from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig
+from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, wait_for_established_crd
 from tests.support.node import NodePrometheus, load_deployment
 from tests.support.operator import OperatorProcess
 from tests.support.scenario import LABEL, LiveCluster, TemplateRecorder, condition
@@ -119,14 +121,22 @@ class Loop(LiveCluster):
 
 
 @pytest.fixture(scope="module")
-def loop(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+def loop(closed_loop_scenarios: dict[str, Any]) -> Loop:
+    """The scenarios, started with test_node_auto's on one node (tests/support/closed_loops.py)."""
+    handle: Loop = closed_loop_scenarios["test_node_loop"]
+    return handle
+
+
+@contextmanager
+def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    """Start every scenario in a namespace of its own, with the operators and Prometheus servers."""
     state = tmp_path_factory.mktemp("loop")
 
     def k(*args: str, input: str | None = None) -> Any:
         return kubectl(*args, kubeconfig=node_cluster.kubeconfig, input=input)
 
     k("apply", "-f", str(ROOT / "crds" / "rightsizepolicy.yaml"))
-    k("wait", "--for", "condition=established", "--timeout=60s", "crd/rightsizepolicies.rightsizer.io")
+    wait_for_established_crd("rightsizepolicies.rightsizer.io", kubeconfig=node_cluster.kubeconfig)
     for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
         k("apply", "-f", str(ROOT / "deploy" / manifest))
     prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
@@ -230,7 +240,10 @@ def test_a_throttled_container_gets_a_higher_cpu_limit_that_then_stops_rising(lo
         ns, "the throttled share to fall under 5%", lambda: _relieved_since(loop, share, raised_at), 300
     )
     # Then the limit stops rising, though the policy's 10-minute window still holds the periods
-    # throttled under 200m: watch for 2 minutes (12 evaluations, 4 cooldowns) after relief.
+    # throttled under 200m: watch for 2 minutes (12 evaluations, 4 cooldowns) after relief. Auto mode
+    # applies the confident part of a recommendation, which grows as the minutes of history become
+    # the whole window: the limit may still move up a little. The ratchet this guards against
+    # multiplied it by 1.5 at every cooldown (200m -> 1305m -> 1960m -> 2940m ...).
     loop.wait(ns, "2 minutes after the relief", lambda: time.time() > relieved_at + 120, 300)
     limits_after = [
         (seen, quantity(resources, "limits", "cpu"))
@@ -240,7 +253,7 @@ def test_a_throttled_container_gets_a_higher_cpu_limit_that_then_stops_rising(lo
     rises = [
         (seen - loop.started, limit)
         for seen, limit in limits_after
-        if limit is not None and limit > first_limit
+        if limit is not None and limit > first_limit * Decimal("1.4")
     ]
     assert not rises, f"the CPU limit kept rising after {first_limit}: {rises}\n{loop.describe(ns)}"
     final = loop.template(ns)
@@ -269,12 +282,16 @@ def test_an_over_provisioned_container_steps_down_within_the_cap_and_settles(loo
     ns = "loop-over"
 
     def settled() -> dict[str, Any] | None:
+        """No change needed after two changes, and not because the evidence is still too thin to go
+        further (Auto mode applies a recommendation's confident part: it grows with the history)."""
         policy = loop.policy(ns)
         changes = len(loop.history(ns)) - 1
         quiet = condition(policy, "Applied").get("reason") == "NoChangeNeeded"
-        return policy if quiet and changes >= 2 else None
+        notes = [r.get("autoApply", "") for r in policy.get("status", {}).get("recommendations", [])]
+        sure = all("confident part" not in note for note in notes)
+        return policy if quiet and sure and changes >= 2 else None
 
-    policy = loop.wait(ns, "the steps down to settle (NoChangeNeeded after two changes)", settled, 600)
+    policy = loop.wait(ns, "the steps down to settle (NoChangeNeeded after two changes)", settled, 900)
     generation = loop.get("deployment", "web", ns)["metadata"]["generation"]
     # Several more evaluations, every one past the cooldown, patch nothing.
     seen_evaluations = {evaluation_time(policy)}
@@ -326,6 +343,8 @@ def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: 
     raised_at, raised_request = loop.wait(ns, "Auto to raise the memory limit above 96Mi", raised, 300)
     status = loop.policy(ns)["status"]
     assert status["observedOOMKills"], "the OOM kills seen are remembered in status"
+    # The kills count while they are in the policy's 10-minute window.
+    remembered_until = max(timestamp(k["finishedAt"]) for k in status["observedOOMKills"]) + 600
 
     def running_three_minutes() -> bool:
         pods = [p for p in loop.pods(ns) if not p["metadata"].get("deletionTimestamp")]
@@ -340,12 +359,16 @@ def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: 
         return bool(running) and time.time() - max(running) >= 180 and time.time() - raised_at >= 180
 
     loop.wait(ns, "the container to run three minutes", running_three_minutes, 600)
-    remembered = loop.policy(ns)["status"]["observedOOMKills"]
+    remembered = loop.policy(ns)["status"].get("observedOOMKills") or []
     assert all(timestamp(k["finishedAt"]) <= raised_at for k in remembered), remembered
-    # Memory was never lowered back into the kill once the pod that was killed was gone.
+    # Memory was never lowered back into the kill while it counted, though the pod that was killed
+    # was gone; and never below the 96Mi the container holds, after.
     for seen, resources in loop.history(ns):
         if seen >= raised_at:
-            assert quantity(resources, "requests", "memory") >= raised_request, loop.describe(ns)
+            request = quantity(resources, "requests", "memory")
+            assert request is not None and request >= parse("96Mi"), loop.describe(ns)
+            if seen < remembered_until:
+                assert request >= raised_request, loop.describe(ns)
 
 
 # ---------------------------------------------------------------- Prometheus stopped mid-loop

@@ -19,7 +19,7 @@ from rightsizer.controller.outcome import PolicyObject
 from rightsizer.engine import recommend
 from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.settings import RecommendationSettings
-from tests.support.k8s import ControlPlane, kubectl, start_control_plane
+from tests.support.k8s import ControlPlane, kubectl, start_control_plane, wait_for_established_crd
 from tests.support.usage import usage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ def test_a_policy_over_3000_containers_gets_its_status_written(cluster, tmp_path
         return kubectl(*args, kubeconfig=cluster.kubeconfig, input=input, check=check)
 
     k("apply", "-f", str(ROOT / "crds" / "rightsizepolicy.yaml"))
-    k("wait", "--for", "condition=established", "--timeout=60s", "crd/rightsizepolicies.rightsizer.io")
+    wait_for_established_crd("rightsizepolicies.rightsizer.io", kubeconfig=cluster.kubeconfig)
     k("create", "namespace", "big")
     policy = {
         "apiVersion": "rightsizer.io/v1alpha1",

@@ -297,3 +297,17 @@ def serviceaccount_kubeconfig(
     out.touch(mode=0o600, exist_ok=True)
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
+
+
+def wait_for_established_crd(name: str, *, kubeconfig: Path | str, timeout: float = 60) -> None:
+    """Wait until CRD ``name`` is Established. (``kubectl wait --for condition=established`` fails at
+    once, "accessor error: <nil>", when it reads the CRD before the API server gave it conditions.)"""
+    deadline = time.monotonic() + timeout
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+    while True:
+        found = kubectl("get", "crd", name, "-o", f"jsonpath={jsonpath}", kubeconfig=kubeconfig, check=False)
+        if found.returncode == 0 and found.stdout.strip() == "True":
+            return
+        if time.monotonic() > deadline:
+            raise ControlPlaneError(f"CRD {name} not Established after {timeout:.0f}s: {found.stderr}")
+        time.sleep(0.5)
