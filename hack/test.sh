@@ -32,9 +32,12 @@ if (($#)); then
 fi
 runs="$(mktemp -d "${TMPDIR:-/tmp}/rightsizer-tests.XXXXXX")"
 echo "hack/test.sh: the node tests run beside the others (pytest -m node); log: $runs/node.log" >&2
-.venv/bin/python -m pytest -m node --basetemp="$runs/node" >"$runs/node.log" 2>&1 &
+# A background job of a script starts with SIGINT ignored, and Python keeps it so: the node session
+# puts Python's own handler back, so that SIGINT stops it as Ctrl-C would (its fixtures stop the node).
+.venv/bin/python -c 'import signal, sys, pytest
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.exit(pytest.main(sys.argv[1:]))' -m node --basetemp="$runs/node" >"$runs/node.log" 2>&1 &
 node_tests=$!
-# Interrupted, the node session is stopped as Ctrl-C would (its fixtures stop the node).
 trap 'kill -INT "$node_tests" 2>/dev/null; wait "$node_tests"' INT TERM
 rest_status=0
 .venv/bin/python -m pytest -m "not node" --basetemp="$runs/rest" || rest_status=$?

@@ -46,7 +46,7 @@ OOM = "auto-oom-canary"
 PDB = "auto-pdb"
 PODS_ONLY = "auto-pods-only"
 NAMESPACES = (KINDS, OOM, PDB, PODS_ONLY)
-OVER = {"requests": {"cpu": "150m", "memory": "200Mi"}, "limits": {"cpu": "300m", "memory": "200Mi"}}
+OVER = {"requests": {"cpu": "50m", "memory": "200Mi"}, "limits": {"cpu": "100m", "memory": "200Mi"}}
 """Over-provisioned for the load they run (20m and 24Mi): every change steps them down."""
 IDLE = ["-cpu", "20m", "-memory", "24Mi"]
 OOM_AFTER = 360
@@ -109,7 +109,7 @@ def kinds_objects() -> list[dict[str, Any]]:
 def oom_objects() -> list[dict[str, Any]]:
     args = ["-cpu", "20m", "-memory", f"50Mi@{OOM_AFTER}s,150Mi@1h", "-memory-rate", "32Mi"]
     cart = load_deployment(
-        OOM, "cart", args, {"cpu": "100m", "memory": "300Mi"}, {"memory": "300Mi"}, replicas=3
+        OOM, "cart", args, {"cpu": "50m", "memory": "300Mi"}, {"memory": "300Mi"}, replicas=3
     )
     cart["metadata"]["labels"][LABEL] = "auto"
     spec = {

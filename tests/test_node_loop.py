@@ -63,12 +63,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "limits": {"cpu": "200m", "memory": "128Mi"},
         "auto": {"maxStepPercent": 1000},
     },
-    # 50m and 40Mi used of 600m and 400Mi: halved at most per step (maxStepPercent 100).
+    # 50m and 40Mi used of 400m and 400Mi: halved at most per step (maxStepPercent 100).
     "loop-over": {
         "name": "web",
         "args": ["-cpu", "50m", "-memory", "40Mi"],
-        "requests": {"cpu": "600m", "memory": "400Mi"},
-        "limits": {"cpu": "1200m", "memory": "400Mi"},
+        "requests": {"cpu": "400m", "memory": "400Mi"},
+        "limits": {"cpu": "800m", "memory": "400Mi"},
         "auto": {"maxStepPercent": 100},
     },
     # Over-provisioned too, stepping down by 25%: many steps, so the loop still has work to do
@@ -76,8 +76,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "loop-down": {
         "name": "api",
         "args": ["-cpu", "50m", "-memory", "40Mi"],
-        "requests": {"cpu": "400m", "memory": "300Mi"},
-        "limits": {"cpu": "800m", "memory": "300Mi"},
+        "requests": {"cpu": "300m", "memory": "300Mi"},
+        "limits": {"cpu": "600m", "memory": "300Mi"},
         "auto": {"maxStepPercent": 25},
     },
 }
@@ -239,23 +239,24 @@ def test_a_throttled_container_gets_a_higher_cpu_limit_that_then_stops_rising(lo
     relieved_at = loop.wait(
         ns, "the throttled share to fall under 5%", lambda: _relieved_since(loop, share, raised_at), 300
     )
-    # Then the limit stops rising, though the policy's 10-minute window still holds the periods
-    # throttled under 200m: watch for 2 minutes (12 evaluations, 4 cooldowns) after relief. Auto mode
-    # applies the confident part of a recommendation, which grows as the minutes of history become
-    # the whole window: the limit may still move up a little. The ratchet this guards against
-    # multiplied it by 1.5 at every cooldown (200m -> 1305m -> 1960m -> 2940m ...).
+    # Then the limit does not run away, though the policy's 10-minute window still holds the periods
+    # throttled under 200m: watch for 2 minutes (12 evaluations, 4 cooldowns) after relief. It may
+    # still move up while the container's real demand (300m, no longer capped) fills the window and
+    # the request follows it (about 400m at 75%), and the confident part grows with the history; but
+    # never past 4x that request, the top of the profile's band. The ratchet this guards against
+    # multiplied the limit by 1.5 at every cooldown: 200m -> 1305m -> 1960m -> 2940m ... -> 9925m.
     loop.wait(ns, "2 minutes after the relief", lambda: time.time() > relieved_at + 120, 300)
     limits_after = [
         (seen, quantity(resources, "limits", "cpu"))
         for seen, resources in loop.history(ns)
         if seen > raised_at
     ]
-    rises = [
+    runaway = [
         (seen - loop.started, limit)
         for seen, limit in limits_after
-        if limit is not None and limit > first_limit * Decimal("1.4")
+        if limit is not None and limit > Decimal("1.6")
     ]
-    assert not rises, f"the CPU limit kept rising after {first_limit}: {rises}\n{loop.describe(ns)}"
+    assert not runaway, f"the CPU limit ran away from {first_limit}: {runaway}\n{loop.describe(ns)}"
     final = loop.template(ns)
     assert quantity(final, "limits", "cpu") >= Decimal("0.3")  # room for the 300m it needs
     assert condition(loop.policy(ns), "PrometheusReachable")["status"] == "True"
@@ -315,7 +316,7 @@ def test_an_over_provisioned_container_steps_down_within_the_cap_and_settles(loo
                 # maxStepPercent 100: no step more than halves a value (up to rounding).
                 assert new >= old / 2 - rounding[resource], (kind, resource, history)
     final = history[-1]
-    assert quantity(final, "requests", "cpu") <= Decimal("0.15")  # 50m used of 600m
+    assert quantity(final, "requests", "cpu") <= Decimal("0.15")  # 50m used of 400m
     assert quantity(final, "requests", "memory") <= parse("100Mi")  # ~45Mi used of 400Mi
 
 

@@ -324,7 +324,7 @@ remove_kubepods_cgroups() {
   local hierarchy deadline=$(( $(date +%s) + 30 ))
   while :; do
     for hierarchy in /sys/fs/cgroup/*/kubepods; do
-      [[ -d "$hierarchy" ]] && find "$hierarchy" -depth -type d -exec rmdir {} + 2>/dev/null
+      [[ -d "$hierarchy" ]] && { find "$hierarchy" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
     done
     compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null || return 0
     (( $(date +%s) < deadline )) || return 0
