@@ -42,7 +42,7 @@ def processes_mentioning(path: Path) -> list[str]:
 
 @contextmanager
 def demo_running(
-    state_dir: Path, *extra: str, timeout: float = 600
+    state_dir: Path, *extra: str, timeout: float = 1200
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The demo with --keep, once it says it is running; stopped (SIGTERM) whatever the test did."""
     process, output = _start_demo(state_dir, *extra, timeout=timeout)
