@@ -30,17 +30,19 @@ fi
 if (($#)); then
   exec .venv/bin/python -m pytest "$@"
 fi
-runs="$(mktemp -d "${TMPDIR:-/tmp}/rightsizer-tests.XXXXXX")"
+# Short paths: the node's containerd puts unix sockets under its test's directory, and a socket's
+# path may not pass 107 bytes.
+runs="$(mktemp -d /tmp/rsz.XXXXXX)"
 echo "hack/test.sh: the node tests run beside the others (pytest -m node); log: $runs/node.log" >&2
 # A background job of a script starts with SIGINT ignored, and Python keeps it so: the node session
 # puts Python's own handler back, so that SIGINT stops it as Ctrl-C would (its fixtures stop the node).
 .venv/bin/python -c 'import signal, sys, pytest
 signal.signal(signal.SIGINT, signal.default_int_handler)
-sys.exit(pytest.main(sys.argv[1:]))' -m node --basetemp="$runs/node" >"$runs/node.log" 2>&1 &
+sys.exit(pytest.main(sys.argv[1:]))' -m node --basetemp="$runs/n" >"$runs/node.log" 2>&1 &
 node_tests=$!
 trap 'kill -INT "$node_tests" 2>/dev/null; wait "$node_tests"' INT TERM
 rest_status=0
-.venv/bin/python -m pytest -m "not node" --basetemp="$runs/rest" || rest_status=$?
+.venv/bin/python -m pytest -m "not node" --basetemp="$runs/r" || rest_status=$?
 node_status=0
 wait "$node_tests" || node_status=$?
 trap - INT TERM

@@ -32,6 +32,12 @@ node_preflight() {
   for tool in bridge host-local loopback; do
     [[ -x "$CNI_BIN_DIR/$tool" ]] || missing+=("$CNI_BIN_DIR/$tool")
   done
+  # containerd's longest socket is $CONTAINERD_SOCK.ttrpc; a unix socket's path may not pass 107 bytes.
+  if ((${#CONTAINERD_SOCK} + 6 > 107)); then
+    log "ERROR: the state dir's path is too long for containerd's sockets ($CONTAINERD_SOCK.ttrpc is"
+    log "longer than 107 bytes): use a shorter STATE_DIR"
+    return 1
+  fi
   if ((${#missing[@]})); then
     log "ERROR: the node needs: ${missing[*]} (Debian: containerd runc containernetworking-plugins iptables;"
     log "hack/setup.sh installs them when run as root)"
