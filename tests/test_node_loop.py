@@ -349,10 +349,12 @@ def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: 
         return None
 
     raised_at, raised_request = loop.wait(ns, "Auto to raise the memory limit above 96Mi", raised, 300)
-    status = loop.policy(ns)["status"]
-    assert status["observedOOMKills"], "the OOM kills seen are remembered in status"
-    # The kills count while they are in the policy's 10-minute window.
-    remembered_until = max(timestamp(k["finishedAt"]) for k in status["observedOOMKills"]) + 600
+    # The kills go on every 8 s until the raise, so the last is at most a minute before it, and it
+    # counts while it is in the policy's 10-minute window: certainly for 5 minutes after the raise.
+    # (On the shared node this test may run after that: then the status has forgotten it, rightly.)
+    remembered_until = raised_at + 300
+    if time.time() < remembered_until:
+        assert loop.policy(ns)["status"]["observedOOMKills"], "the OOM kills seen are remembered in status"
 
     def running_three_minutes() -> bool:
         pods = [p for p in loop.pods(ns) if not p["metadata"].get("deletionTimestamp")]
