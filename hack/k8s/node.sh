@@ -44,7 +44,11 @@ node_preflight() {
     return 1
   fi
   local other
-  other="$(pgrep -x kubelet | head -n 1 || true)"
+  # A kubelet that has exited but is not reaped yet (a zombie: this machine's init reaps slowly)
+  # is not running.
+  other="$(pgrep -x kubelet | while read -r pid; do
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" =~ ^[RSDTtIW]$ ]] && echo "$pid"
+  done | head -n 1 || true)"
   if [[ -n "$other" ]]; then
     log "ERROR: a kubelet already runs on this machine (pid $other): one node at a time, its cgroups have fixed names"
     return 1
