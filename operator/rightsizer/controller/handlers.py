@@ -19,10 +19,19 @@ from rightsizer.hpa import Autoscaler
 from rightsizer.pods import PodView, workload_owner
 from rightsizer.workload import WorkloadView
 
+DELETION_POLL_SECONDS = 1.0
+"""How often a deleted policy's timer is checked for having stopped (see ``configure``)."""
+
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """Kopf settings: no peering CRD, handler logs stay in the log (we post our own Events)."""
+    """Kopf settings: no peering CRD, handler logs stay in the log (we post our own Events).
+
+    A deleted policy keeps Kopf's finalizer until its timer has stopped; a timer caught in the middle
+    of an evaluation (run in a thread, so it cannot be cancelled) is checked again only after
+    ``cancellation_polling``: Kopf's 60 s made ``kubectl delete`` hang for a minute now and then.
+    """
     settings.peering.standalone = True
+    settings.background.cancellation_polling = DELETION_POLL_SECONDS
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
