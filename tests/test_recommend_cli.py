@@ -160,7 +160,9 @@ def test_background_profile_and_no_cpu_limit(demo_prometheus):
     peak = float(worker["evidence"]["cpuPeakTime"].rstrip("m")) / 1000
     request = worker["recommended"]["requests"]["cpu"]
     request_cores = float(request.rstrip("m")) / 1000 if request.endswith("m") else float(request)
-    assert 0.45 <= peak / request_cores <= 0.5
+    # The evidence shows the peak rounded up to the millicore: up to 1m above the one the request
+    # was computed from (a run saw 1413m against 2825m, 0.50018).
+    assert 0.45 <= peak / request_cores <= 0.5 + 0.001 / request_cores
 
 
 def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
