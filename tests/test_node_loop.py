@@ -366,8 +366,8 @@ def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: 
 
     raised_at, raised_request = loop.wait(ns, "Auto to raise the memory limit above 96Mi", raised, 300)
     # The kills go on every 8 s until the raise, so the last is at most a minute before it, and it
-    # counts while it is in the policy's 10-minute window: certainly for 5 minutes after the raise.
-    # (On the shared node this test may run after that: then the status has forgotten it, rightly.)
+    # counts while it is in the policy's 20-minute window; checked here within 5 minutes of the raise,
+    # a margin that holds for any window of 6 minutes and more.
     remembered_until = raised_at + 300
     if time.time() < remembered_until:
         assert loop.policy(ns)["status"]["observedOOMKills"], "the OOM kills seen are remembered in status"

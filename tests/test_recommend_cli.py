@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from rightsizer.cli import main
+from rightsizer.quantity import parse
 from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import RecommendationSettings
 from rightsizer.source import PrometheusAuth, PrometheusSource, PrometheusUnavailable
@@ -59,8 +60,8 @@ def test_over_provisioned_web_is_sized_down_with_peak_time_cpu_at_75_percent(rep
     web = report[("shop", "web", "app")]
     assert web["current"]["requests"] == {"cpu": "1", "memory": "1Gi"}
     requests = web["recommended"]["requests"]
-    cpu_request = float(requests["cpu"].rstrip("m")) / 1000
-    peak = float(web["evidence"]["cpuPeakTime"].rstrip("m")) / 1000
+    cpu_request = float(parse(requests["cpu"]))
+    peak = float(parse(web["evidence"]["cpuPeakTime"]))
     assert cpu_request < 1.0
     assert 0.70 <= peak / cpu_request <= 0.80
     assert web["recommended"]["limits"]["cpu"]  # latency-sensitive: a CPU limit, 3x the request
@@ -82,7 +83,7 @@ def test_throttled_search_gets_a_higher_cpu_limit(report):
     assert search["evidence"]["throttledRatio"] > 0.05
     assert search["current"]["limits"]["cpu"] == "500m"
     limit = search["recommended"]["limits"]["cpu"]
-    limit_cores = float(limit.rstrip("m")) / 1000 if limit.endswith("m") else float(limit)
+    limit_cores = float(parse(limit))
     assert limit_cores >= 0.75  # at least 1.5x the limit that throttled
     assert "throttled" in search["reason"]
 
@@ -157,9 +158,9 @@ def test_background_profile_and_no_cpu_limit(demo_prometheus):
     assert result.returncode == 0, result.stderr
     (worker,) = json.loads(result.stdout)["recommendations"]
     assert "cpu" not in worker["recommended"]["limits"]
-    peak = float(worker["evidence"]["cpuPeakTime"].rstrip("m")) / 1000
+    peak = float(parse(worker["evidence"]["cpuPeakTime"]))
     request = worker["recommended"]["requests"]["cpu"]
-    request_cores = float(request.rstrip("m")) / 1000 if request.endswith("m") else float(request)
+    request_cores = float(parse(request))
     # The evidence shows the peak rounded up to the millicore: up to 1m above the one the request
     # was computed from (a run saw 1413m against 2825m, 0.50018).
     assert 0.45 <= peak / request_cores <= 0.5 + 0.001 / request_cores
