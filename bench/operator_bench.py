@@ -155,11 +155,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         assert operator.process is not None
         pid = operator.process.pid
         ready, total = 0, len(policies)
+        loads = [os.getloadavg()[0]]
         while ready < total:
             if time.monotonic() - started > 10 * interval:
                 raise SystemExit(f"only {ready}/{total} Ready after 10 intervals:\n{operator.log_tail()}")
             time.sleep(5)
             ready, _ = ready_count(k)
+            loads.append(os.getloadavg()[0])
             log(f"{ready}/{total} Ready after {time.monotonic() - started:.0f} s")
         all_ready = time.monotonic() - started
         queries1, cpu1 = prometheus_counters(prometheus.url)
@@ -174,6 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "interval_seconds": interval,
             "all_ready_seconds": round(all_ready, 1),
             "all_ready_intervals": round(all_ready / interval, 2),
+            "load_until_ready": [round(min(loads), 1), round(max(loads), 1)],
             "queries_until_ready": int(queries1 - queries0),
             "queries_per_interval": round((queries2 - queries1) / args.intervals, 1),
             "query_budget_per_interval": 16 * len(namespaces),
@@ -207,6 +210,8 @@ def table(r: dict[str, Any]) -> str:
                 f"| every policy Ready | within two intervals | **{r['all_ready_seconds']:.0f} s** "
                 f"({r['all_ready_intervals']:.2f} intervals) |",
                 f"| queries until every policy was Ready | | {r['queries_until_ready']:,} |",
+                "| the machine's load average (1 min) until every policy was Ready | | "
+                f"{r['load_until_ready'][0]} to {r['load_until_ready'][1]} |",
                 f"| operator RSS (at the end; peak) | under 300 MiB | **{r['operator_rss_mib']:.0f} MiB**; "
                 f"{r['operator_peak_rss_mib']:.0f} MiB |",
                 f"| Prometheus CPU per interval (steady) | | {r['prometheus_cpu_per_interval']:.1f} s |",

@@ -239,6 +239,17 @@ SHARD_SPLIT = 4
 """A query Prometheus refuses as too large (``--query.max-samples``) or too slow (its timeout) is
 run again over this many shards of the namespace's pods (sorted by name, so a workload's pods stay
 together), and each shard that still fails is split again, down to single pods."""
+HANDLER_THREADS = 4
+"""Threads Kopf runs the policies' evaluations in. The GIL runs one at a time, so more only overlap
+waiting on Prometheus; Python's default (cores + 4, up to 32) would follow the node's size, and so
+would the batches fetched at once and the memory they take. With 1,000 policies on 2 cores, 3
+threads made every policy Ready as fast as the default 6 (docs/benchmarks.md)."""
+MALLOC_ARENA_MAX = 2
+"""glibc malloc arenas the operator's threads share (``controller/allocator.py``); glibc's default is
+8 per core, each keeping the memory its threads freed."""
+MALLOC_MMAP_THRESHOLD_BYTES = 128 * 1024
+"""Blocks from this size up are mmapped, so freed frames go back to the system (``controller/allocator.py``):
+glibc's default starts here but rises with every large block freed."""
 STATUS_FULL_BYTES = 256 * 1024
 """``status.recommendations`` holds full entries up to this many bytes of JSON (about 200 to 400 at
 600-1,300 bytes each); the containers beyond it get a compact line (``recommendationsCompact``)."""

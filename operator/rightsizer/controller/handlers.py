@@ -17,6 +17,7 @@ from rightsizer.controller.outcome import PolicyObject
 from rightsizer.controller.schedule import is_due
 from rightsizer.hpa import Autoscaler
 from rightsizer.pods import PodView, workload_owner
+from rightsizer.settings import HANDLER_THREADS
 from rightsizer.workload import WorkloadView
 
 DELETION_POLL_SECONDS = 1.0
@@ -24,7 +25,8 @@ DELETION_POLL_SECONDS = 1.0
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """Kopf settings: no peering CRD, handler logs stay in the log (we post our own Events).
+    """Kopf settings: no peering CRD, handler logs stay in the log (we post our own Events), and a
+    fixed number of handler threads (``HANDLER_THREADS``: Python's default grows with the node's cores).
 
     A deleted policy keeps Kopf's finalizer until its timer has stopped; a timer caught in the middle
     of an evaluation (run in a thread, so it cannot be cancelled) is checked again only after
@@ -35,6 +37,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    settings.execution.max_workers = HANDLER_THREADS
 
 
 def index_workload(body: Mapping[str, Any]) -> WorkloadView:

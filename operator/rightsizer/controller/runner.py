@@ -9,8 +9,8 @@ import uuid
 
 import kopf
 
+from rightsizer.controller import allocator, metrics
 from rightsizer.controller import main as registrations
-from rightsizer.controller import metrics
 from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.election import AlwaysLeading, Leadership, LeaseElection, lease_namespace
 from rightsizer.controller.kube import KubernetesCluster, load_credentials
@@ -20,6 +20,7 @@ from rightsizer.options import labels_from_args, prometheus_from_args
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; Kopf stops its handlers and returns."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    allocator.tune()
     load_credentials()
     prometheus = prometheus_from_args(args)
     memo = kopf.Memo(
