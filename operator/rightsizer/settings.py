@@ -242,8 +242,9 @@ together), and each shard that still fails is split again, down to single pods."
 HANDLER_THREADS = 4
 """Threads Kopf runs the policies' evaluations in. The GIL runs one at a time, so more only overlap
 waiting on Prometheus; Python's default (cores + 4, up to 32) would follow the node's size, and so
-would the batches fetched at once and the memory they take. With 1,000 policies on 2 cores, 3
-threads made every policy Ready as fast as the default 6 (docs/benchmarks.md)."""
+would the batches fetched at once and the memory they take. With 1,000 policies on 2 cores, every
+policy was Ready as soon with 3 or 4 threads (79 s, 86 s) as with the default 6 (80 to 88 s;
+docs/benchmarks.md)."""
 MALLOC_ARENA_MAX = 2
 """glibc malloc arenas the operator's threads share (``controller/allocator.py``); glibc's default is
 8 per core, each keeping the memory its threads freed."""

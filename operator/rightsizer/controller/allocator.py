@@ -1,6 +1,6 @@
 """glibc's malloc, tuned for a long-running process that builds and drops pandas frames in threads.
 
-With 1,000 policies the operator's RSS was about 390 MiB on glibc's defaults and about 300 MiB with
+With 1,000 policies the operator's RSS was about 390 MiB on glibc's defaults and about 310 MiB with
 these two settings (docs/benchmarks.md, "Where the memory goes"), for the same work:
 
 - ``M_ARENA_MAX``: glibc gives threads that allocate at the same time arenas of their own, up to 8
