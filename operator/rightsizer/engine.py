@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rightsizer.confidence import assess
+from rightsizer.confidence import Trust, assess
 from rightsizer.duration import format_duration
 from rightsizer.model import ContainerKey, ContainerUsage, PodThrottling, Recommendation, Resources
 from rightsizer.peaks import CpuPeakTime, MemoryLevels, cpu_peak_time, memory_levels
@@ -75,19 +75,7 @@ def recommend(
         limits[CPU] = cpu.limit
     recommended = Resources(requests={CPU: cpu.request, MEMORY: memory_request}, limits=limits)
     trust = assess(usage, current, recommended, found.cpu, found.memory, settings, cpu.floor)
-    return Recommendation(
-        key,
-        current,
-        recommended,
-        qos_class(recommended),
-        "; ".join(notes),
-        evidence,
-        warnings,
-        trust.confidence,
-        trust.lower,
-        trust.upper,
-        trust.confident,
-    )
+    return _recommendation(key, current, recommended, notes, evidence, warnings, trust, trust.confident)
 
 
 def gather(usage: ContainerUsage, settings: RecommendationSettings) -> Evidence:
@@ -142,6 +130,19 @@ def _memory_after_oom_kills(
     recommended = Resources(requests=requests, limits={**current.limits, MEMORY: memory_limit})
     warnings += ("only memory is recommended until there is enough history for CPU",)
     trust = assess(usage, current, recommended, None, found.memory, settings, None)
+    return _recommendation(key, current, recommended, notes, evidence, warnings, trust, recommended)
+
+
+def _recommendation(
+    key: ContainerKey,
+    current: Resources,
+    recommended: Resources,
+    notes: list[str],
+    evidence: dict[str, object],
+    warnings: tuple[str, ...],
+    trust: Trust,
+    confident: Resources | None,
+) -> Recommendation:
     return Recommendation(
         key,
         current,
@@ -153,7 +154,7 @@ def _memory_after_oom_kills(
         trust.confidence,
         trust.lower,
         trust.upper,
-        recommended,
+        confident,
     )
 
 
