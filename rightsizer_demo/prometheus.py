@@ -155,14 +155,7 @@ class PrometheusServer:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (Prometheus closes its TSDB cleanly), then SIGKILL after ``timeout`` seconds."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout)
 
     def __enter__(self) -> PrometheusServer:
         return self.start()
@@ -200,15 +193,36 @@ class PrometheusServer:
         return [] if body is None else json.loads(body).get("data") or []
 
     def _get(self, path: str) -> bytes | None:
-        """The body of a 200 answer, or None while the server is not up or not ready."""
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=2) as response:
-                return response.read()
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
+        return get_body(self.url + path, timeout=2)
 
     def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as error:
-            return f"(no log: {error})"
+        return log_tail(self.log_path, lines)
+
+
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a server, then SIGKILL it after ``timeout`` seconds; nothing if it is not running."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def get_body(url: str, timeout: float) -> bytes | None:
+    """The body of a 200 answer, or None while the server is not up or not ready."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body: bytes = response.read()
+            return body
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(no log: {error})"

@@ -18,7 +18,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from rightsizer_demo.prometheus import ADDRESS_IN_USE, PrometheusError, free_port
+from rightsizer_demo.prometheus import (
+    ADDRESS_IN_USE,
+    PrometheusError,
+    free_port,
+    get_body,
+    log_tail,
+    terminate,
+)
 
 FLAGS = (
     "-retentionPeriod=100y",  # generated history is old by design: retention must never delete it
@@ -113,14 +120,7 @@ class VictoriaMetricsServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout)
 
     def __enter__(self) -> VictoriaMetricsServer:
         return self.start()
@@ -167,14 +167,7 @@ class VictoriaMetricsServer:
         return int(data[0]) if data else 0
 
     def _get(self, path: str) -> bytes | None:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
-                return response.read()
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
+        return get_body(self.url + path, timeout=10)
 
     def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as error:
-            return f"(no log: {error})"
+        return log_tail(self.log_path, lines)
