@@ -27,16 +27,13 @@ from rightsizer_demo.prometheus import PrometheusServer
 from tests.support.k8s import (
     ControlPlane,
     kubectl,
-    serviceaccount_kubeconfig,
     start_control_plane,
-    wait_for_established_crd,
 )
-from tests.support.operator import OperatorProcess
+from tests.support.operator import OperatorProcess, install_identity
 from tests.support.prometheus import start_demo_prometheus
 
 pytestmark = [pytest.mark.k8s, pytest.mark.prometheus]
 
-ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 120
 HISTORY_DAYS = 3
 STEP_SECONDS = 60
@@ -97,18 +94,11 @@ def k(cluster: ControlPlane) -> Callable[..., Any]:
 
 
 @pytest.fixture(scope="module")
-def identity(cluster, k, workloads, tmp_path_factory) -> Path:
+def identity(cluster, workloads, tmp_path_factory) -> Path:
     """The operator's ServiceAccount (deploy/), the CRD and the workloads, installed."""
-    k("apply", "-f", str(ROOT / "crds" / "rightsizepolicy.yaml"))
-    wait_for_established_crd("rightsizepolicies.rightsizer.io", kubeconfig=cluster.kubeconfig)
-    for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
-        k("apply", "-f", str(ROOT / "deploy" / manifest))
     namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in LAYOUT]
     objects = namespaces + namespace_manifests(workloads) + deployment_manifests(workloads)
-    k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    return serviceaccount_kubeconfig(
-        cluster.kubeconfig, "rightsizer-system", "rightsizer", tmp_path_factory.mktemp("sa") / "sa.kubeconfig"
-    )
+    return install_identity(cluster.kubeconfig, objects, tmp_path_factory.mktemp("sa") / "sa.kubeconfig")
 
 
 @pytest.fixture(scope="module")

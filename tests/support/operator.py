@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,29 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+from tests.support.k8s import REPO_ROOT, kubectl, serviceaccount_kubeconfig, wait_for_established_crd
+
+OPERATOR_MANIFESTS = ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml")
+"""What of deploy/ gives the operator its identity: its namespace, ServiceAccount and RBAC."""
+
+
+def install_identity(
+    admin_kubeconfig: Path,
+    objects: list[dict[str, Any]],
+    out: Path,
+    manifests: tuple[str, ...] = OPERATOR_MANIFESTS,
+) -> Path:
+    """The CRD (established), the operator's identity from deploy/ (``manifests``) and ``objects``
+    (namespaces, workloads) installed; returns a kubeconfig of the operator's ServiceAccount at ``out``."""
+    kubectl("apply", "-f", str(REPO_ROOT / "crds" / "rightsizepolicy.yaml"), kubeconfig=admin_kubeconfig)
+    wait_for_established_crd("rightsizepolicies.rightsizer.io", kubeconfig=admin_kubeconfig)
+    for manifest in manifests:
+        kubectl("apply", "-f", str(REPO_ROOT / "deploy" / manifest), kubeconfig=admin_kubeconfig)
+    items = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    kubectl("apply", "-f", "-", kubeconfig=admin_kubeconfig, input=items)
+    return serviceaccount_kubeconfig(admin_kubeconfig, "rightsizer-system", "rightsizer", out)
 
 
 def free_port() -> int:
