@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rightsizer_demo.prometheus import PROMETHEUS_BIN_ENV, RETENTION, PrometheusError, find_binary
+from rightsizer_demo.prometheus import PROMETHEUS_BIN_ENV, RETENTION, PrometheusError, find_binary, terminate
 from tests.support.k8s import HACK_DIR, ControlPlane
 
 LOAD_IMAGE = "rightsizer.local/load:v1"
@@ -154,14 +154,7 @@ class NodePrometheus:
         for attribute in ("_prometheus", "_forwarder"):
             process = getattr(self, attribute)
             setattr(self, attribute, None)
-            if process is None or process.poll() is not None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process, timeout)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """An instant query's result vector (raises ``PrometheusError`` on an error answer)."""
