@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from rightsizer.controller.api_session import WATCHED_RESOURCES
 from rightsizer.quantity import parse
+from rightsizer.settings import API_CONNECTIONS
 from rightsizer.units import CPU, ceil_cpu, ceil_memory, format_quantity
 from rightsizer.workload import WorkloadView
 from rightsizer_demo.history import DAY, WorkloadSpec, demo_scenario, window_ending_now
@@ -189,6 +191,14 @@ def test_recommendations_appear_in_status_and_in_kubectl_get(k, operator):
 def test_the_operator_tunes_malloc_at_start(operator):
     """controller/allocator.py: glibc's defaults kept about 80 MiB more with 1,000 policies."""
     assert "malloc tuned: MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=131072" in operator.log_path.read_text()
+
+
+def test_kopf_talks_to_the_api_server_over_a_bounded_session(operator):
+    """controller/api_session.py: every other test here goes through it; its limit is the requests'
+    connections and one per watch stream (7 resources in each of the 9 watched namespaces)."""
+    watched = len(LAYOUT) - 1
+    limit = API_CONNECTIONS + WATCHED_RESOURCES * watched
+    assert f"API server connections: at most {limit}" in operator.log_path.read_text()
 
 
 def test_too_little_history_is_insufficient_data_with_no_recommendation(k, operator):

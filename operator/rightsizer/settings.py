@@ -245,6 +245,10 @@ waiting on Prometheus; Python's default (cores + 4, up to 32) would follow the n
 would the batches fetched at once and the memory they take. With 1,000 policies on 2 cores, every
 policy was Ready as soon with 3 or 4 threads (79 s, 86 s) as with the default 6 (80 to 88 s;
 docs/benchmarks.md)."""
+API_CONNECTIONS = 24
+"""Connections Kopf's requests to the API server (finalizers, status patches, Events) share, besides
+one per watch stream (``controller/api_session.py``). A restart with 1,000 policies used 26 in all;
+Kopf's default, no limit, opened 352 on a first start and kept their memory."""
 MALLOC_ARENA_MAX = 2
 """glibc malloc arenas the operator's threads share (``controller/allocator.py``); glibc's default is
 8 per core, each keeping the memory its threads freed."""

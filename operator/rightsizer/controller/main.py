@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from rightsizer.controller import handlers
+from rightsizer.controller import api_session, handlers
 from rightsizer.hpa import Autoscaler
 from rightsizer.pods import PodView
 from rightsizer.workload import WorkloadView
@@ -16,6 +16,11 @@ GROUP, VERSION, PLURAL = "rightsizer.io", "v1alpha1", "rightsizepolicies"
 TICK_SECONDS = float(os.environ.get("RIGHTSIZER_TICK_SECONDS", "10"))
 """How often each policy is looked at; it is evaluated only when due (spec change, interval, retry).
 A spec change is therefore picked up within one tick."""
+
+
+@kopf.on.login()
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.AiohttpSession:
+    return await api_session.login(memo.namespaces, **kwargs)
 
 
 @kopf.on.startup()

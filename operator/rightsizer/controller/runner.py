@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         cluster=KubernetesCluster(),
         labels=labels_from_args(args),
         leadership=leadership_from_args(args),
+        namespaces=args.namespaces,
     )
     if args.metrics_listen is not None:
         metrics.serve(*args.metrics_listen)
