@@ -143,7 +143,10 @@ def test_evaluations_failures_and_changes_are_counted_per_policy() -> None:
     assert value("rightsizer_evaluations_total", **policy) == 3
     assert value("rightsizer_evaluation_failures_total", **policy, reason="PrometheusUnreachable") == 2
     assert value("rightsizer_evaluation_duration_seconds_sum", **policy) == pytest.approx(7.5)
+    assert value("rightsizer_evaluation_duration_seconds_bucket", **policy, le="0.25") == 1
     assert value("rightsizer_evaluation_duration_seconds_bucket", **policy, le="5.0") == 2
+    assert value("rightsizer_evaluation_duration_seconds_bucket", **policy, le="+Inf") == 3
+    assert value("rightsizer_evaluation_duration_seconds_count", **policy) == 3
     changes = [
         WorkloadChange(applied="x"),
         WorkloadChange(blocked="quota"),

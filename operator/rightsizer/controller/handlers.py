@@ -130,7 +130,6 @@ def tick(
 def forget_policy(namespace: str, name: str) -> None:
     """A deleted policy's series leave ``/metrics``."""
     metrics.forget(namespace, name)
-    policy_gauges.forget(namespace, name)
 
 
 def _summary(status: dict[str, Any]) -> str:

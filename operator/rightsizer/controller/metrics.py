@@ -31,8 +31,6 @@ derived from the policies' status by every replica, so aggregate them with ``max
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -42,14 +40,13 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     start_http_server,
 )
-from prometheus_client.metrics import MetricWrapperBase
 
 from rightsizer import conditions as cond
+from rightsizer.controller.policy_series import PolicySeries
 from rightsizer.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -59,9 +56,9 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     REGISTRY.register(_collector)
 
-POLICY = ("namespace", "policy")
-WORKLOAD = (*POLICY, "workload_kind", "workload")
+WORKLOAD = ("workload_kind", "workload")
 CONTAINER = (*WORKLOAD, "container")
+"""Labels of a policy's series after ``namespace`` and ``policy`` (``policy_series.POLICY_LABELS``)."""
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 """Seconds: a query answers in milliseconds; an evaluation of a busy namespace takes seconds; the
 Prometheus timeout is 2 minutes."""
@@ -70,21 +67,23 @@ BUILD_INFO = Gauge("rightsizer_build_info", "Always 1: the running version", ["v
 LEADING = Gauge(
     "rightsizer_leading", "1 while this replica holds the Lease (or runs without election)", registry=REGISTRY
 )
-EVALUATIONS = Counter(
-    "rightsizer_evaluations", "Evaluations of a RightSizePolicy, failed or not", POLICY, registry=REGISTRY
+SERIES = PolicySeries()
+"""Every series labelled with a policy (``policy_series``): these, and those of ``policy_gauges``."""
+REGISTRY.register(SERIES)
+EVALUATIONS = SERIES.family(
+    "rightsizer_evaluations", "Evaluations of a RightSizePolicy, failed or not", "counter"
 )
-EVALUATION_FAILURES = Counter(
+EVALUATION_FAILURES = SERIES.family(
     "rightsizer_evaluation_failures",
     "Evaluations that produced no fresh recommendations, by reason",
-    [*POLICY, "reason"],
-    registry=REGISTRY,
+    "counter",
+    ("reason",),
 )
-EVALUATION_DURATION = Histogram(
+EVALUATION_DURATION = SERIES.family(
     "rightsizer_evaluation_duration_seconds",
     "Time one evaluation took (Prometheus queries, engine, Auto mode)",
-    POLICY,
+    "histogram",
     buckets=DURATION_BUCKETS,
-    registry=REGISTRY,
 )
 QUERY_DURATION = Histogram(
     "rightsizer_prometheus_query_duration_seconds",
@@ -93,11 +92,11 @@ QUERY_DURATION = Histogram(
     buckets=DURATION_BUCKETS,
     registry=REGISTRY,
 )
-CHANGES = Counter(
+CHANGES = SERIES.family(
     "rightsizer_changes",
     "Auto mode, per workload and evaluation: changes applied, blocked, rolled back",
-    [*POLICY, "outcome"],
-    registry=REGISTRY,
+    "counter",
+    ("outcome",),
 )
 PROMETHEUS_UNREACHABLE, INVALID_POLICY, ERROR = "PrometheusUnreachable", "InvalidPolicy", "Error"
 APPLIED, BLOCKED, ROLLED_BACK = "applied", "blocked", "rolled_back"
@@ -122,10 +121,10 @@ def observe_query(seconds: float, ok: bool) -> None:
 
 
 def observe_evaluation(namespace: str, policy: str, seconds: float, failure: str | None) -> None:
-    policy_series(EVALUATIONS, namespace, policy).inc()
-    policy_series(EVALUATION_DURATION, namespace, policy).observe(seconds)
+    SERIES.inc(EVALUATIONS, (namespace, policy))
+    SERIES.observe(EVALUATION_DURATION, (namespace, policy), seconds)
     if failure is not None:
-        policy_series(EVALUATION_FAILURES, namespace, policy, failure).inc()
+        SERIES.inc(EVALUATION_FAILURES, (namespace, policy), failure)
 
 
 def failure_of(status: dict[str, Any]) -> str | None:
@@ -143,33 +142,9 @@ def count_changes(namespace: str, policy: str, changes: Iterable[WorkloadChange]
     for change in changes:
         happened = {APPLIED: change.applied, BLOCKED: change.blocked, ROLLED_BACK: change.rolled_back}
         for outcome in (outcome for outcome, what in happened.items() if what):
-            policy_series(CHANGES, namespace, policy, outcome).inc()
-
-
-_series: dict[tuple[str, str], set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
-_series_lock = threading.Lock()
-
-
-def policy_series(metric: MetricWrapperBase, namespace: str, policy: str, *labels: str) -> Any:
-    """The child of ``metric`` for these labels, remembered as the policy's for ``forget``."""
-    values = (namespace, policy, *labels)
-    with _series_lock:
-        _series.setdefault((namespace, policy), set()).add((metric, values))
-    return metric.labels(*values)
-
-
-def drop_series(metric: MetricWrapperBase, values: tuple[str, ...]) -> None:
-    """Remove one series of a policy (``values`` start with its namespace and name)."""
-    with _series_lock:
-        _series.get((values[0], values[1]), set()).discard((metric, values))
-    with contextlib.suppress(KeyError):
-        metric.remove(*values)
+            SERIES.inc(CHANGES, (namespace, policy), outcome)
 
 
 def forget(namespace: str, policy: str) -> None:
     """Remove every series of one policy (it was deleted)."""
-    with _series_lock:
-        owned = _series.pop((namespace, policy), set())
-    for metric, values in owned:
-        with contextlib.suppress(KeyError):
-            metric.remove(*values)
+    SERIES.forget((namespace, policy))

@@ -4,7 +4,7 @@ Every replica sets them at every tick of every policy (``handlers.tick``), leade
 status is the cluster's record, so the replicas agree, and a standby's gauges show a leader that
 stopped evaluating (``lastEvaluationTime`` no longer moves). Each tick replaces the policy's
 series: a container or workload that left its targets loses its series; ``metrics.forget`` removes
-them all when the policy is deleted.
+them all when the policy is deleted. Kept as plain numbers (``policy_series``).
 
 ==========================================================  =========================================
 metric                                                      labels (after ``namespace``, ``policy``)
@@ -30,109 +30,91 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client import Gauge
-from prometheus_client.metrics import MetricWrapperBase
-
 from rightsizer.apply import APPLIED_AT
-from rightsizer.controller.metrics import CONTAINER, POLICY, REGISTRY, WORKLOAD, drop_series, policy_series
+from rightsizer.controller.metrics import CONTAINER, SERIES, WORKLOAD
+from rightsizer.controller.policy_series import Series
 from rightsizer.policy import PolicyError, parse_policy
 from rightsizer.quantity import QuantityError, parse
 from rightsizer.timestamps import parse_time
 from rightsizer.workload import WorkloadView
 
-LAST_EVALUATION = Gauge(
+LAST_EVALUATION = SERIES.family(
     "rightsizer_policy_last_evaluation_timestamp_seconds",
     "status.lastEvaluationTime of the policy (its creation until the first evaluation)",
-    POLICY,
-    registry=REGISTRY,
+    "gauge",
 )
-INTERVAL = Gauge(
-    "rightsizer_policy_interval_seconds",
-    "spec.interval: how often the policy is evaluated",
-    POLICY,
-    registry=REGISTRY,
+INTERVAL = SERIES.family(
+    "rightsizer_policy_interval_seconds", "spec.interval: how often the policy is evaluated", "gauge"
 )
-CONDITION = Gauge(
+CONDITION = SERIES.family(
     "rightsizer_policy_condition",
     "The policy's status conditions: 1 when True, 0 when False",
-    [*POLICY, "condition"],
-    registry=REGISTRY,
+    "gauge",
+    ("condition",),
 )
-LAST_CHANGE = Gauge(
+LAST_CHANGE = SERIES.family(
     "rightsizer_workload_last_change_timestamp_seconds",
     "When Auto mode last changed a target workload (its rightsizer.io/applied-at annotation)",
+    "gauge",
     WORKLOAD,
-    registry=REGISTRY,
 )
-CURRENT = Gauge(
+CURRENT = SERIES.family(
     "rightsizer_container_current",
     "A target container's requests and limits now (cpu in cores, memory in bytes)",
-    [*CONTAINER, "resource", "field"],
-    registry=REGISTRY,
+    "gauge",
+    (*CONTAINER, "resource", "field"),
 )
-RECOMMENDED = Gauge(
+RECOMMENDED = SERIES.family(
     "rightsizer_container_recommended",
     "The requests and limits recommended for a target container (cpu in cores, memory in bytes)",
-    [*CONTAINER, "resource", "field"],
-    registry=REGISTRY,
+    "gauge",
+    (*CONTAINER, "resource", "field"),
 )
-LAST_OOM_KILL = Gauge(
+LAST_OOM_KILL = SERIES.family(
     "rightsizer_container_last_oom_kill_timestamp_seconds",
     "The last OOM kill of a target container seen in its pods' status (status.observedOOMKills)",
+    "gauge",
     CONTAINER,
-    registry=REGISTRY,
 )
-
-Series = tuple[MetricWrapperBase, tuple[str, ...]]
-_previous: dict[tuple[str, str], set[Series]] = {}
 
 
 def observe(body: Mapping[str, Any], workloads: Iterable[WorkloadView]) -> None:
-    """Set the gauges of one policy (a plain ``body``) and drop those it no longer has."""
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    values = state_of(body, workloads)
-    for (metric, labels), value in values.items():
-        policy_series(metric, *labels).set(value)
-    for gone in _previous.get((namespace, name), set()) - values.keys():
-        drop_series(*gone)
-    _previous[(namespace, name)] = set(values)
-
-
-def forget(namespace: str, name: str) -> None:
-    _previous.pop((namespace, name), None)
+    """Set the gauges of one policy (a plain ``body``); those it no longer has are dropped."""
+    metadata = body["metadata"]
+    SERIES.set_gauges((metadata["namespace"], metadata["name"]), state_of(body, workloads))
 
 
 def state_of(body: Mapping[str, Any], workloads: Iterable[WorkloadView]) -> dict[Series, float]:
-    """Every gauge of one policy: (metric, label values) -> value."""
-    metadata, status = body["metadata"], body.get("status") or {}
-    policy = (metadata["namespace"], metadata["name"])
+    """Every gauge of one policy: (family, label values after the policy's) -> value."""
+    status = body.get("status") or {}
+    metadata = body["metadata"]
     values: dict[Series, float] = {}
     last = _timestamp(status.get("lastEvaluationTime") or metadata.get("creationTimestamp"))
     if last is not None:
-        values[(LAST_EVALUATION, policy)] = last
+        values[(LAST_EVALUATION, ())] = last
     with contextlib.suppress(PolicyError):  # an invalid policy says so in its condition
-        values[(INTERVAL, policy)] = parse_policy(body.get("spec") or {}).interval_seconds
+        values[(INTERVAL, ())] = parse_policy(body.get("spec") or {}).interval_seconds
     for condition in status.get("conditions") or []:
-        values[(CONDITION, (*policy, condition["type"]))] = float(condition.get("status") == "True")
+        values[(CONDITION, (condition["type"],))] = float(condition.get("status") == "True")
     targets: set[tuple[str, str]] = set()
     for entry in status.get("recommendations") or []:
-        container = (*policy, entry["kind"], entry["name"], entry["container"])
+        container = (entry["kind"], entry["name"], entry["container"])
         targets.add((entry["kind"], entry["name"]))
-        for metric, resources in ((CURRENT, entry.get("current")), (RECOMMENDED, entry.get("recommended"))):
+        for family, resources in ((CURRENT, entry.get("current")), (RECOMMENDED, entry.get("recommended"))):
             for field, amounts in (("request", "requests"), ("limit", "limits")):
                 for resource, quantity in ((resources or {}).get(amounts) or {}).items():
                     amount = _amount(quantity)
                     if amount is not None:
-                        values[(metric, (*container, resource, field))] = amount
+                        values[(family, (*container, resource, field))] = amount
     for kill in status.get("observedOOMKills") or []:
         finished = _timestamp(kill.get("finishedAt"))
-        key: Series = (LAST_OOM_KILL, (*policy, kill["kind"], kill["name"], kill["container"]))
+        key: Series = (LAST_OOM_KILL, (kill["kind"], kill["name"], kill["container"]))
         if finished is not None:
             values[key] = max(values.get(key, finished), finished)
     for workload in workloads:
         changed = _timestamp(workload.annotations.get(APPLIED_AT))
         if (workload.kind.name, workload.name) in targets and changed is not None:
-            values[(LAST_CHANGE, (*policy, workload.kind.name, workload.name))] = changed
+            values[(LAST_CHANGE, (workload.kind.name, workload.name))] = changed
     return values
 
 
