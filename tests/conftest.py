@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Prometheus with the demo history for every test that queries it, and a
+"""Shared fixtures: one real Prometheus with the demo history for every test that queries it, a
+control plane (kube-apiserver and etcd) for each module that asks for ``cluster``, and a
 cluster with the real node for each module of node tests (one for the closed-loop modules together:
 tests/support/closed_loops.py). A node is stopped before the next one starts: there is one node per
 machine at a time (its cgroups have fixed names).
@@ -57,6 +58,16 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """After the last closed-loop test the shared node goes, before another node module needs one."""
     if closed_loops.is_closed_loop(item) and not closed_loops.is_closed_loop(nextitem):
         closed_loops.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane of the module's own (a module that installs more defines its own ``cluster``)."""
+    plane = start_control_plane(tmp_path_factory.mktemp("k8s"))
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from kubernetes.config import kube_config
 from rightsizer.controller import main as registrations
 from rightsizer.controller.api_session import WATCHED_RESOURCES, bounded_session, connection_limit, login
 from rightsizer.settings import API_CONNECTIONS
-from tests.support.k8s import ControlPlane, start_control_plane
+from tests.support.k8s import ControlPlane
 
 
 def test_the_limit_leaves_the_requests_their_connections_beside_each_watch_stream():
@@ -39,15 +39,6 @@ def test_the_watched_resources_are_those_the_operator_registers():
         for handler in handlers.get_all_handlers()
     }
     assert len(watched) == WATCHED_RESOURCES
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = start_control_plane(tmp_path_factory.mktemp("k8s"))
-    try:
-        yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture

@@ -44,7 +44,6 @@ from rightsizer_demo.prometheus import PROMETHEUS_BIN_ENV, PrometheusServer, fin
 from tests.support.k8s import (
     ControlPlane,
     kubectl,
-    start_control_plane,
 )
 from tests.support.operator import OperatorProcess, free_port, install_identity
 from tests.support.prometheus import start_demo_prometheus
@@ -72,15 +71,6 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- the cluster and its operators
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = start_control_plane(tmp_path_factory.mktemp("k8s"))
-    try:
-        yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ from rightsizer_demo.prometheus import PrometheusServer
 from tests.support.k8s import (
     ControlPlane,
     kubectl,
-    start_control_plane,
 )
 from tests.support.operator import OperatorProcess, install_identity
 from tests.support.prometheus import start_demo_prometheus
@@ -60,15 +59,6 @@ def e2e_workloads() -> list[WorkloadSpec]:
     start, end = window_ending_now(HISTORY_DAYS * DAY, STEP_SECONDS)
     demo = {w.name: w for w in demo_scenario(start, end)}
     return [replace(demo[name], namespace=ns) for ns, names in LAYOUT.items() for name in names]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = start_control_plane(tmp_path_factory.mktemp("k8s"))
-    try:
-        yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ built from them measured, and written to a real API server (whose etcd refuses t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,7 +18,7 @@ from rightsizer.controller.outcome import PolicyObject
 from rightsizer.engine import recommend
 from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.settings import RecommendationSettings
-from tests.support.k8s import ControlPlane, kubectl, start_control_plane, wait_for_established_crd
+from tests.support.k8s import kubectl, wait_for_established_crd
 from tests.support.usage import usage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,15 +103,6 @@ def test_the_status_stays_well_under_the_limit_whatever_the_containers(container
         assert summary["omitted"] == 0
     else:
         assert summary["omitted"] > 0 and "only counted" in summary["message"]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = start_control_plane(tmp_path_factory.mktemp("k8s"))
-    try:
-        yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.mark.k8s

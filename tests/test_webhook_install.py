@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from rightsizer.cli import build_parser
 from rightsizer.controller.certs import self_signed
 from rightsizer.controller.kube import KubernetesCluster
 from rightsizer.controller.webhook import HANDLER_ID
-from tests.support.k8s import REPO_ROOT, ControlPlane, kubectl, serviceaccount_kubeconfig, start_control_plane
+from tests.support.k8s import REPO_ROOT, ControlPlane, kubectl, serviceaccount_kubeconfig
 
 pytestmark = pytest.mark.k8s
 
@@ -45,15 +44,6 @@ def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rendered(overlay: Path) -> dict[tuple[str, str], dict[str, Any]]:
     text = kubectl("kustomize", str(overlay), kubeconfig="/dev/null").stdout
     return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    control_plane = start_control_plane(tmp_path_factory.mktemp("k8s"))
-    try:
-        yield control_plane
-    finally:
-        control_plane.stop()
 
 
 def test_the_component_agrees_with_the_operator(rendered: dict[tuple[str, str], dict[str, Any]]) -> None:
