@@ -69,16 +69,13 @@ def evaluate_one(
     pods: list[PodView],
     index: int = 0,
     source: PrometheusSource | None = None,
-    peers: frozenset[str] = frozenset(),
 ) -> Outcome:
-    """One policy's evaluation (named ``p{index}``), through ``batches`` or, without, alone on ``source``."""
+    """One policy's evaluation, through ``batches`` or, without, alone on ``source``."""
     policy = PolicyObject(f"p{index}", namespace, f"uid-{index}", 1, spec, {})
     cluster = KubernetesCluster()  # Recommend mode: never called
     prometheus = batches.source if batches is not None else source
     assert prometheus is not None
-    return evaluate(
-        policy, views[namespace], pods, prometheus, cluster, LabelConfig(), now, batches, peers=peers
-    )
+    return evaluate(policy, views[namespace], pods, prometheus, cluster, LabelConfig(), now, batches)
 
 
 def interval_start(now: datetime, minutes: int = 5) -> datetime:
@@ -153,28 +150,6 @@ def test_another_history_window_is_another_batch(demo_prometheus, views):
     before = queries_run(demo_prometheus.url)
     evaluate_all(batches, views, policies, datetime.now(UTC))
     assert queries_run(demo_prometheus.url) - before == 2 * BATCH_QUERIES
-
-
-def test_a_batch_is_let_go_once_every_policy_of_the_namespace_had_it(demo_prometheus, views):
-    """The namespace's policies (the operator's index) are its peers: once each was served, none asks
-    again within the interval; a policy that was not among them fetches anew."""
-    spec = {"targetRef": {"name": "web"}, "interval": INTERVAL}
-    now = datetime.now(UTC)
-    peers = frozenset({"p0", "p1", "p2"})
-    batches = SharedBatches(PrometheusSource(demo_prometheus.url))
-    kept = SharedBatches(PrometheusSource(demo_prometheus.url))
-    outcomes = []
-    for index in range(3):
-        outcomes.append(evaluate_one(batches, views, "shop", spec, now, [], index, peers=peers))
-        evaluate_one(kept, views, "shop", spec, now, [], index)
-        assert len(batches) == (1 if index < 2 else 0)
-        assert len(kept) == 1  # without peers: kept until its interval is over
-    assert (batches.fetches, batches.shared) == (1, 2)
-
-    newcomer = evaluate_one(batches, views, "shop", spec, now, [], 3, peers=peers | {"p3"})
-    assert batches.fetches == 2
-    assert newcomer.status["recommendations"] == outcomes[0].status["recommendations"]
-    assert all(ready(o) for o in [*outcomes, newcomer])
 
 
 def test_a_failed_fetch_fails_its_waiters_and_is_not_kept(views):

@@ -12,12 +12,9 @@ not the raw frames (a few times smaller).
 The collection also depends on the owners the operator knows from the API (``known_owners``), but
 only on those of the batch's own pods (``collect.owners_key``): an evaluation that knows other owners
 for them (a pod gone between two evaluations) gets a collection of its own, from a fetch of its own.
-An entry is let go as soon as every policy of the namespace (``peers``, the operator's index) has
-been served it: none of them asks again within the interval, and keeping 100 namespaces' batches
-until their intervals ended held about 40 MiB with 1,000 policies (docs/benchmarks.md). Otherwise
-(a peer with another history window never asks for it) entries expire when their interval is over,
-and the least recently used are dropped past ``SHARED_BATCH_MAX_BYTES``. Policies with another
-history window or resolution need other queries, so they get a batch of their own.
+Entries expire when their interval is over, and the least recently used are dropped past
+``SHARED_BATCH_MAX_BYTES``. Policies with another history window or resolution need other queries,
+so they get a batch of their own.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -49,8 +45,6 @@ class _Entry:
     expires: float
     collected: dict[OwnersKey, Future[CollectedBatch]] = field(default_factory=dict)
     size: int = 0
-    served: set[str] = field(default_factory=set)
-    """The policies it was handed to."""
 
 
 class SharedBatches:
@@ -68,17 +62,9 @@ class SharedBatches:
         self._lock = threading.Lock()
 
     def collect(
-        self,
-        scope: QueryScope,
-        now: float,
-        interval_seconds: int,
-        known_owners: pd.DataFrame | None = None,
-        *,
-        user: str = "",
-        peers: Collection[str] = (),
+        self, scope: QueryScope, now: float, interval_seconds: int, known_owners: pd.DataFrame | None = None
     ) -> CollectedBatch:
-        """The scope's collection for a window ending at ``now`` rounded down to ``interval_seconds``,
-        for the policy ``user``; once every one of ``peers`` has been served it, it is let go."""
+        """The scope's collection for a window ending at ``now`` rounded down to ``interval_seconds``."""
         interval = max(1, int(interval_seconds))
         end = float(math.floor(now / interval) * interval)
         key = (scope, end)
@@ -91,12 +77,8 @@ class SharedBatches:
                 self.fetches += 1
             else:
                 self._entries.move_to_end(key)
-        result = self._first(key, entry, known_owners) if first else self._shared(key, entry, known_owners)
-        self._served(key, entry, user, peers)
-        return result
-
-    def _shared(self, key: BatchKey, entry: _Entry, known_owners: pd.DataFrame | None) -> CollectedBatch:
-        """The entry's collection for ``known_owners``: another's, or one of its own."""
+        if first:
+            return self._first(key, entry, known_owners)
         owners = owners_key(known_owners, entry.pods.result())
         with self._lock:
             collected = entry.collected.get(owners)
@@ -109,15 +91,6 @@ class SharedBatches:
         if mine:
             self._collect(key, entry, owners, collected, known_owners)
         return collected.result()
-
-    def _served(self, key: BatchKey, entry: _Entry, user: str, peers: Collection[str]) -> None:
-        """Let the entry go once every one of ``peers`` has had it."""
-        if not user or not peers:
-            return
-        with self._lock:
-            entry.served.add(user)
-            if entry.served.issuperset(peers) and _settled(entry) and self._entries.get(key) is entry:
-                del self._entries[key]
 
     def _first(self, key: BatchKey, entry: _Entry, known_owners: pd.DataFrame | None) -> CollectedBatch:
         """Fetch the batch, learn its pods, and collect it for ``known_owners``."""

@@ -8,7 +8,7 @@ operator's own counters of changes (``metrics``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -88,15 +88,13 @@ def evaluate(
     batches: SharedBatches | None = None,
     *,
     autoscalers: Sequence[Autoscaler] = (),
-    peers: Collection[str] = (),
 ) -> Outcome:
     """Recommend for the policy's targets (and apply in Auto mode); the status to write and events.
 
     ``workloads``, ``pods`` and ``autoscalers`` (HPAs) are those of the policy's namespace (the
     operator's indexes): a request an HPA scales on is kept, per ``spec.hpa`` (``rightsizer.hpa``). With
     ``batches``, the namespace's Prometheus batch is shared with its other policies' evaluations
-    in the same interval (``controller/batches.py``); ``peers`` are the names of the namespace's
-    policies, this one included: once each has been served the batch, it is let go.
+    in the same interval (``controller/batches.py``).
     """
     run = Evaluation(policy, now)
     try:
@@ -121,9 +119,7 @@ def evaluate(
         if batches is None:
             batch = collect_batch(prometheus.fetch(scope, now.timestamp()), labels, owners)
         else:
-            batch = batches.collect(
-                scope, now.timestamp(), spec.interval_seconds, owners, user=policy.name, peers=peers
-            )
+            batch = batches.collect(scope, now.timestamp(), spec.interval_seconds, owners)
     except PrometheusUnavailable as error:
         return _prometheus_failed(run, str(error), seen)
     _set_reachable(run, prometheus.url, batch)

@@ -76,11 +76,9 @@ def tick(
     patch: kopf.Patch,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
     autoscalers: Iterable[Autoscaler] = (),
-    peers: Iterable[str] = (),
 ) -> None:
     """Evaluate the policy if it is due; write its status and post its Events. Every replica
-    first sets the policy's gauges from its status (``policy_gauges``). ``peers``: the names of the
-    namespace's policies, who share its Prometheus batch (``controller/batches.py``)."""
+    first sets the policy's gauges from its status (``policy_gauges``)."""
     raw = _plain(body)
     workloads = list(workloads)
     policy_gauges.observe(raw, workloads)
@@ -110,7 +108,6 @@ def tick(
             now,
             memo.batches,
             autoscalers=list(autoscalers),
-            peers=frozenset(peers),
         )
     except Exception:
         metrics.observe_evaluation(policy.namespace, policy.name, time.monotonic() - started, metrics.ERROR)

@@ -66,11 +66,6 @@ def autoscalers_by_namespace(
     return {namespace: handlers.index_autoscaler(body)}
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
-def policies_by_namespace(namespace: str | None, name: str, **_: Any) -> dict[str | None, str]:
-    return {namespace: name}
-
-
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def policy_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
     if event["type"] == "DELETED" and namespace:
@@ -89,7 +84,6 @@ def evaluate_policy(
     cronjobs_by_namespace: kopf.Index[str | None, WorkloadView],
     pods_by_namespace: kopf.Index[str | None, PodView],
     autoscalers_by_namespace: kopf.Index[str | None, Autoscaler],
-    policies_by_namespace: kopf.Index[str | None, str],
     namespace: str | None,
     logger: kopf.Logger,
     **_: Any,
@@ -102,5 +96,4 @@ def evaluate_policy(
     ]
     pods: list[PodView] = [*pods_by_namespace.get(namespace, [])]
     autoscalers: list[Autoscaler] = [*autoscalers_by_namespace.get(namespace, [])]
-    peers = [*policies_by_namespace.get(namespace, [])]
-    handlers.tick(body, memo, workloads, pods, patch, logger, autoscalers, peers)
+    handlers.tick(body, memo, workloads, pods, patch, logger, autoscalers)
