@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pandas as pd
 
-from rightsizer.collect import workload_containers
+from rightsizer.collect import KeptUsage, workload_containers
 from rightsizer.discovery import deployment_from_pod_name
-from rightsizer.model import HistoryGrid
+from rightsizer.model import HISTORY_COLUMNS, ContainerUsage, HistoryGrid
 from rightsizer.promql import LabelConfig
 from rightsizer.source import UsageFrames
 
@@ -288,3 +288,29 @@ def test_owners_known_from_the_kubernetes_api_come_first():
     (item,) = items
     assert item.usage.pods == 1
     assert item.usage.owner_source == "kubernetes-api"
+
+
+def test_each_reader_of_a_kept_usage_gets_a_history_of_its_own():
+    """A shared batch (controller/batches.py) keeps its histories as arrays for many evaluations:
+    each gets a frame of its own, so no reader sees another's, and the kept data is no pandas frame
+    (a kept frame gathered a weak reference with every read; docs/benchmarks.md)."""
+    history = pd.DataFrame(
+        {
+            "pod": ["web-1", "web-1", "web-2"],
+            "time": [BUCKET, 2 * BUCKET, BUCKET],
+            "cpu_mean": [0.1, 0.2, 0.3],
+            "cpu_peak": [0.2, 0.4, 0.6],
+            "memory_mean": [1e8, 2e8, 3e8],
+            "samples": [30.0, 30.0, 30.0],
+            "coverage": [1.0, 1.0, 0.5],
+        }
+    )[list(HISTORY_COLUMNS)]
+    kept = KeptUsage.of(ContainerUsage(history=history, grid=GRID, memory_peak_bytes=3e8))
+    first, second = kept.fresh(), kept.fresh()
+    pd.testing.assert_frame_equal(first.history, history)
+    assert (first.grid, first.memory_peak_bytes, first.pods, first.samples) == (GRID, 3e8, 2, 90)
+
+    first.history.loc[0, "cpu_mean"] = 9.0
+    assert second.history.loc[0, "cpu_mean"] == 0.1
+    assert kept.fresh().history.loc[0, "cpu_mean"] == 0.1
+    assert not any(isinstance(column, pd.Series | pd.DataFrame) for column in kept.columns)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 
 from rightsizer.discovery import KUBE_STATE_METRICS, OWNER_COLUMNS, OWNER_SOURCE_PREFERENCE, resolve_owners
-from rightsizer.model import HISTORY_COLUMNS, ContainerKey, ContainerUsage, PodThrottling, Resources
+from rightsizer.model import (
+    HISTORY_COLUMNS,
+    ContainerKey,
+    ContainerUsage,
+    PodThrottling,
+    Resources,
+    empty_history,
+)
 from rightsizer.promql import LabelConfig
 from rightsizer.shards import FailedScope
 from rightsizer.source import UsageFrames
@@ -88,28 +97,69 @@ def workload_containers(
     return results
 
 
+_NO_HISTORY = empty_history()
+"""The history of a ``KeptUsage``'s usage: never read, each evaluation gets a frame of its own."""
+
+
+@dataclass(frozen=True)
+class KeptUsage:
+    """A container's usage as a shared batch keeps it: the history's columns as numpy arrays.
+
+    pandas (Copy-on-Write) tracks every view taken of a frame's blocks and of its index with a weak
+    reference, and each evaluation's column reads take some: a frame kept for many evaluations
+    gathered hundreds (147,000 references, 11 MiB, with 1,000 policies; docs/benchmarks.md). So the
+    batch keeps arrays, and ``usage`` gives each reader a frame of its own, gone with its evaluation.
+    """
+
+    usage: ContainerUsage
+    """Everything but the history."""
+    columns: tuple[np.ndarray, ...]
+    """``HISTORY_COLUMNS``, in that order."""
+
+    @classmethod
+    def of(cls, usage: ContainerUsage) -> KeptUsage:
+        columns = tuple(usage.history[name].to_numpy() for name in HISTORY_COLUMNS)
+        return cls(replace(usage, history=_NO_HISTORY), columns)
+
+    def fresh(self) -> ContainerUsage:
+        """The usage with a history frame of its own (a copy of the arrays)."""
+        history = pd.DataFrame(dict(zip(HISTORY_COLUMNS, self.columns, strict=True)))
+        return replace(self.usage, history=history)
+
+    def size_bytes(self) -> int:
+        """Memory the history holds, pod names counted as the strings they are."""
+        pods = self.columns[HISTORY_COLUMNS.index("pod")]
+        return sum(column.nbytes for column in self.columns) + sum(sys.getsizeof(pod) for pod in pods)
+
+
 @dataclass(frozen=True)
 class CollectedBatch:
     """What one batch says of every workload container of its scope, as the operator reads it: each
-    one's usage (``workload_containers``), the workloads with a pod Prometheus could not answer for
+    one's usage (``usage``), the workloads with a pod Prometheus could not answer for
     (``failed_workloads``), and those scopes. Made once per batch and shared by the evaluations of
     every policy of the scope (``controller/batches.py``): read, never changed."""
 
-    usage: Mapping[ContainerKey, ContainerUsage]
+    kept: Mapping[ContainerKey, KeptUsage]
     failed_workloads: Mapping[tuple[str, str, str], FailedScope]
     failed: tuple[FailedScope, ...]
 
+    def usage(self, key: ContainerKey) -> ContainerUsage | None:
+        """The container's usage, with a history frame of the caller's own; None if the batch has none."""
+        kept = self.kept.get(key)
+        return None if kept is None else kept.fresh()
+
     def size_bytes(self) -> int:
-        """Memory the histories hold (pod names counted as the strings they are)."""
-        return int(sum(usage.history.memory_usage(deep=True).sum() for usage in self.usage.values()))
+        """Memory the histories hold."""
+        return sum(kept.size_bytes() for kept in self.kept.values())
 
 
 def collect_batch(
     frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None = None
 ) -> CollectedBatch:
     """``workload_containers`` and ``failed_workloads`` of one batch, the raw frames left behind."""
+    items = workload_containers(frames, labels, known_owners)
     return CollectedBatch(
-        usage={item.key: item.usage for item in workload_containers(frames, labels, known_owners)},
+        kept={item.key: KeptUsage.of(item.usage) for item in items},
         failed_workloads=failed_workloads(frames, known_owners),
         failed=frames.failed,
     )

@@ -8,7 +8,7 @@ operator's own counters of changes (``metrics``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -144,14 +144,17 @@ def evaluate(
 
 def _usage_by_container(
     batch: CollectedBatch, oom_kills: list[ObservedOomKill]
-) -> dict[ContainerKey, ContainerUsage]:
-    """What Prometheus saw of each container, with the OOM kills the API showed added in (to a copy:
-    the batch is shared)."""
-    usage = dict(batch.usage)
-    for key in {kill.key for kill in oom_kills}:
-        kills = [kill for kill in oom_kills if kill.key == key]
-        usage[key] = with_observed(usage.get(key, ContainerUsage()), kills)
-    return usage
+) -> Callable[[ContainerKey], ContainerUsage]:
+    """What Prometheus saw of a container (its own copy: the batch is shared), with the OOM kills the
+    API showed added in."""
+    kills: dict[ContainerKey, list[ObservedOomKill]] = {}
+    for kill in oom_kills:
+        kills.setdefault(kill.key, []).append(kill)
+
+    def usage_of(key: ContainerKey) -> ContainerUsage:
+        return with_observed(batch.usage(key) or ContainerUsage(), kills.get(key, []))
+
+    return usage_of
 
 
 def _set_reachable(run: Evaluation, url: str, batch: CollectedBatch) -> None:
@@ -166,7 +169,7 @@ def _set_reachable(run: Evaluation, url: str, batch: CollectedBatch) -> None:
 def _recommend_targets(
     spec: PolicySpec,
     targets: list[WorkloadView],
-    usage: dict[ContainerKey, ContainerUsage],
+    usage: Callable[[ContainerKey], ContainerUsage],
     failed: Mapping[tuple[str, str, str], FailedScope],
 ) -> tuple[list[Recommendation], dict[ContainerKey, str]]:
     """A recommendation per container of every target, in template order, and the containers left
@@ -187,7 +190,7 @@ def _recommend_targets(
                 reason = f"Prometheus could not answer for {gone.describe()}"
                 recommendations.append(Recommendation(key, current, None, None, reason, {}))
                 continue
-            rec = recommend(key, usage[key] if key in usage else ContainerUsage(), current, settings)
+            rec = recommend(key, usage(key), current, settings)
             if workload.invalid_quantities:
                 rec = replace(rec, warnings=rec.warnings + workload.invalid_quantities)
             recommendations.append(rec)
