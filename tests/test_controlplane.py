@@ -20,7 +20,6 @@ from tests.support.k8s import (
     kubectl,
     process_running,
     serviceaccount_kubeconfig,
-    start_control_plane,
 )
 
 pytestmark = pytest.mark.k8s
@@ -28,21 +27,12 @@ pytestmark = pytest.mark.k8s
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    cp = start_control_plane(tmp_path_factory.mktemp("k8s"))
-    try:
-        yield cp
-    finally:
-        cp.stop()
-
-
 @pytest.fixture
-def namespace(control_plane: ControlPlane) -> Iterator[str]:
+def namespace(cluster: ControlPlane) -> Iterator[str]:
     name = f"cp-test-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name, kubeconfig=control_plane.kubeconfig)
+    kubectl("create", "namespace", name, kubeconfig=cluster.kubeconfig)
     yield name
-    kubectl("delete", "namespace", name, "--wait=false", kubeconfig=control_plane.kubeconfig, check=False)
+    kubectl("delete", "namespace", name, "--wait=false", kubeconfig=cluster.kubeconfig, check=False)
 
 
 def wait_for(what: str, predicate: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
@@ -57,16 +47,14 @@ def wait_for(what: str, predicate: Callable[[], T | None], timeout: float = 60, 
         time.sleep(interval)
 
 
-def test_readyz(control_plane: ControlPlane) -> None:
-    result = kubectl("get", "--raw", "/readyz", kubeconfig=control_plane.kubeconfig)
+def test_readyz(cluster: ControlPlane) -> None:
+    result = kubectl("get", "--raw", "/readyz", kubeconfig=cluster.kubeconfig)
     assert result.stdout.strip() == "ok"
-    assert control_plane.server.startswith("https://")
+    assert cluster.server.startswith("https://")
 
 
-def test_rbac_forbids_unbound_serviceaccount(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path
-) -> None:
-    admin = control_plane.kubeconfig
+def test_rbac_forbids_unbound_serviceaccount(cluster: ControlPlane, namespace: str, tmp_path: Path) -> None:
+    admin = cluster.kubeconfig
     kubectl("create", "serviceaccount", "nobody", "-n", namespace, kubeconfig=admin)
     sa_config = serviceaccount_kubeconfig(admin, namespace, "nobody", tmp_path / "nobody.kubeconfig")
 
@@ -103,8 +91,8 @@ spec:
 """
 
 
-def test_deployment_makes_replicaset_and_pods(control_plane: ControlPlane, namespace: str) -> None:
-    admin = control_plane.kubeconfig
+def test_deployment_makes_replicaset_and_pods(cluster: ControlPlane, namespace: str) -> None:
+    admin = cluster.kubeconfig
     kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT, kubeconfig=admin)
 
     def items(kind: str) -> list[dict]:
@@ -127,16 +115,16 @@ def test_deployment_makes_replicaset_and_pods(control_plane: ControlPlane, names
         assert pod["status"].get("phase") == "Pending"
 
 
-def test_stop_leaves_no_processes(control_plane: ControlPlane) -> None:
+def test_stop_leaves_no_processes(cluster: ControlPlane) -> None:
     """Runs last in this module: it stops the shared control plane."""
-    if not control_plane.managed:
+    if not cluster.managed:
         pytest.skip("RIGHTSIZER_TEST_KUBECONFIG names an existing cluster; nothing to stop")
-    pids = control_plane.pids()
+    pids = cluster.pids()
     assert sorted(pids) == ["etcd", "kube-apiserver", "kube-controller-manager"]
     assert all(process_running(pid) for pid in pids.values())
 
-    control_plane.stop()
+    cluster.stop()
 
     still = {name: pid for name, pid in pids.items() if process_running(pid)}
     assert not still, f"still running after stop(): {still}"
-    control_plane.stop()  # idempotent
+    cluster.stop()  # idempotent
