@@ -41,6 +41,8 @@ class FakeCluster:
     patches: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
     fail_with: Exception | None = None
+    autoscaler_items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    autoscaler_fail_with: Exception | None = None
 
     def limit_ranges(self, namespace: str) -> list[dict[str, Any]]:
         self.reads.append("limit_ranges")
@@ -80,6 +82,28 @@ class FakeCluster:
 
     def controller_revisions(self, namespace: str) -> list[dict[str, Any]]:
         raise AssertionError("not read in these tests")
+
+    def read_autoscaler(self, namespace: str, name: str) -> dict[str, Any]:
+        if name not in self.autoscaler_items:
+            raise ApiException(status=404, reason="Not Found")
+        return copy.deepcopy(self.autoscaler_items[name])
+
+    def patch_autoscaler(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        """Recorded among ``patches`` (kind HorizontalPodAutoscaler), so their order shows; a JSON
+        patch of ``test`` and ``replace`` operations applied to the HPA as the API server would."""
+        if self.autoscaler_fail_with is not None:
+            raise self.autoscaler_fail_with
+        body = self.autoscaler_items[name]
+        for operation in operations:
+            *parents, last = operation["path"].strip("/").split("/")
+            node = body
+            for part in parents:
+                node = node[int(part)] if part.isdigit() else node[part]
+            if operation["op"] == "test" and node[last] != operation["value"]:
+                raise PatchConflict(f"HorizontalPodAutoscaler {name}: test failed")
+            if operation["op"] == "replace":
+                node[last] = operation["value"]
+        self.patches.append(("HorizontalPodAutoscaler", namespace, name, {"operations": operations}))
 
 
 @pytest.fixture(scope="module")

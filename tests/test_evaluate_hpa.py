@@ -4,16 +4,25 @@ as the operator runs it against the demo's real Prometheus (``tests/test_evaluat
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from rightsizer.controller.evaluate import evaluate
+from rightsizer.controller.kube import PatchConflict
 from rightsizer.controller.outcome import Outcome
 from rightsizer.hpa import Autoscaler, retuned_utilization
+from rightsizer.model import Resources
+from rightsizer.pods import OomKill, PodContainer, PodView
 from rightsizer.promql import LabelConfig
 from rightsizer.quantity import parse
+from rightsizer.timestamps import format_time
+from rightsizer.units import MIB
 from tests.test_evaluate import AUTO, NOW, FakeCluster, deployments, entries, manifests, policy, prometheus
 
 pytestmark = pytest.mark.prometheus
@@ -103,21 +112,196 @@ def test_retune_in_recommend_mode_gives_the_target_that_scales_out_at_the_same_u
 
 def test_auto_mode_patches_the_limits_but_not_the_cpu_request_the_hpa_scales_on(prometheus, manifests):
     """search is throttled under its 500m limit: without an HPA Auto mode raises its CPU request from
-    250m (to 640m) and its limit (to 1920m); with one on its CPU utilization, the limit alone."""
-    spec = {**AUTO, "targetRef": {"name": "search"}, "hpa": "Retune"}
+    250m (to 640m) and its limit (to 1920m); with one on its CPU utilization (KeepRequest, the
+    default), the limit alone."""
+    spec = {**AUTO, "targetRef": {"name": "search"}}
     plain = FakeCluster()
     evaluate(policy(spec), deployments(manifests, "shop"), [], prometheus, plain, LabelConfig(), NOW)
     ((_, _, _, plain_patch),) = plain.patches
     before = plain_patch["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert before["requests"]["cpu"] != "250m"
-    cluster = FakeCluster()
+    cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 70)})
     outcome = run_with(prometheus, manifests, spec, cpu_hpa("search", 70), cluster)
-    ((_, _, name, patch),) = cluster.patches
+    ((kind, _, name, patch),) = cluster.patches  # the HPA is not touched
     (container,) = patch["spec"]["template"]["spec"]["containers"]
     search = entries(outcome)["search/app"]
-    assert name == "search"
-    # Auto mode does not patch HPAs: Retune keeps the request there, and says so.
+    assert (kind, name) == ("Deployment", "search")
     assert container["resources"]["requests"]["cpu"] == "250m"
     assert container["resources"]["limits"]["cpu"] == search["confident"]["limits"]["cpu"]
     assert container["resources"]["limits"]["cpu"] == before["limits"]["cpu"] != "500m"
-    assert any(w.endswith("so it keeps the request)") for w in search["warnings"])
+    assert any(w.startswith("cpu request left at 250m") for w in search["warnings"])
+
+
+# ---------------------------------------------------------------- Auto mode with spec.hpa: Retune
+
+RETUNE_SEARCH = {**AUTO, "targetRef": {"name": "search"}, "hpa": "Retune"}
+
+
+def hpa_body(target: str, percent: int) -> dict[str, Any]:
+    """The HPA object the API server would give for ``cpu_hpa(target, percent)``."""
+    return {
+        "metadata": {"namespace": "shop", "name": f"{target}-hpa"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": percent},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def target_of(cluster: FakeCluster, name: str) -> int:
+    return cluster.autoscaler_items[name]["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"]
+
+
+def test_retune_lowers_the_hpa_target_before_the_request_goes_up(prometheus, manifests):
+    """search's CPU request goes up from 250m: its HPA's 70% (175m a pod) becomes 70 x 250m / new,
+    set first, so that no pod runs the higher request under the old target (it would scale out later)."""
+    cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 70)})
+    outcome = run_with(prometheus, manifests, RETUNE_SEARCH, cpu_hpa("search", 70), cluster)
+    assert [(kind, name) for kind, _, name, _ in cluster.patches] == [
+        ("HorizontalPodAutoscaler", "search-hpa"),
+        ("Deployment", "search"),
+    ]
+    patch = cluster.patches[1][3]
+    new = parse(patch["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+    assert new > Decimal("0.25")
+    lowered = retuned_utilization(70, Decimal("0.25"), new)
+    assert target_of(cluster, "search-hpa") == lowered < 70
+    record = json.loads(patch["metadata"]["annotations"]["rightsizer.io/change"])
+    assert record["autoscalers"] == [
+        {"hpa": "search-hpa", "resource": "cpu", "container": None, "before": 70, "after": lowered}
+    ]
+    applied = {c["type"]: c for c in outcome.status["conditions"]}["Applied"]
+    assert (
+        f"HorizontalPodAutoscaler search-hpa: CPU utilization target 70% -> {lowered}%" in applied["message"]
+    )
+    assert "AutoscalerRetuned" in [e.reason for e in outcome.events]
+
+
+def test_retune_waits_when_the_hpa_cannot_be_patched(prometheus, manifests):
+    """Without the HPA retuned, a raised request would move its scale-out point: nothing is patched."""
+    cluster = FakeCluster(
+        autoscaler_items={"search-hpa": hpa_body("search", 70)},
+        autoscaler_fail_with=ApiException(status=403, reason="Forbidden"),
+    )
+    outcome = run_with(prometheus, manifests, RETUNE_SEARCH, cpu_hpa("search", 70), cluster)
+    assert cluster.patches == [] and target_of(cluster, "search-hpa") == 70
+    applied = {c["type"]: c for c in outcome.status["conditions"]}["Applied"]
+    assert applied["reason"] == "Blocked"
+    assert (
+        "the HorizontalPodAutoscaler must be retuned first: HorizontalPodAutoscaler search-hpa not patched: "
+        "403 Forbidden, retried at the next evaluation"
+    ) in applied["message"]
+    assert entries(outcome)["search/app"]["autoApply"].startswith("not applied: the HorizontalPodAutoscaler")
+
+
+def test_a_workload_patch_that_fails_puts_the_lowered_target_back(prometheus, manifests):
+    cluster = FakeCluster(
+        autoscaler_items={"search-hpa": hpa_body("search", 70)},
+        fail_with=PatchConflict("Deployment shop/search changed while being evaluated"),
+    )
+    outcome = run_with(prometheus, manifests, RETUNE_SEARCH, cpu_hpa("search", 70), cluster)
+    assert [kind for kind, *_ in cluster.patches] == ["HorizontalPodAutoscaler"] * 2
+    assert target_of(cluster, "search-hpa") == 70
+    assert {c["type"]: c for c in outcome.status["conditions"]}["Applied"]["reason"] == "Blocked"
+
+
+def test_a_target_somebody_else_changed_is_left_alone(prometheus, manifests):
+    """The index still says 70%, the HPA now says 65%: rightsizer does not overwrite it, says so,
+    and the change goes ahead without it."""
+    cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 65)})
+    outcome = run_with(prometheus, manifests, RETUNE_SEARCH, cpu_hpa("search", 70), cluster)
+    assert [kind for kind, *_ in cluster.patches] == ["Deployment"] and target_of(cluster, "search-hpa") == 65
+    record = json.loads(cluster.patches[0][3]["metadata"]["annotations"]["rightsizer.io/change"])
+    assert record["autoscalers"] == []
+    (warning,) = [e for e in outcome.events if e.reason == "AutoscalerLeftAlone"]
+    assert "the target is 65%, not 70%; somebody else changed it" in warning.message
+
+
+# ---------------------------------------------------------------- a Retune change in flight
+
+
+def in_flight(retune: dict[str, Any], **record: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit of search's body: a rolled-out change in flight, watched for an hour already, that
+    moves ``retune`` (a TargetRetune as the change annotation keeps it)."""
+    started = format_time(NOW - timedelta(hours=1))
+    change = {
+        "policy": "p",
+        "method": "Rollout",
+        "phase": "Watch",
+        "startedAt": started,
+        "phaseStartedAt": started,
+        "before": {"app": {"requests": {"cpu": "250m", "memory": "256Mi"}}},
+        "after": {"app": {"requests": {"cpu": "400m", "memory": "256Mi"}}},
+        "reason": "test",
+        "templateDone": True,
+        "settled": True,
+        "autoscalers": [retune],
+        **record,
+    }
+
+    def edit(body: dict[str, Any]) -> None:
+        body["metadata"].setdefault("annotations", {})["rightsizer.io/change"] = json.dumps(change)
+
+    return edit
+
+
+def test_a_raised_target_is_set_when_the_change_is_done(prometheus, manifests):
+    """The requests went down (70% -> 90%): the HPA is retuned last, as the change is done (until
+    then the pods scaled out sooner, never later)."""
+    retune = {"hpa": "search-hpa", "resource": "cpu", "container": None, "before": 70, "after": 90}
+    cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 70)})
+    outcome = evaluate(
+        policy(RETUNE_SEARCH),
+        deployments(manifests, "shop", search=in_flight(retune)),
+        [],
+        prometheus,
+        cluster,
+        LabelConfig(),
+        NOW,
+        autoscalers=[cpu_hpa("search", 70)],
+    )
+    assert [kind for kind, *_ in cluster.patches] == ["HorizontalPodAutoscaler", "Deployment"]
+    assert target_of(cluster, "search-hpa") == 90
+    assert cluster.patches[1][3]["metadata"]["annotations"]["rightsizer.io/change"] is None
+    applied = {c["type"]: c for c in outcome.status["conditions"]}["Applied"]
+    assert "change done" in applied["message"] and "CPU utilization target 70% -> 90%" in applied["message"]
+
+
+def test_a_rollback_puts_the_target_back(prometheus, manifests):
+    """A pod the change reached is OOM-killed: the requests go back, and the lowered target too."""
+    retune = {"hpa": "search-hpa", "resource": "cpu", "container": None, "before": 70, "after": 44}
+    cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 44)})
+    after = Resources(requests={"cpu": Decimal("0.4"), "memory": 256 * MIB})
+    killed = PodView(
+        "shop",
+        "search-1",
+        "Deployment",
+        "search",
+        oom_kills=(OomKill("app", format_time(NOW - timedelta(minutes=5)), None),),
+        running=True,
+        ready=True,
+        containers={"app": PodContainer(after, after)},
+    )
+    outcome = evaluate(
+        policy(RETUNE_SEARCH),
+        deployments(manifests, "shop", search=in_flight(retune)),
+        [killed],
+        prometheus,
+        cluster,
+        LabelConfig(),
+        NOW,
+        autoscalers=[cpu_hpa("search", 44)],
+    )
+    assert [kind for kind, *_ in cluster.patches] == ["Deployment", "HorizontalPodAutoscaler"]
+    assert target_of(cluster, "search-hpa") == 70
+    rolled = {c["type"]: c for c in outcome.status["conditions"]}["RolledBack"]
+    assert "OOM-killed" in rolled["message"]
+    assert "HorizontalPodAutoscaler search-hpa: CPU utilization target 44% -> 70%" in rolled["message"]

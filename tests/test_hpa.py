@@ -13,8 +13,11 @@ from rightsizer.hpa import (
     RETUNE,
     Autoscaler,
     ScalingMetric,
+    TargetRetune,
     from_state_metrics,
     retuned_utilization,
+    retunes_for_change,
+    target_patch,
     with_autoscalers,
 )
 from rightsizer.model import ContainerKey, Recommendation, Resources
@@ -211,11 +214,6 @@ def test_retune_of_a_pod_metric_sums_the_containers_requests() -> None:
     assert "1100m -> 770m" in app.warnings[0] and "same 660m a pod" in app.warnings[0]
 
 
-def test_keep_request_with_a_reason_for_not_retuning() -> None:
-    (kept,) = with_autoscalers([rec()], [WEB_HPA], KEEP_REQUEST, why_kept=" (because)")
-    assert kept.warnings[0].endswith("of it (because)")
-
-
 def test_kube_state_metrics_rows_become_autoscalers() -> None:
     rows = [
         {"namespace": "shop", "horizontalpodautoscaler": "web", "metric_name": "memory", "value": 80.0}
@@ -235,3 +233,84 @@ def test_the_hpa_query_escapes_label_values() -> None:
     assert 'namespace="a\\"} or vector(1) #"' in query
     assert 'metric_target_type="utilization"' in query and 'metric_name=~"cpu|memory"' in query
     assert "group_left (scaletargetref_kind, scaletargetref_name)" in query
+
+
+# ---------------------------------------------------------------- Auto mode: the targets to move
+
+
+def cores(cpu: str, memory: str = "1Gi") -> Resources:
+    """Requests of ``cpu`` cores and ``memory`` (Mi or Gi)."""
+    unit = 1024 * MIB if memory.endswith("Gi") else MIB
+    return Resources(requests={"cpu": D(cpu), "memory": D(memory[:-2]) * unit})
+
+
+WEB = ContainerKey("shop", "Deployment", "web", "")
+
+
+def test_a_raised_pod_request_lowers_the_target_to_scale_out_at_the_same_usage() -> None:
+    """Pod utilization: 1 + 100m at 60% scales out at 660m a pod; with the app at 1.5 cores, 660m
+    is 41.25% of 1.6 cores: 41."""
+    before = {"app": cores("1"), "log-shipper": cores("0.1", "64Mi")}
+    (retune,) = retunes_for_change([WEB_HPA], WEB, before, {"app": cores("1.5")})
+    assert retune == TargetRetune("web-hpa", "cpu", None, 60, 41)
+    assert retune.lowers
+    assert retune.describe() == "HorizontalPodAutoscaler web-hpa: CPU utilization target 60% -> 41%"
+    assert retune.describe(back=True).endswith("41% -> 60%")
+    assert TargetRetune.from_dict(retune.to_dict()) == retune
+
+
+def test_a_lowered_container_request_raises_its_container_target() -> None:
+    """A ContainerResource metric counts its own container: 80% of 1Gi is 819.2Mi; of 512Mi, 160%."""
+    hpa = Autoscaler("shop", "web-hpa", "Deployment", "web", (ScalingMetric("memory", 80, container="app"),))
+    before = {"app": cores("1", "1Gi"), "log-shipper": cores("0.1", "64Mi")}
+    changed = {"app": cores("1", "512Mi"), "log-shipper": cores("0.1", "32Mi")}
+    (retune,) = retunes_for_change([hpa], WEB, before, changed)
+    assert retune == TargetRetune("web-hpa", "memory", "app", 80, 160)
+    assert not retune.lowers
+
+
+def test_targets_that_do_not_move_are_not_retuned() -> None:
+    other = Autoscaler("shop", "api-hpa", "Deployment", "api", (ScalingMetric("cpu", 60),))
+    before = {"app": cores("1")}
+    # another workload's HPA; a request that stays; a change within the rounding (60 x 1 / 1.005 = 59.7)
+    assert retunes_for_change([other], WEB, before, {"app": cores("2")}) == ()
+    assert retunes_for_change([WEB_HPA], WEB, before, {"app": cores("1", "2Gi")}) == ()
+    assert retunes_for_change([WEB_HPA], WEB, before, {"app": cores("1.005")}) == ()
+    # a container without a CPU request: the HPA cannot compute its utilization, nothing to keep
+    no_cpu = {"app": Resources(requests={"memory": D(MIB)})}
+    assert retunes_for_change([WEB_HPA], WEB, no_cpu, {"app": cores("1")}) == ()
+
+
+def test_the_patch_tests_the_old_target_before_it_replaces_it() -> None:
+    body = hpa_body(
+        {"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue"}}},
+        cpu_utilization(60),
+    )
+    retune = TargetRetune("web-hpa", "cpu", None, 60, 41)
+    operations, moved, left_alone = target_patch(body, [retune])
+    path = "/spec/metrics/1/resource/target/averageUtilization"
+    assert operations == [
+        {"op": "test", "path": path, "value": 60},
+        {"op": "replace", "path": path, "value": 41},
+    ]
+    assert moved == [retune] and left_alone == []
+    # Back: from 41 to 60; and already where it should be, nothing to do (a retry).
+    assert target_patch(hpa_body(cpu_utilization(41)), [retune], back=True)[0][1]["value"] == 60
+    assert target_patch(hpa_body(cpu_utilization(41)), [retune]) == ([], [], [])
+
+
+def test_a_target_somebody_else_changed_is_left_alone_and_said() -> None:
+    retune = TargetRetune("web-hpa", "cpu", None, 60, 41)
+    operations, moved, ((alone, why),) = target_patch(hpa_body(cpu_utilization(55)), [retune])
+    assert operations == [] and moved == [] and alone == retune
+    assert why == (
+        "HorizontalPodAutoscaler web-hpa: CPU utilization target 60% -> 41% not made: the target is 55%, "
+        "not 60%; somebody else changed it, so rightsizer leaves it alone"
+    )
+    memory_only = hpa_body(
+        {
+            "type": "Resource",
+            "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 60}},
+        }
+    )
+    assert "the target is gone" in target_patch(memory_only, [retune])[2][0][1]

@@ -2,7 +2,8 @@
 first, a canary that gets OOM-killed rolled back with the other pods never touched (across an
 operator restart), a PodDisruptionBudget that allows no disruption blocking a rollout, and PodsOnly:
 running pods resized, the template never edited, new pods given the change by the operator's
-admission webhook.
+admission webhook; and ``spec.hpa: Retune``, the HorizontalPodAutoscalers' targets moved with the
+requests (lowered before the pods change, raised once a change is done).
 
 The operator runs inside the node's network namespace, as a pod would, so that the API server can
 call its webhook (deploy/webhook's configuration, pointed at it with ``--admission-url``).
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import pytest
 
 from rightsizer.quantity import parse
 from rightsizer.timestamps import parse_time
+from rightsizer.units import MIB
 from tests.support.k8s import (
     INTERNAL_SERVER,
     ControlPlane,
@@ -45,7 +48,8 @@ KINDS = "auto-kinds"
 OOM = "auto-oom-canary"
 PDB = "auto-pdb"
 PODS_ONLY = "auto-pods-only"
-NAMESPACES = (KINDS, OOM, PDB, PODS_ONLY)
+HPA = "auto-hpa"
+NAMESPACES = (KINDS, OOM, PDB, PODS_ONLY, HPA)
 OVER = {"requests": {"cpu": "50m", "memory": "200Mi"}, "limits": {"cpu": "100m", "memory": "200Mi"}}
 """Over-provisioned for the load they run (20m and 24Mi): every change steps them down."""
 IDLE = ["-cpu", "20m", "-memory", "24Mi"]
@@ -146,6 +150,50 @@ def pods_only_objects() -> list[dict[str, Any]]:
     return [shop, policy("shop", PODS_ONLY, spec)]
 
 
+def autoscaler(name: str, target: str, **utilization: int) -> dict[str, Any]:
+    """An autoscaling/v2 HPA of Deployment ``target`` on each resource's utilization (percent)."""
+    metrics = [
+        {
+            "type": "Resource",
+            "resource": {"name": r, "target": {"type": "Utilization", "averageUtilization": p}},
+        }
+        for r, p in utilization.items()
+    ]
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": HPA},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "metrics": metrics,
+        },
+    }
+
+
+HOT = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "400m", "memory": "128Mi"}}
+"""Under-provisioned in CPU for the 150m it burns: its CPU request goes up."""
+
+
+def hpa_objects() -> list[dict[str, Any]]:
+    """spec.hpa Retune: ``idle`` is stepped down (its HPA targets raised once each change is done),
+    ``hot`` up (its HPA's target lowered before the canary is resized)."""
+    idle = load_deployment(HPA, "idle", IDLE, OVER["requests"], OVER["limits"], replicas=2)
+    hot = load_deployment(HPA, "hot", ["-cpu", "150m", "-memory", "24Mi"], HOT["requests"], HOT["limits"])
+    rails = {"updateMode": "InPlace", "canary": {"duration": "15s"}, "maxStepPercent": 1000}
+    objects = [idle, hot]
+    for workload in objects:
+        workload["metadata"]["labels"][LABEL] = "auto"
+        name = workload["metadata"]["name"]
+        objects.append(policy(name, HPA, {"targetRef": {"name": name}, "hpa": "Retune", "auto": rails}))
+    return [
+        *objects,
+        autoscaler("idle-hpa", "idle", cpu=80, memory=50),
+        autoscaler("hot-hpa", "hot", cpu=60),
+    ]
+
+
 @pytest.fixture(scope="module")
 def live(closed_loop_scenarios: dict[str, Any]) -> LiveCluster:
     """The scenarios, started with test_node_loop's on one node (tests/support/closed_loops.py)."""
@@ -168,7 +216,14 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
     k("apply", "-f", str(ROOT / "deploy" / "webhook" / "mutatingwebhook.yaml"))
     prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
     namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in NAMESPACES]
-    objects = [*namespaces, *kinds_objects(), *oom_objects(), *pdb_objects(), *pods_only_objects()]
+    objects = [
+        *namespaces,
+        *kinds_objects(),
+        *oom_objects(),
+        *pdb_objects(),
+        *pods_only_objects(),
+        *hpa_objects(),
+    ]
     k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     started = time.time()
     recorder = TemplateRecorder(node_cluster.kubeconfig).start()
@@ -215,18 +270,27 @@ def pod_facts(pods: list[dict[str, Any]]) -> dict[str, tuple[str, int, dict[str,
 
 
 def operator_writes(live: LiveCluster, namespace: str, workload: str) -> list[str]:
-    """The operator's writes to a workload, its ReplicaSets and its pods, from the API server's
-    audit log (start.sh logs every write of the operator's ServiceAccount): ``verb resource/name``."""
+    """The operator's writes to a workload, its ReplicaSets and its pods: ``verb resource/name``."""
+    kinds = ("deployments", "statefulsets", "daemonsets", "replicasets", "pods")
+    mine = []
+    for write in writes_in_order(live, namespace):
+        resource, name = write.split()[1].split("/")[0], write.rsplit("/", 1)[1]
+        if resource in kinds and (name == workload or name.startswith(f"{workload}-")):
+            mine.append(write)
+    return mine
+
+
+def writes_in_order(live: LiveCluster, namespace: str) -> list[str]:
+    """The operator's writes in ``namespace``, from the API server's audit log (start.sh logs every
+    write of the operator's ServiceAccount, as each completes): ``verb resource[/subresource]/name``."""
     assert live.cluster.state_dir is not None
     writes = []
     for line in (live.cluster.state_dir / "logs" / "audit.log").read_text().splitlines():
-        ref = json.loads(line).get("objectRef") or {}
-        name = ref.get("name") or ""
-        if ref.get("namespace") != namespace or not (name == workload or name.startswith(f"{workload}-")):
-            continue
-        if ref.get("resource") in ("deployments", "statefulsets", "daemonsets", "replicasets", "pods"):
+        entry = json.loads(line)
+        ref = entry.get("objectRef") or {}
+        if ref.get("namespace") == namespace and ref.get("resource"):
             resource = "/".join(filter(None, (ref["resource"], ref.get("subresource"))))
-            writes.append(f"{json.loads(line)['verb']} {resource}/{name}")
+            writes.append(f"{entry['verb']} {resource}/{ref.get('name') or ''}")
     return writes
 
 
@@ -436,3 +500,55 @@ def _shop_pods(live: LiveCluster, count: int) -> dict[str, tuple[str, int, dict[
         and all(s.get("ready") for s in p["status"].get("containerStatuses") or [{}])
     ]
     return pod_facts(pods) if len(pods) == count else None
+
+
+# ---------------------------------------------------------------- spec.hpa: Retune
+
+
+def test_retune_keeps_each_hpa_scaling_out_at_the_same_usage_a_pod(live: LiveCluster) -> None:
+    """hot's CPU request goes up from 50m: its HPA's 60% (30m a pod) is lowered first, before any pod
+    is resized. idle is stepped down from 50m and 200Mi: its HPA's 80% CPU (40m a pod) and 50% memory
+    (100Mi a pod) are raised as each change is done. Between changes, each target times the
+    template's request is the scale-out point its owner chose, within the whole-percent rounding."""
+    ns = HPA
+
+    def hot_lowered() -> dict[str, Any] | None:
+        cpu = _targets(live, "hot-hpa")["cpu"]
+        return live.get("deployment", "hot", ns) if cpu < 60 else None
+
+    deployment = live.wait(ns, "hot's HPA target lowered", hot_lowered, 600)
+    record = json.loads(deployment["metadata"]["annotations"].get("rightsizer.io/change") or "{}")
+    if record:  # still in flight: the HPA's target is the one the change set
+        (retune,) = record["autoscalers"]
+        assert retune["before"] == 60 and retune["after"] == _targets(live, "hot-hpa")["cpu"]
+    writes = writes_in_order(live, ns)
+    first_resize = next(i for i, w in enumerate(writes) if w.startswith("patch pods/resize/hot-"))
+    assert writes.index("patch horizontalpodautoscalers/hot-hpa") < first_resize, writes
+
+    def idle_settled() -> dict[str, int] | None:
+        """The targets once a change is done and none is in flight (read twice around the HPA)."""
+        before = live.get("deployment", "idle", ns)
+        if "rightsizer.io/change" in (before["metadata"].get("annotations") or {}):
+            return None
+        targets = _targets(live, "idle-hpa")
+        after = live.get("deployment", "idle", ns)
+        same = after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        return targets if same and targets["cpu"] != 80 else None
+
+    targets = live.wait(ns, "idle's HPA targets raised, no change in flight", idle_settled, 900)
+    requests = pod_template(live.get("deployment", "idle", ns))["spec"]["containers"][0]["resources"][
+        "requests"
+    ]
+    cpu_point = Decimal(targets["cpu"]) / 100 * parse(requests["cpu"])
+    memory_point = Decimal(targets["memory"]) / 100 * parse(requests["memory"])
+    assert abs(cpu_point - Decimal("0.04")) <= Decimal("0.02") * Decimal("0.04"), (targets, requests)
+    assert abs(memory_point - 100 * MIB) <= Decimal("0.02") * 100 * MIB, (targets, requests)
+    retuned = events(live, ns, "AutoscalerRetuned")
+    assert {e["involvedObject"]["name"] for e in retuned} == {"idle", "hot"}, [e["message"] for e in retuned]
+
+
+def _targets(live: LiveCluster, name: str) -> dict[str, int]:
+    hpa = live.get("hpa", name, HPA)
+    return {
+        m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]
+    }

@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client, config
 
 from rightsizer.controller.api_session import WATCHED_RESOURCES
+from rightsizer.controller.hpa_targets import TargetMoves, move_targets
+from rightsizer.controller.kube import KubernetesCluster, PatchConflict
+from rightsizer.hpa import TargetRetune, retuned_utilization
 from rightsizer.quantity import parse
 from rightsizer.settings import API_CONNECTIONS
 from rightsizer.units import CPU, ceil_cpu, ceil_memory, format_quantity
@@ -51,6 +55,7 @@ LAYOUT = {
     "e2e-nodefit": ("search",),
     "e2e-down": ("web",),
     "e2e-delete": ("cart", "web"),
+    "e2e-hpa": ("search",),
 }
 DOWN = "e2e-down"
 
@@ -90,6 +95,7 @@ def identity(cluster, workloads, tmp_path_factory) -> Path:
     """The operator's ServiceAccount (deploy/), the CRD and the workloads, installed."""
     namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in LAYOUT]
     objects = namespaces + namespace_manifests(workloads) + deployment_manifests(workloads)
+    objects += [cpu_autoscaler("e2e-hpa", "search-hpa", "search", 70)]
     return install_identity(cluster.kubeconfig, objects, tmp_path_factory.mktemp("sa") / "sa.kubeconfig")
 
 
@@ -104,6 +110,27 @@ def operator(identity, prometheus, tmp_path_factory) -> Iterator[OperatorProcess
     finally:
         process.stop()
         print(process.log_tail(200))
+
+
+def cpu_autoscaler(namespace: str, name: str, target: str, percent: int) -> dict[str, Any]:
+    """An autoscaling/v2 HPA of Deployment ``target`` on ``percent`` CPU utilization."""
+    utilization = {"type": "Utilization", "averageUtilization": percent}
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": 1,
+            "maxReplicas": 5,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": utilization}}],
+        },
+    }
+
+
+def hpa_target(k, name: str, namespace: str) -> int:
+    hpa = get(k, "hpa", name, namespace)
+    return int(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"])
 
 
 def apply_policy(k, name: str, namespace: str, spec: dict[str, Any]) -> None:
@@ -384,6 +411,60 @@ def test_a_change_that_fits_no_node_is_not_applied(k, operator):
     finally:
         k("delete", "rsp", "search", "-n", ns, "--ignore-not-found")
         k("delete", "node", "small-node")
+
+
+def test_retune_moves_the_hpa_target_with_the_request(k, operator):
+    """search is throttled: Auto mode raises its CPU request from 250m; with spec.hpa Retune its HPA's
+    70% (175m a pod) is lowered so that it scales out at the same usage, by the operator's own
+    ServiceAccount, and said in status and in an Event."""
+    ns = "e2e-hpa"
+    spec = {"targetRef": {"name": "search"}, "mode": "Auto", "hpa": "Retune", "auto": {"maxStepPercent": 300}}
+    apply_policy(k, "search", ns, spec)
+    policy = wait_for(k, operator, "search", ns, lambda p: condition(p, "Applied").get("status") == "True")
+    deployment = get(k, "deployment", "search", ns)
+    new = parse(template_resources(deployment)["app"]["requests"]["cpu"])
+    assert new > Decimal("0.25")
+    lowered = retuned_utilization(70, Decimal("0.25"), new)
+    assert hpa_target(k, "search-hpa", ns) == lowered < 70
+    record = json.loads(deployment["metadata"]["annotations"]["rightsizer.io/change"])
+    assert record["autoscalers"][0] == {
+        "hpa": "search-hpa",
+        "resource": "cpu",
+        "container": None,
+        "before": 70,
+        "after": lowered,
+    }
+    assert f"CPU utilization target 70% -> {lowered}%" in condition(policy, "Applied")["message"]
+    events = k("get", "events", "-n", ns, "--field-selector", "reason=AutoscalerRetuned").stdout
+    assert "search-hpa" in events
+    hpa = json.loads(k("get", "hpa", "search-hpa", "-n", ns, "-o", "json", "--show-managed-fields").stdout)
+    assert "rightsizer" in [m["manager"] for m in hpa["metadata"]["managedFields"]]
+
+
+def test_an_hpa_target_somebody_else_changed_is_not_overwritten(k, identity):
+    """The operator's HPA writes, as its ServiceAccount, on the real API server: the JSON patch's
+    test of the old target refuses a target changed in between; a move is made once; a gone HPA
+    is left alone."""
+    ns = "e2e-hpa"
+    k("apply", "-f", "-", input=json.dumps(cpu_autoscaler(ns, "other-hpa", "nothing", 60)))
+    previous = client.Configuration.get_default_copy()
+    try:
+        config.load_kube_config(config_file=str(identity))
+        cluster = KubernetesCluster()
+        path = "/spec/metrics/0/resource/target/averageUtilization"
+        stale = [{"op": "test", "path": path, "value": 50}, {"op": "replace", "path": path, "value": 40}]
+        with pytest.raises(PatchConflict, match="other-hpa changed while being patched"):
+            cluster.patch_autoscaler(ns, "other-hpa", stale)
+        assert hpa_target(k, "other-hpa", ns) == 60
+        retune = TargetRetune("other-hpa", "cpu", None, 60, 45)
+        assert move_targets(cluster, ns, [retune]).moved == (retune,)
+        assert hpa_target(k, "other-hpa", ns) == 45
+        assert move_targets(cluster, ns, [retune]) == TargetMoves()  # already there: nothing sent
+        gone = move_targets(cluster, ns, [replace(retune, hpa="gone-hpa")])
+        assert "the HorizontalPodAutoscaler is gone" in gone.left_alone[0][1] and not gone.failed
+    finally:
+        client.Configuration.set_default(previous)
+        k("delete", "hpa", "other-hpa", "-n", ns)
 
 
 def test_the_operator_cannot_read_secrets(k, operator):

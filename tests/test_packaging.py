@@ -43,6 +43,7 @@ ALLOWED_WRITES = {
     "pods": {"patch"},
     "pods/resize": {"patch"},
     "replicasets": {"patch"},
+    "horizontalpodautoscalers": {"patch"},  # spec.hpa Retune in Auto mode
     "events": {"create", "patch"},
     "leases": {"create", "update"},
 }
@@ -54,7 +55,7 @@ EXPECTED_RULES = {
     ("apps", "daemonsets"): {"get", "list", "watch", "patch"},
     ("batch", "cronjobs"): {"get", "list", "watch", "patch"},
     ("", "pods"): {"get", "list", "watch", "patch"},
-    ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch"},
+    ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch", "patch"},
     ("", "pods/resize"): {"patch"},
     ("apps", "replicasets"): {"get", "patch"},
     ("apps", "controllerrevisions"): {"list"},

@@ -26,6 +26,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from rightsizer.hpa import TargetRetune
 from rightsizer.model import Resources
 from rightsizer.pods import PodView
 from rightsizer.quantity import parse
@@ -91,6 +92,8 @@ class Change:
     """A StatefulSet's or DaemonSet's update strategy, kept while it is switched to OnDelete."""
     pod_resources_before: str | None = None
     """PodsOnly: the ``rightsizer.io/pod-resources`` annotation before the change (put back on rollback)."""
+    autoscalers: tuple[TargetRetune, ...] = ()
+    """``spec.hpa: Retune``: the HPA targets that move with the requests (put back on rollback)."""
 
     def to_annotation(self) -> str:
         return json.dumps(
@@ -110,6 +113,7 @@ class Change:
                 "settled": self.settled,
                 "strategy": self.strategy,
                 "podResourcesBefore": self.pod_resources_before,
+                "autoscalers": [retune.to_dict() for retune in self.autoscalers],
             },
             sort_keys=True,
         )
@@ -139,6 +143,7 @@ class Change:
                 settled=bool(raw.get("settled")),
                 strategy=raw.get("strategy"),
                 pod_resources_before=raw.get("podResourcesBefore"),
+                autoscalers=tuple(TargetRetune.from_dict(r) for r in raw.get("autoscalers") or []),
             )
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(

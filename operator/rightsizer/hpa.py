@@ -9,7 +9,8 @@ moves that point (at 750m it would scale out at 450m). So, per ``spec.hpa``:
   request), and the other resource is sized as usual;
 - ``Retune``: the request is recommended as usual, and the HPA's ``averageUtilization`` re-tuned
   to ``round(old x old request / new request)`` (at least 1): the scale-out point in cores or bytes
-  a pod stays where it was, within the rounding to a whole percent.
+  a pod stays where it was, within the rounding to a whole percent. Auto mode patches the HPA with
+  the change it applies (``TargetRetune``, ``target_patch``; the order is ``controller/autoapply.py``'s).
 
 A ``Resource`` metric is the pod's utilization: the sum of its containers' usage over the sum of
 their requests, so every container's request of that resource counts (containers without a
@@ -35,7 +36,6 @@ KEEP_REQUEST, RETUNE = HPA_MODES
 MIN_UTILIZATION = 1
 """autoscaling/v2 accepts any averageUtilization above 0 (above 100 is usage above the request)."""
 EVIDENCE_KEY = "horizontalPodAutoscalers"
-AUTO_KEEPS = " (spec.hpa Retune: Auto mode does not patch HorizontalPodAutoscalers, so it keeps the request)"
 RESOURCE_NAMES = {CPU: "CPU", MEMORY: "memory"}
 
 
@@ -118,32 +118,15 @@ def retuned_utilization(utilization: int, old_request: Decimal, new_request: Dec
     return max(MIN_UTILIZATION, int(exact.to_integral_value(rounding=ROUND_HALF_UP)))
 
 
-def for_policy(
-    recommendations: Sequence[Recommendation],
-    autoscalers: Iterable[Autoscaler],
-    mode: str,
-    *,
-    auto: bool,
-    skip: Collection[ContainerKey] = (),
-) -> list[Recommendation]:
-    """``with_autoscalers`` for a policy's ``spec.hpa``: in Auto mode, which patches workloads but
-    not HPAs, Retune keeps the request as KeepRequest does and says so."""
-    if auto and mode == RETUNE:
-        return with_autoscalers(recommendations, autoscalers, KEEP_REQUEST, why_kept=AUTO_KEEPS, skip=skip)
-    return with_autoscalers(recommendations, autoscalers, mode, skip=skip)
-
-
 def with_autoscalers(
     recommendations: Sequence[Recommendation],
     autoscalers: Iterable[Autoscaler],
     mode: str,
     *,
-    why_kept: str = "",
     skip: Collection[ContainerKey] = (),
 ) -> list[Recommendation]:
     """The recommendations with what the HPAs of their workloads call for (``mode``: KeepRequest or
-    Retune); ``why_kept`` is added to the reason a request is kept (a Retune that is not applied);
-    ``skip``: containers that are not part of the running pod (init containers)."""
+    Retune); ``skip``: containers that are not part of the running pod (init containers)."""
     result = list(recommendations)
     for hpa in autoscalers:
         for metric in hpa.metrics:
@@ -158,13 +141,11 @@ def with_autoscalers(
                     result[i] = _noted(result[i], note, _entry(hpa, metric, retuned=target))
             elif mode != RETUNE:
                 for i in covered:
-                    result[i] = keep_request(result[i], hpa, metric, why_kept)
+                    result[i] = keep_request(result[i], hpa, metric)
     return result
 
 
-def keep_request(
-    rec: Recommendation, hpa: Autoscaler, metric: ScalingMetric, why: str = ""
-) -> Recommendation:
+def keep_request(rec: Recommendation, hpa: Autoscaler, metric: ScalingMetric) -> Recommendation:
     """``rec`` with the current request of ``metric``'s resource kept (recommended and confident),
     and a warning saying why. Limits stay as the usage calls for them, never below the kept request."""
     resource, current = metric.resource, rec.current.requests.get(metric.resource)
@@ -180,7 +161,7 @@ def keep_request(
     confident = _with_request(rec.confident, resource, current) if rec.confident is not None else None
     warning = (
         f"{resource} request left at {format_quantity(resource, current)}: HorizontalPodAutoscaler "
-        f"{hpa.name} scales on {_utilization(metric)} of it{why}"
+        f"{hpa.name} scales on {_utilization(metric)} of it"
     )
     noted = _noted(rec, warning, _entry(hpa, metric))
     return replace(noted, recommended=recommended, confident=confident, qos_class=qos_class(recommended))
@@ -247,3 +228,128 @@ def _noted(rec: Recommendation, warning: str, entry: dict[str, Any]) -> Recommen
 def _utilization(metric: ScalingMetric) -> str:
     of = f" of container {metric.container}" if metric.container else ""
     return f"{metric.utilization}% {RESOURCE_NAMES[metric.resource]} utilization{of}"
+
+
+# ---------------------------------------------------------------- Auto mode: retuning the HPA
+
+
+@dataclass(frozen=True)
+class TargetRetune:
+    """One HPA utilization target that Auto mode moves with the requests it changes (``spec.hpa:
+    Retune``): ``before`` is the rollback point, ``after`` scales out at the same usage a pod."""
+
+    hpa: str
+    resource: str
+    container: str | None
+    before: int
+    after: int
+
+    @property
+    def lowers(self) -> bool:
+        """A lower target (the request went up): scales out sooner, so it is set before the pods change."""
+        return self.after < self.before
+
+    def describe(self, *, back: bool = False) -> str:
+        of = f" of container {self.container}" if self.container else ""
+        start, goal = (self.after, self.before) if back else (self.before, self.after)
+        return (
+            f"HorizontalPodAutoscaler {self.hpa}: {RESOURCE_NAMES[self.resource]} utilization target{of} "
+            f"{start}% -> {goal}%"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hpa": self.hpa,
+            "resource": self.resource,
+            "container": self.container,
+            "before": self.before,
+            "after": self.after,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TargetRetune:
+        return cls(raw["hpa"], raw["resource"], raw.get("container"), int(raw["before"]), int(raw["after"]))
+
+
+def retunes_for_change(
+    autoscalers: Iterable[Autoscaler],
+    key: ContainerKey,
+    before: Mapping[str, Resources],
+    changed: Mapping[str, Resources],
+) -> tuple[TargetRetune, ...]:
+    """The HPA targets to move when the pod template's containers (``before``, the workload of
+    ``key``; its container is ignored) get the ``changed`` resources. A metric whose containers do
+    not all have a request (the HPA cannot compute it), whose request sum does not move, or whose
+    target rounds to the same percent, is left alone."""
+    after = {**before, **changed}
+    retunes = []
+    for hpa in autoscalers:
+        if not hpa.scales(key):
+            continue
+        for metric in hpa.metrics:
+            covered = [name for name in before if metric.covers(name)]
+            old = [before[name].requests.get(metric.resource) for name in covered]
+            new = [after[name].requests.get(metric.resource) for name in covered]
+            if not covered or None in old or None in new:
+                continue
+            old_sum = sum((amount for amount in old if amount is not None), Decimal(0))
+            new_sum = sum((amount for amount in new if amount is not None), Decimal(0))
+            target = retuned_utilization(metric.utilization, old_sum, new_sum)
+            if target != metric.utilization:
+                retunes.append(
+                    TargetRetune(hpa.name, metric.resource, metric.container, metric.utilization, target)
+                )
+    return tuple(retunes)
+
+
+def target_patch(
+    body: Mapping[str, Any], retunes: Iterable[TargetRetune], *, back: bool = False
+) -> tuple[list[dict[str, Any]], list[TargetRetune], list[tuple[TargetRetune, str]]]:
+    """A JSON patch that moves each of ``retunes`` (one HPA's) from ``before`` to ``after`` (``back``:
+    the other way); the retunes it moves; and those left alone, with why. Each move is guarded by a
+    ``test`` of the value it starts from, so a target somebody changed in the meantime fails the
+    patch instead of being overwritten; one already at its value needs nothing (a retry after a
+    patch that got through)."""
+    metrics = (body.get("spec") or {}).get("metrics") or []
+    operations: list[dict[str, Any]] = []
+    moved, left_alone = [], []
+    for retune in retunes:
+        start, goal = (retune.after, retune.before) if back else (retune.before, retune.after)
+        path, current = _target_path(metrics, retune)
+        if current == goal:
+            continue
+        if path is None or current != start:
+            now = "is gone" if path is None else f"is {current}%"
+            why = (
+                f"{retune.describe(back=back)} not made: the target {now}, not {start}%; somebody else "
+                "changed it, so rightsizer leaves it alone"
+            )
+            left_alone.append((retune, why))
+            continue
+        operations += [
+            {"op": "test", "path": path, "value": start},
+            {"op": "replace", "path": path, "value": goal},
+        ]
+        moved.append(retune)
+    return operations, moved, left_alone
+
+
+def _target_path(metrics: Sequence[Mapping[str, Any]], retune: TargetRetune) -> tuple[str | None, Any]:
+    """The JSON pointer to the ``averageUtilization`` a retune moves, and its value (None, None if
+    the HPA no longer has that metric)."""
+    kind, field = (
+        ("Resource", "resource") if retune.container is None else ("ContainerResource", "containerResource")
+    )
+    for index, metric in enumerate(metrics):
+        source = metric.get(field) or {}
+        target = source.get("target") or {}
+        if (
+            metric.get("type") == kind
+            and source.get("name") == retune.resource
+            and source.get("container") == retune.container
+            and target.get("type") == "Utilization"
+        ):
+            return f"/spec/metrics/{index}/{field}/target/averageUtilization", target.get(
+                "averageUtilization"
+            )
+    return None, None

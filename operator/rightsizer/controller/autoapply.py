@@ -51,8 +51,10 @@ from rightsizer.change import (
 )
 from rightsizer.constraints import limit_range_violations, node_fit_violations, quota_violations
 from rightsizer.controller.adopt import NotYet, StrategyRecord, adopt_template
+from rightsizer.controller.hpa_targets import TargetMoves, move_targets
 from rightsizer.controller.kube import Cluster, PatchConflict, ResizeRefused
 from rightsizer.controller.outcome import Event
+from rightsizer.hpa import Autoscaler, retunes_for_change
 from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.pods import PodView
 from rightsizer.policy import IN_PLACE, PODS_ONLY, ROLLOUT, AutoRails, selector_from
@@ -140,6 +142,8 @@ class AutoContext:
     throttling_threshold: float
     throttled: Callable[[list[str], int], dict[str, float]]
     """Pods, seconds -> each pod's share of CFS periods throttled over those last seconds."""
+    autoscalers: tuple[Autoscaler, ...] = ()
+    """``spec.hpa: Retune``: the namespace's HPAs, whose targets move with the requests changed."""
 
 
 def apply_to_workload(
@@ -305,15 +309,20 @@ def _start_rollout(
             notes.update({c.key: f"not applied: {disrupted}" for c in changes})
             return WorkloadChange(blocked=f"{workload.reference_name}: {disrupted}", notes=notes)
     change = _record(workload, changes, ctx, Method.ROLLOUT, Phase.WATCH, fell_back=fell_back)
+    change, held = _lower_targets_first(workload, change, ctx)
+    if held.failure:
+        return _targets_blocked(workload, changes, notes, held)
     patch = build_patch(workload, changes, ctx.policy_name, ctx.now)
     patch["metadata"]["annotations"][CHANGE] = change.to_annotation()
     try:
         ctx.cluster.patch_workload(workload.kind.name, workload.namespace, workload.name, patch)
     except PatchConflict as error:
+        _undo_lowered(workload, held, ctx)
         return WorkloadChange(
             blocked=f"{workload.reference_name}: {error}; retried at the next evaluation", notes=notes
         )
     except ApiException as error:
+        _undo_lowered(workload, held, ctx)
         message = (
             f"{workload.reference_name}: patch rejected by the API server: {error.status} {error.reason}"
         )
@@ -324,7 +333,10 @@ def _start_rollout(
     summary = "; ".join(describe(c) for c in changes)
     detail = f" ({fell_back})" if fell_back else ""
     notes.update({c.key: f"applied at {format_time(ctx.now)}, {how}{detail}: {describe(c)}" for c in changes})
-    return _applied(workload, ctx, f"{summary} ({how}{detail})", notes, _status(workload, [], change))
+    applied = _applied(
+        workload, ctx, f"{summary} ({how}{detail}){held.text}", notes, _status(workload, [], change)
+    )
+    return _with(held, workload, applied)
 
 
 def _start_for_new_pods(
@@ -379,13 +391,16 @@ def _start_in_place(
         restarts={canary.name: restarts_of(canary)},
         pod_resources_before=workload.annotations.get(POD_RESOURCES),
     )
+    change, held = _lower_targets_first(workload, change, ctx)
+    if held.failure:
+        return _targets_blocked(workload, changes, notes, held)
     annotations = {
         CHANGE: change.to_annotation(),
         APPLIED_AT: format_time(ctx.now),
         APPLIED_BY: f"RightSizePolicy/{ctx.policy_name}",
         LAST_CHANGE: _last_change(changes),
     }
-    # The rollback point is written before anything changes, and only if nobody changed the
+    # The rollback point is written before the pods change, and only if nobody changed the
     # workload since it was read.
     metadata = {"resourceVersion": workload.resource_version, "annotations": annotations}
     try:
@@ -394,8 +409,12 @@ def _start_in_place(
         )
         ctx.cluster.resize_pod(workload.namespace, canary.name, pod_spec_patch(workload, changes))
     except ResizeRefused as refused:
-        return _resize_refused(workload, changes, change, ctx, notes, str(refused))
+        instead = _resize_refused(workload, changes, change, ctx, notes, str(refused))
+        if instead.blocked:
+            _undo_lowered(workload, held, ctx)
+        return instead
     except PatchConflict as error:
+        _undo_lowered(workload, held, ctx)
         return WorkloadChange(
             blocked=f"{workload.reference_name}: {error}; retried at the next evaluation", notes=notes
         )
@@ -406,13 +425,14 @@ def _start_in_place(
             for c in changes
         }
     )
-    return _applied(
+    applied = _applied(
         workload,
         ctx,
-        f"{summary} (canary pod {canary.name} resized in place)",
+        f"{summary} (canary pod {canary.name} resized in place){held.text}",
         notes,
         _status(workload, pods, change),
     )
+    return _with(held, workload, applied)
 
 
 def _resize_refused(
@@ -441,6 +461,9 @@ def _record(
     **extra: Any,
 ) -> Change:
     started = format_time(ctx.now)
+    retunes = retunes_for_change(
+        ctx.autoscalers, _key(workload, ""), workload.containers, {c.container: c.after for c in changes}
+    )
     return Change(
         policy=ctx.policy_name,
         method=method,
@@ -451,6 +474,7 @@ def _record(
         after={c.container: c.after for c in changes},
         reason="; ".join(c.reason for c in changes),
         template_done=method is Method.ROLLOUT,
+        autoscalers=retunes,
         **extra,
     )
 
@@ -574,13 +598,19 @@ def _finish_when_watched(
 ) -> WorkloadChange:
     if not change.watched_long_enough(ctx.now, ctx.rails.canary_seconds):
         return _in_flight(workload, pods, change, f"watching every pod for {ctx.rails.canary_seconds}s")
+    # A raised HPA target (the requests went down) is set last: until then the pods scale out sooner.
+    change, held = _raise_targets_last(workload, change, ctx)
+    if held.failure:
+        return _with(held, workload, _in_flight(workload, pods, change, f"waiting: {held.failure}"))
     _patch_annotations(workload, ctx, {CHANGE: None})
-    message = f"{workload.reference_name}: change done, every pod watched for {ctx.rails.canary_seconds}s"
-    return WorkloadChange(
+    watched = f"every pod watched for {ctx.rails.canary_seconds}s"
+    message = f"{workload.reference_name}: change done, {watched}{held.text}"
+    done = WorkloadChange(
         applied=message,
         notes={_key(workload, c): f"done at {format_time(ctx.now)}" for c in change.after},
         events=(Event("Normal", "ChangeDone", message),),
     )
+    return _with(held, workload, done)
 
 
 def _fall_back(
@@ -653,6 +683,7 @@ def _roll_back(
     backed = (
         f"; {', '.join(sorted(moves))} backed off for {ctx.rails.rollback_backoff_seconds}s" if moves else ""
     )
+    backed += _put_targets_back(workload, change, ctx)
     if stuck:  # nothing retries them once the change is gone: say so, loudly
         backed += (
             f"; not put back in place, delete to have them recreated from the template: {'; '.join(stuck)}"
@@ -671,6 +702,78 @@ def _roll_back(
             ),
         ),
     )
+
+
+# ---------------------------------------------------------------- HPA targets (spec.hpa: Retune)
+
+
+def _lower_targets_first(
+    workload: WorkloadView, change: Change, ctx: AutoContext
+) -> tuple[Change, TargetMoves]:
+    """The HPA targets a starting change lowers (its requests go up), set before the workload is
+    touched: requests raised under the old target would scale out later than before. If one cannot
+    be set, those that were are put back and the change waits (``failure``). A target somebody else
+    changed is left alone, and dropped from the change (its rollback too)."""
+    wanted = [retune for retune in change.autoscalers if retune.lowers]
+    if not wanted:
+        return change, TargetMoves()
+    moves = move_targets(ctx.cluster, workload.namespace, wanted)
+    if moves.failed:
+        _undo_lowered(workload, moves, ctx)
+        return change, replace(moves, moved=())
+    return _without_left_alone(change, moves), moves
+
+
+def _raise_targets_last(
+    workload: WorkloadView, change: Change, ctx: AutoContext
+) -> tuple[Change, TargetMoves]:
+    """The HPA targets a finished change raises (its requests went down), set once every pod runs
+    the new requests: until then the pods scale out sooner than before, never later."""
+    wanted = [retune for retune in change.autoscalers if not retune.lowers]
+    if not wanted:
+        return change, TargetMoves()
+    moves = move_targets(ctx.cluster, workload.namespace, wanted)
+    return _without_left_alone(change, moves), moves
+
+
+def _without_left_alone(change: Change, moves: TargetMoves) -> Change:
+    dropped = {retune for retune, _ in moves.left_alone}
+    return replace(change, autoscalers=tuple(r for r in change.autoscalers if r not in dropped))
+
+
+def _undo_lowered(workload: WorkloadView, moves: TargetMoves, ctx: AutoContext) -> None:
+    """Put back the targets lowered for a change that then did not start (best effort: a target
+    that stays lowered scales out sooner, not later)."""
+    if moves.moved:
+        move_targets(ctx.cluster, workload.namespace, moves.moved, back=True)
+
+
+def _targets_blocked(
+    workload: WorkloadView,
+    changes: tuple[ContainerChange, ...],
+    notes: dict[ContainerKey, str],
+    moves: TargetMoves,
+) -> WorkloadChange:
+    why = f"the HorizontalPodAutoscaler must be retuned first: {moves.failure}"
+    notes.update({c.key: f"not applied: {why}" for c in changes})
+    return _with(moves, workload, WorkloadChange(blocked=f"{workload.reference_name}: {why}", notes=notes))
+
+
+def _put_targets_back(workload: WorkloadView, change: Change, ctx: AutoContext) -> str:
+    """A rollback's HPA part, after the pods': every target as it was; what could not be, said."""
+    if not change.autoscalers:
+        return ""
+    moves = move_targets(ctx.cluster, workload.namespace, change.autoscalers, back=True)
+    said = "".join(f"; {retune.describe(back=True)}" for retune in moves.moved)
+    said += "".join(f"; {why}" for _, why in moves.left_alone)
+    if moves.failed:
+        targets = ", ".join(f"{r.hpa} {r.resource} {r.before}%" for r in change.autoscalers)
+        said += f"; {'; '.join(moves.failed)}: set it back by hand ({targets})"
+    return said
+
+
+def _with(moves: TargetMoves, workload: WorkloadView, change: WorkloadChange) -> WorkloadChange:
+    return moves.added_to(change, workload.reference_name)
 
 
 # ---------------------------------------------------------------- helpers

@@ -22,7 +22,7 @@ from rightsizer.controller.kube import Cluster
 from rightsizer.controller.outcome import Event, Outcome, PolicyObject
 from rightsizer.controller.status_budget import bounded_message, bounded_recommendations
 from rightsizer.engine import recommend
-from rightsizer.hpa import Autoscaler, for_policy
+from rightsizer.hpa import RETUNE, Autoscaler, with_autoscalers
 from rightsizer.model import ContainerKey, ContainerUsage, Recommendation
 from rightsizer.oomkills import ObservedOomKill, observe, with_observed
 from rightsizer.pods import PodView, known_owners
@@ -92,7 +92,8 @@ def evaluate(
     """Recommend for the policy's targets (and apply in Auto mode); the status to write and events.
 
     ``workloads``, ``pods`` and ``autoscalers`` (HPAs) are those of the policy's namespace (the
-    operator's indexes): a request an HPA scales on is kept, per ``spec.hpa`` (``rightsizer.hpa``). With
+    operator's indexes): a request an HPA scales on is kept, or the HPA's target moved with it in Auto
+    mode, per ``spec.hpa`` (``rightsizer.hpa``). With
     ``batches``, the namespace's Prometheus batch is shared with its other policies' evaluations
     in the same interval (``controller/batches.py``).
     """
@@ -128,13 +129,16 @@ def evaluate(
     usage = _usage_by_container(batch, oom_kills)
     recommendations, left_alone = _recommend_targets(spec, targets, usage, batch.failed_workloads)
     init = {key for key, why in left_alone.items() if why == INIT_CONTAINER}
-    recommendations = for_policy(recommendations, autoscalers, spec.hpa, auto=spec.mode == AUTO, skip=init)
+    recommendations = with_autoscalers(recommendations, autoscalers, spec.hpa, skip=init)
     run.notes.update(left_alone)
     evaluated = [r for r in recommendations if r.key not in left_alone]
     ready = sum(r.ready for r in evaluated)
     _set_readiness(run, targets, missing, evaluated)
     if spec.mode == AUTO:
-        seen["changes"] = _auto_mode(run, spec, targets, pods, evaluated, cluster, prometheus, labels)
+        retuned = autoscalers if spec.hpa == RETUNE else ()
+        seen["changes"] = _auto_mode(
+            run, spec, targets, pods, evaluated, cluster, prometheus, labels, retuned
+        )
     else:
         run.condition(cond.APPLIED, False, "RecommendMode", "mode is Recommend: workloads are never changed")
     return run.outcome(
@@ -232,9 +236,11 @@ def _auto_mode(
     cluster: Cluster,
     prometheus: PrometheusSource,
     labels: LabelConfig,
+    retuned: Sequence[Autoscaler],
 ) -> list[dict[str, Any]]:
     """Start, move on or roll back a change to every target; one Applied and one RolledBack
-    condition for them all. Returns the changes in flight (``status.changes``)."""
+    condition for them all. ``retuned``: the HPAs whose targets move with the requests (Retune).
+    Returns the changes in flight (``status.changes``)."""
     namespace = run.policy.namespace
 
     def throttled(pod_names: list[str], seconds: int) -> dict[str, float]:
@@ -251,6 +257,7 @@ def _auto_mode(
         now=run.now,
         throttling_threshold=spec.settings.throttling_threshold,
         throttled=throttled,
+        autoscalers=tuple(retuned),
     )
     changes: list[WorkloadChange] = []
     for workload in targets:

@@ -37,6 +37,8 @@ class Cluster(Protocol):
     def read_replicaset(self, namespace: str, name: str) -> dict[str, Any]: ...
     def patch_replicaset(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
     def controller_revisions(self, namespace: str) -> list[dict[str, Any]]: ...
+    def read_autoscaler(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def patch_autoscaler(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
     def update_webhook_configuration(self, name: str, ca_pem: bytes, url: str | None) -> None: ...
 
 
@@ -61,6 +63,7 @@ class KubernetesCluster:
         self._core = client.CoreV1Api(self._api)
         self._apps, batch = client.AppsV1Api(self._api), client.BatchV1Api(self._api)
         self._policy = client.PolicyV1Api(self._api)
+        self._autoscaling = client.AutoscalingV2Api(self._api)
         self._patchers = {
             "Deployment": self._apps.patch_namespaced_deployment,
             "StatefulSet": self._apps.patch_namespaced_stateful_set,
@@ -138,6 +141,25 @@ class KubernetesCluster:
 
     def controller_revisions(self, namespace: str) -> list[dict[str, Any]]:
         return self._items(self._apps.list_namespaced_controller_revision(namespace))
+
+    def read_autoscaler(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._plain(self._autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace))
+
+    def patch_autoscaler(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        """A JSON patch of an autoscaling/v2 HPA; a ``test`` operation that fails: PatchConflict."""
+        try:
+            self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+                name,
+                namespace,
+                operations,
+                field_manager=FIELD_MANAGER,
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as error:
+            if error.status in (409, 422):
+                what = f"HorizontalPodAutoscaler {namespace}/{name}"
+                raise PatchConflict(f"{what} changed while being patched: {_message(error)}") from None
+            raise
 
     def update_webhook_configuration(self, name: str, ca_pem: bytes, url: str | None) -> None:
         """Point every webhook of MutatingWebhookConfiguration ``name`` at this operator: the CA
