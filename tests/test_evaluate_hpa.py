@@ -23,6 +23,7 @@ from rightsizer.promql import LabelConfig
 from rightsizer.quantity import parse
 from rightsizer.timestamps import format_time
 from rightsizer.units import MIB
+from tests.support.autoscalers import autoscaler_manifest
 from tests.test_evaluate import AUTO, NOW, FakeCluster, deployments, entries, manifests, policy, prometheus
 
 pytestmark = pytest.mark.prometheus
@@ -30,24 +31,13 @@ __all__ = ["manifests", "prometheus"]  # module fixtures of test_evaluate, used 
 
 
 def cpu_hpa(target: str, percent: int) -> Autoscaler:
-    """What the operator's index holds for an autoscaling/v2 HPA on ``target``'s CPU utilization."""
-    return Autoscaler.from_body(
-        {
-            "metadata": {"namespace": "shop", "name": f"{target}-hpa"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {"type": "Utilization", "averageUtilization": percent},
-                        },
-                    }
-                ],
-            },
-        }
-    )
+    """What the operator's index holds for ``hpa_body(target, percent)``."""
+    return Autoscaler.from_body(hpa_body(target, percent))
+
+
+def hpa_body(target: str, percent: int) -> dict[str, Any]:
+    """An autoscaling/v2 HPA of Deployment ``target`` on ``percent`` CPU utilization, as the API gives it."""
+    return autoscaler_manifest("shop", f"{target}-hpa", target, cpu=percent)
 
 
 def run_with(prometheus, manifests, spec: dict[str, Any], hpa: Autoscaler, cluster: FakeCluster) -> Outcome:
@@ -135,25 +125,6 @@ def test_auto_mode_patches_the_limits_but_not_the_cpu_request_the_hpa_scales_on(
 # ---------------------------------------------------------------- Auto mode with spec.hpa: Retune
 
 RETUNE_SEARCH = {**AUTO, "targetRef": {"name": "search"}, "hpa": "Retune"}
-
-
-def hpa_body(target: str, percent: int) -> dict[str, Any]:
-    """The HPA object the API server would give for ``cpu_hpa(target, percent)``."""
-    return {
-        "metadata": {"namespace": "shop", "name": f"{target}-hpa"},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {"type": "Utilization", "averageUtilization": percent},
-                    },
-                }
-            ],
-        },
-    }
 
 
 def target_of(cluster: FakeCluster, name: str) -> int:

@@ -29,6 +29,7 @@ import pytest
 from rightsizer.quantity import parse
 from rightsizer.timestamps import parse_time
 from rightsizer.units import MIB
+from tests.support.autoscalers import autoscaler_manifest
 from tests.support.k8s import (
     INTERNAL_SERVER,
     ControlPlane,
@@ -150,28 +151,6 @@ def pods_only_objects() -> list[dict[str, Any]]:
     return [shop, policy("shop", PODS_ONLY, spec)]
 
 
-def autoscaler(name: str, target: str, **utilization: int) -> dict[str, Any]:
-    """An autoscaling/v2 HPA of Deployment ``target`` on each resource's utilization (percent)."""
-    metrics = [
-        {
-            "type": "Resource",
-            "resource": {"name": r, "target": {"type": "Utilization", "averageUtilization": p}},
-        }
-        for r, p in utilization.items()
-    ]
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name, "namespace": HPA},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "minReplicas": 1,
-            "maxReplicas": 4,
-            "metrics": metrics,
-        },
-    }
-
-
 HOT = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "400m", "memory": "128Mi"}}
 """Under-provisioned in CPU for the 150m it burns: its CPU request goes up."""
 
@@ -182,15 +161,17 @@ def hpa_objects() -> list[dict[str, Any]]:
     idle = load_deployment(HPA, "idle", IDLE, OVER["requests"], OVER["limits"], replicas=2)
     hot = load_deployment(HPA, "hot", ["-cpu", "150m", "-memory", "24Mi"], HOT["requests"], HOT["limits"])
     rails = {"updateMode": "InPlace", "canary": {"duration": "15s"}, "maxStepPercent": 1000}
-    objects = [idle, hot]
-    for workload in objects:
+    policies = []
+    for workload in (idle, hot):
         workload["metadata"]["labels"][LABEL] = "auto"
         name = workload["metadata"]["name"]
-        objects.append(policy(name, HPA, {"targetRef": {"name": name}, "hpa": "Retune", "auto": rails}))
+        policies.append(policy(name, HPA, {"targetRef": {"name": name}, "hpa": "Retune", "auto": rails}))
     return [
-        *objects,
-        autoscaler("idle-hpa", "idle", cpu=80, memory=50),
-        autoscaler("hot-hpa", "hot", cpu=60),
+        idle,
+        hot,
+        *policies,
+        autoscaler_manifest(HPA, "idle-hpa", "idle", cpu=80, memory=50),
+        autoscaler_manifest(HPA, "hot-hpa", "hot", cpu=60),
     ]
 
 

@@ -30,6 +30,7 @@ from rightsizer.workload import WorkloadView
 from rightsizer_demo.history import DAY, WorkloadSpec, demo_scenario, window_ending_now
 from rightsizer_demo.manifests import deployment_manifests, namespace_manifests
 from rightsizer_demo.prometheus import PrometheusServer
+from tests.support.autoscalers import autoscaler_manifest
 from tests.support.k8s import (
     ControlPlane,
     kubectl,
@@ -95,7 +96,7 @@ def identity(cluster, workloads, tmp_path_factory) -> Path:
     """The operator's ServiceAccount (deploy/), the CRD and the workloads, installed."""
     namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in LAYOUT]
     objects = namespaces + namespace_manifests(workloads) + deployment_manifests(workloads)
-    objects += [cpu_autoscaler("e2e-hpa", "search-hpa", "search", 70)]
+    objects += [autoscaler_manifest("e2e-hpa", "search-hpa", "search", cpu=70)]
     return install_identity(cluster.kubeconfig, objects, tmp_path_factory.mktemp("sa") / "sa.kubeconfig")
 
 
@@ -110,22 +111,6 @@ def operator(identity, prometheus, tmp_path_factory) -> Iterator[OperatorProcess
     finally:
         process.stop()
         print(process.log_tail(200))
-
-
-def cpu_autoscaler(namespace: str, name: str, target: str, percent: int) -> dict[str, Any]:
-    """An autoscaling/v2 HPA of Deployment ``target`` on ``percent`` CPU utilization."""
-    utilization = {"type": "Utilization", "averageUtilization": percent}
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "minReplicas": 1,
-            "maxReplicas": 5,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": utilization}}],
-        },
-    }
 
 
 def hpa_target(k, name: str, namespace: str) -> int:
@@ -446,7 +431,7 @@ def test_an_hpa_target_somebody_else_changed_is_not_overwritten(k, identity):
     test of the old target refuses a target changed in between; a move is made once; a gone HPA
     is left alone."""
     ns = "e2e-hpa"
-    k("apply", "-f", "-", input=json.dumps(cpu_autoscaler(ns, "other-hpa", "nothing", 60)))
+    k("apply", "-f", "-", input=json.dumps(autoscaler_manifest(ns, "other-hpa", "nothing", cpu=60)))
     previous = client.Configuration.get_default_copy()
     try:
         config.load_kube_config(config_file=str(identity))
