@@ -28,7 +28,6 @@ import pytest
 
 from rightsizer.quantity import parse
 from rightsizer.timestamps import parse_time
-from rightsizer.units import MIB
 from tests.support.autoscalers import autoscaler_manifest
 from tests.support.k8s import (
     INTERNAL_SERVER,
@@ -488,9 +487,11 @@ def _shop_pods(live: LiveCluster, count: int) -> dict[str, tuple[str, int, dict[
 
 def test_retune_keeps_each_hpa_scaling_out_at_the_same_usage_a_pod(live: LiveCluster) -> None:
     """hot's CPU request goes up from 50m: its HPA's 60% (30m a pod) is lowered first, before any pod
-    is resized. idle is stepped down from 50m and 200Mi: its HPA's 80% CPU (40m a pod) and 50% memory
-    (100Mi a pod) are raised as each change is done. Between changes, each target times the
-    template's request is the scale-out point its owner chose, within the whole-percent rounding."""
+    is resized. idle's memory request is stepped down from 200Mi: its HPA's 50% memory target (100Mi a
+    pod) is raised once the change is done; its 80% CPU target (40m a pod) moves only if its CPU
+    request does. Between changes, each target times the template's request is the scale-out point
+    its owner chose, within the whole-percent rounding (measured: 60% of 50m -> 27% of 110m, 50% of
+    200Mi -> 189% of 53Mi)."""
     ns = HPA
 
     def hot_lowered() -> dict[str, Any] | None:
@@ -506,26 +507,35 @@ def test_retune_keeps_each_hpa_scaling_out_at_the_same_usage_a_pod(live: LiveClu
     first_resize = next(i for i, w in enumerate(writes) if w.startswith("patch pods/resize/hot-"))
     assert writes.index("patch horizontalpodautoscalers/hot-hpa") < first_resize, writes
 
-    def idle_settled() -> dict[str, int] | None:
-        """The targets once a change is done and none is in flight (read twice around the HPA)."""
-        before = live.get("deployment", "idle", ns)
+    # Once each change is done (a raised target is set last), target x request is the scale-out point.
+    idle = _settled_targets(live, "idle", "idle-hpa", "memory", 50)
+    hot = _settled_targets(live, "hot", "hot-hpa", "cpu", 60)
+    for (targets, requests), points in ((idle, {"cpu": "40m", "memory": "100Mi"}), (hot, {"cpu": "30m"})):
+        for resource, point in points.items():
+            scales_out_at = Decimal(targets[resource]) / 100 * parse(requests[resource])
+            assert abs(scales_out_at - parse(point)) <= Decimal("0.02") * parse(point), (targets, requests)
+    retuned = events(live, ns, "AutoscalerRetuned")  # on the policies, named as their workloads
+    assert {e["involvedObject"]["name"] for e in retuned} == {"idle", "hot"}, [e["message"] for e in retuned]
+
+
+def _settled_targets(
+    live: LiveCluster, workload: str, hpa: str, moved: str, original: int
+) -> tuple[dict[str, int], dict[str, str]]:
+    """The HPA's targets and the template's requests, once the ``moved`` target left ``original``
+    and no change is in flight (the workload read before and after the HPA, unchanged)."""
+
+    def settled() -> tuple[dict[str, int], dict[str, str]] | None:
+        before = live.get("deployment", workload, HPA)
         if "rightsizer.io/change" in (before["metadata"].get("annotations") or {}):
             return None
-        targets = _targets(live, "idle-hpa")
-        after = live.get("deployment", "idle", ns)
-        same = after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-        return targets if same and targets["cpu"] != 80 else None
+        targets = _targets(live, hpa)
+        after = live.get("deployment", workload, HPA)
+        if after["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"]:
+            return None
+        requests = pod_template(after)["spec"]["containers"][0]["resources"]["requests"]
+        return (targets, requests) if targets[moved] != original else None
 
-    targets = live.wait(ns, "idle's HPA targets raised, no change in flight", idle_settled, 900)
-    requests = pod_template(live.get("deployment", "idle", ns))["spec"]["containers"][0]["resources"][
-        "requests"
-    ]
-    cpu_point = Decimal(targets["cpu"]) / 100 * parse(requests["cpu"])
-    memory_point = Decimal(targets["memory"]) / 100 * parse(requests["memory"])
-    assert abs(cpu_point - Decimal("0.04")) <= Decimal("0.02") * Decimal("0.04"), (targets, requests)
-    assert abs(memory_point - 100 * MIB) <= Decimal("0.02") * 100 * MIB, (targets, requests)
-    retuned = events(live, ns, "AutoscalerRetuned")
-    assert {e["involvedObject"]["name"] for e in retuned} == {"idle", "hot"}, [e["message"] for e in retuned]
+    return live.wait(HPA, f"{hpa}'s {moved} target moved, no change in flight", settled, 900)
 
 
 def _targets(live: LiveCluster, name: str) -> dict[str, int]:
