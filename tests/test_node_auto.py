@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -194,7 +194,6 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
     for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "webhook/rbac.yaml"):
         k("apply", "-f", str(ROOT / "deploy" / manifest))
     k("apply", "-f", str(ROOT / "deploy" / "webhook" / "mutatingwebhook.yaml"))
-    prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
     namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in NAMESPACES]
     objects = [
         *namespaces,
@@ -204,36 +203,42 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
         *pods_only_objects(),
         *hpa_objects(),
     ]
-    k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    started = time.time()
-    recorder = TemplateRecorder(node_cluster.kubeconfig).start()
-    identity = serviceaccount_kubeconfig(
-        node_cluster.kubeconfig,
-        "rightsizer-system",
-        "rightsizer",
-        state / "sa.kubeconfig",
-        server=INTERNAL_SERVER,
-    )
-    operator = OperatorProcess(
-        identity,
-        prometheus.inner_url,
-        state / "operator.log",
-        namespaces=NAMESPACES,
-        netns=node_cluster.netns,
-    )
-    webhook = f"127.0.0.1:{operator.free_port()}"
-    operator.extra_args = ("--admission-listen", webhook, "--admission-url", f"https://{webhook}")
-    operator.start()
-    try:
-        yield LiveCluster(node_cluster, prometheus, operator, recorder, started)
-    finally:
-        recorder.stop()
-        operator.stop()
-        prometheus.stop()
+    with ExitStack() as started_here:  # whatever was started is stopped, even if a later step fails
         for ns in NAMESPACES:
-            kubectl(
-                "delete", "namespace", ns, "--wait=false", kubeconfig=node_cluster.kubeconfig, check=False
+            started_here.callback(
+                kubectl,
+                "delete",
+                "namespace",
+                ns,
+                "--wait=false",
+                kubeconfig=node_cluster.kubeconfig,
+                check=False,
             )
+        prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
+        started_here.callback(prometheus.stop)
+        k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+        started = time.time()
+        recorder = TemplateRecorder(node_cluster.kubeconfig).start()
+        started_here.callback(recorder.stop)
+        identity = serviceaccount_kubeconfig(
+            node_cluster.kubeconfig,
+            "rightsizer-system",
+            "rightsizer",
+            state / "sa.kubeconfig",
+            server=INTERNAL_SERVER,
+        )
+        operator = OperatorProcess(
+            identity,
+            prometheus.inner_url,
+            state / "operator.log",
+            namespaces=NAMESPACES,
+            netns=node_cluster.netns,
+        )
+        webhook = f"127.0.0.1:{operator.free_port()}"
+        operator.extra_args = ("--admission-listen", webhook, "--admission-url", f"https://{webhook}")
+        operator.start()
+        started_here.callback(operator.stop)
+        yield LiveCluster(node_cluster, prometheus, operator, recorder, started)
 
 
 def pod_facts(pods: list[dict[str, Any]]) -> dict[str, tuple[str, int, dict[str, Any]]]:

@@ -23,7 +23,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -147,8 +147,6 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
     wait_for_established_crd("rightsizepolicies.rightsizer.io", kubeconfig=node_cluster.kubeconfig)
     for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
         k("apply", "-f", str(ROOT / "deploy" / manifest))
-    prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
-    down_prometheus = NodePrometheus(node_cluster, state / "down-prometheus").start()
     objects: list[dict[str, Any]] = []
     for namespace, scenario in SCENARIOS.items():
         objects.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -159,18 +157,37 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
         objects.append(deployment)
         if namespace != DOWN:
             objects.append(policy_manifest(namespace))
-    k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    started = time.time()
-    recorder = TemplateRecorder(node_cluster.kubeconfig).start()
-    identity = serviceaccount_kubeconfig(
-        node_cluster.kubeconfig, "rightsizer-system", "rightsizer", state / "sa.kubeconfig"
-    )
-    watched = tuple(ns for ns in SCENARIOS if ns != DOWN)
-    operator = OperatorProcess(identity, prometheus.url, state / "operator.log", namespaces=watched).start()
-    down_operator = OperatorProcess(
-        identity, down_prometheus.url, state / "down-operator.log", namespaces=(DOWN,)
-    ).start()
-    try:
+    with ExitStack() as started_here:  # whatever was started is stopped, even if a later step fails
+        for namespace in SCENARIOS:
+            started_here.callback(
+                kubectl,
+                "delete",
+                "namespace",
+                namespace,
+                "--wait=false",
+                kubeconfig=node_cluster.kubeconfig,
+                check=False,
+            )
+        prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
+        started_here.callback(prometheus.stop)
+        down_prometheus = NodePrometheus(node_cluster, state / "down-prometheus").start()
+        started_here.callback(down_prometheus.stop)
+        k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+        started = time.time()
+        recorder = TemplateRecorder(node_cluster.kubeconfig).start()
+        started_here.callback(recorder.stop)
+        identity = serviceaccount_kubeconfig(
+            node_cluster.kubeconfig, "rightsizer-system", "rightsizer", state / "sa.kubeconfig"
+        )
+        watched = tuple(ns for ns in SCENARIOS if ns != DOWN)
+        operator = OperatorProcess(
+            identity, prometheus.url, state / "operator.log", namespaces=watched
+        ).start()
+        started_here.callback(operator.stop)
+        down_operator = OperatorProcess(
+            identity, down_prometheus.url, state / "down-operator.log", namespaces=(DOWN,)
+        ).start()
+        started_here.callback(down_operator.stop)
         loop = Loop(
             node_cluster,
             prometheus,
@@ -182,21 +199,6 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
         )
         loop.extra_logs["Prometheus-down scenario's operator"] = lambda: down_operator.log_tail(60)
         yield loop
-    finally:
-        recorder.stop()
-        operator.stop()
-        down_operator.stop()
-        prometheus.stop()
-        down_prometheus.stop()
-        for namespace in SCENARIOS:
-            kubectl(
-                "delete",
-                "namespace",
-                namespace,
-                "--wait=false",
-                kubeconfig=node_cluster.kubeconfig,
-                check=False,
-            )
 
 
 def quantity(resources: dict[str, Any], kind: str, resource: str) -> Decimal | None:
