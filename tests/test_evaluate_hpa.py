@@ -199,6 +199,23 @@ def test_a_target_somebody_else_changed_is_left_alone(prometheus, manifests):
 # ---------------------------------------------------------------- a Retune change in flight
 
 
+def evaluate_in_flight(
+    prometheus, manifests, retune: dict[str, Any], cluster: FakeCluster, pods: list[PodView] | None = None
+) -> Outcome:
+    """An evaluation of search with ``in_flight(retune)``, its HPA in the index at the target it has."""
+    percent = target_of(cluster, "search-hpa")
+    return evaluate(
+        policy(RETUNE_SEARCH),
+        deployments(manifests, "shop", search=in_flight(retune)),
+        pods or [],
+        prometheus,
+        cluster,
+        LabelConfig(),
+        NOW,
+        autoscalers=[cpu_hpa("search", percent)],
+    )
+
+
 def in_flight(retune: dict[str, Any], **record: Any) -> Callable[[dict[str, Any]], None]:
     """An edit of search's body: a rolled-out change in flight, watched for an hour already, that
     moves ``retune`` (a TargetRetune as the change annotation keeps it)."""
@@ -229,16 +246,7 @@ def test_a_raised_target_is_set_when_the_change_is_done(prometheus, manifests):
     then the pods scaled out sooner, never later)."""
     retune = {"hpa": "search-hpa", "resource": "cpu", "container": None, "before": 70, "after": 90}
     cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 70)})
-    outcome = evaluate(
-        policy(RETUNE_SEARCH),
-        deployments(manifests, "shop", search=in_flight(retune)),
-        [],
-        prometheus,
-        cluster,
-        LabelConfig(),
-        NOW,
-        autoscalers=[cpu_hpa("search", 70)],
-    )
+    outcome = evaluate_in_flight(prometheus, manifests, retune, cluster)
     assert [kind for kind, *_ in cluster.patches] == ["HorizontalPodAutoscaler", "Deployment"]
     assert target_of(cluster, "search-hpa") == 90
     assert cluster.patches[1][3]["metadata"]["annotations"]["rightsizer.io/change"] is None
@@ -261,16 +269,7 @@ def test_a_rollback_puts_the_target_back(prometheus, manifests):
         ready=True,
         containers={"app": PodContainer(after, after)},
     )
-    outcome = evaluate(
-        policy(RETUNE_SEARCH),
-        deployments(manifests, "shop", search=in_flight(retune)),
-        [killed],
-        prometheus,
-        cluster,
-        LabelConfig(),
-        NOW,
-        autoscalers=[cpu_hpa("search", 44)],
-    )
+    outcome = evaluate_in_flight(prometheus, manifests, retune, cluster, [killed])
     assert [kind for kind, *_ in cluster.patches] == ["Deployment", "HorizontalPodAutoscaler"]
     assert target_of(cluster, "search-hpa") == 70
     rolled = {c["type"]: c for c in outcome.status["conditions"]}["RolledBack"]

@@ -38,7 +38,15 @@ from tests.support.k8s import (
 )
 from tests.support.node import NodePrometheus, load_deployment
 from tests.support.operator import OperatorProcess
-from tests.support.scenario import LABEL, LiveCluster, TemplateRecorder, condition, pod_template
+from tests.support.scenario import (
+    LABEL,
+    LiveCluster,
+    TemplateRecorder,
+    condition,
+    namespaces_deleted_on_exit,
+    pod_template,
+    stopped_on_exit,
+)
 
 pytestmark = [pytest.mark.node, pytest.mark.k8s, pytest.mark.prometheus]
 
@@ -203,23 +211,12 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
         *pods_only_objects(),
         *hpa_objects(),
     ]
-    with ExitStack() as started_here:  # whatever was started is stopped, even if a later step fails
-        for ns in NAMESPACES:
-            started_here.callback(
-                kubectl,
-                "delete",
-                "namespace",
-                ns,
-                "--wait=false",
-                kubeconfig=node_cluster.kubeconfig,
-                check=False,
-            )
-        prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
-        started_here.callback(prometheus.stop)
+    with ExitStack() as started_here:
+        namespaces_deleted_on_exit(started_here, node_cluster.kubeconfig, NAMESPACES)
+        prometheus = stopped_on_exit(started_here, NodePrometheus(node_cluster, state / "prometheus").start())
         k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         started = time.time()
-        recorder = TemplateRecorder(node_cluster.kubeconfig).start()
-        started_here.callback(recorder.stop)
+        recorder = stopped_on_exit(started_here, TemplateRecorder(node_cluster.kubeconfig).start())
         identity = serviceaccount_kubeconfig(
             node_cluster.kubeconfig,
             "rightsizer-system",
@@ -236,8 +233,7 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
         )
         webhook = f"127.0.0.1:{operator.free_port()}"
         operator.extra_args = ("--admission-listen", webhook, "--admission-url", f"https://{webhook}")
-        operator.start()
-        started_here.callback(operator.stop)
+        stopped_on_exit(started_here, operator.start())
         yield LiveCluster(node_cluster, prometheus, operator, recorder, started)
 
 

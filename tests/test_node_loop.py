@@ -36,7 +36,14 @@ from rightsizer.quantity import parse
 from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, wait_for_established_crd
 from tests.support.node import NodePrometheus, load_deployment
 from tests.support.operator import OperatorProcess
-from tests.support.scenario import LABEL, LiveCluster, TemplateRecorder, condition
+from tests.support.scenario import (
+    LABEL,
+    LiveCluster,
+    TemplateRecorder,
+    condition,
+    namespaces_deleted_on_exit,
+    stopped_on_exit,
+)
 
 pytestmark = [pytest.mark.node, pytest.mark.k8s, pytest.mark.prometheus]
 
@@ -157,37 +164,28 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
         objects.append(deployment)
         if namespace != DOWN:
             objects.append(policy_manifest(namespace))
-    with ExitStack() as started_here:  # whatever was started is stopped, even if a later step fails
-        for namespace in SCENARIOS:
-            started_here.callback(
-                kubectl,
-                "delete",
-                "namespace",
-                namespace,
-                "--wait=false",
-                kubeconfig=node_cluster.kubeconfig,
-                check=False,
-            )
-        prometheus = NodePrometheus(node_cluster, state / "prometheus").start()
-        started_here.callback(prometheus.stop)
-        down_prometheus = NodePrometheus(node_cluster, state / "down-prometheus").start()
-        started_here.callback(down_prometheus.stop)
+    with ExitStack() as started_here:
+        namespaces_deleted_on_exit(started_here, node_cluster.kubeconfig, SCENARIOS)
+        prometheus = stopped_on_exit(started_here, NodePrometheus(node_cluster, state / "prometheus").start())
+        down_prometheus = stopped_on_exit(
+            started_here, NodePrometheus(node_cluster, state / "down-prometheus").start()
+        )
         k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         started = time.time()
-        recorder = TemplateRecorder(node_cluster.kubeconfig).start()
-        started_here.callback(recorder.stop)
+        recorder = stopped_on_exit(started_here, TemplateRecorder(node_cluster.kubeconfig).start())
         identity = serviceaccount_kubeconfig(
             node_cluster.kubeconfig, "rightsizer-system", "rightsizer", state / "sa.kubeconfig"
         )
         watched = tuple(ns for ns in SCENARIOS if ns != DOWN)
-        operator = OperatorProcess(
-            identity, prometheus.url, state / "operator.log", namespaces=watched
-        ).start()
-        started_here.callback(operator.stop)
-        down_operator = OperatorProcess(
-            identity, down_prometheus.url, state / "down-operator.log", namespaces=(DOWN,)
-        ).start()
-        started_here.callback(down_operator.stop)
+        operator = stopped_on_exit(
+            started_here,
+            OperatorProcess(identity, prometheus.url, state / "operator.log", namespaces=watched).start(),
+        )
+        down_log = state / "down-operator.log"
+        down_operator = stopped_on_exit(
+            started_here,
+            OperatorProcess(identity, down_prometheus.url, down_log, namespaces=(DOWN,)).start(),
+        )
         loop = Loop(
             node_cluster,
             prometheus,

@@ -174,14 +174,13 @@ def retune(
     containers (those without a recommendation at their current request), and the note saying so;
     None when a container has no request (the HPA cannot compute the utilization at all)."""
     resource = metric.resource
-    old = [r.current.requests.get(resource) for r in covered]
-    if any(amount is None for amount in old):
+    old_sum = _request_sum(r.current.requests.get(resource) for r in covered)
+    if old_sum is None:
         return (
             f"HorizontalPodAutoscaler {hpa.name} scales on {_utilization(metric)}, but not every "
             f"container has a {RESOURCE_NAMES[resource]} request: the HPA cannot compute it",
             None,
         )
-    old_sum = sum((amount for amount in old if amount is not None), Decimal(0))
     new_sum = sum((_new_request(r, resource) for r in covered), Decimal(0))
     target = retuned_utilization(metric.utilization, old_sum, new_sum)
     point = format_quantity(resource, old_sum * metric.utilization / 100)
@@ -192,6 +191,17 @@ def retune(
         f"{point} a pod",
         target,
     )
+
+
+def _request_sum(amounts: Iterable[Decimal | None]) -> Decimal | None:
+    """The requests an HPA metric divides usage by, summed; None if a container has none (the
+    HPA cannot compute the utilization at all)."""
+    total = Decimal(0)
+    for amount in amounts:
+        if amount is None:
+            return None
+        total += amount
+    return total
 
 
 def _new_request(rec: Recommendation, resource: str) -> Decimal:
@@ -288,12 +298,10 @@ def retunes_for_change(
             continue
         for metric in hpa.metrics:
             covered = [name for name in before if metric.covers(name)]
-            old = [before[name].requests.get(metric.resource) for name in covered]
-            new = [after[name].requests.get(metric.resource) for name in covered]
-            if not covered or None in old or None in new:
+            old_sum = _request_sum(before[name].requests.get(metric.resource) for name in covered)
+            new_sum = _request_sum(after[name].requests.get(metric.resource) for name in covered)
+            if not covered or old_sum is None or new_sum is None:
                 continue
-            old_sum = sum((amount for amount in old if amount is not None), Decimal(0))
-            new_sum = sum((amount for amount in new if amount is not None), Decimal(0))
             target = retuned_utilization(metric.utilization, old_sum, new_sum)
             if target != metric.utilization:
                 retunes.append(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -32,6 +33,28 @@ TEMPLATE_PATHS = {
     "DaemonSet": ("spec", "template"),
     "CronJob": ("spec", "jobTemplate", "spec", "template"),
 }
+
+
+class Stoppable(Protocol):
+    def stop(self) -> Any: ...
+
+
+S = TypeVar("S", bound=Stoppable)
+
+
+def stopped_on_exit(stack: ExitStack, started: S) -> S:
+    """``started`` (a process or thread just started), stopped when ``stack`` closes: a scenario's
+    setup that fails half way leaves nothing running."""
+    stack.callback(started.stop)
+    return started
+
+
+def namespaces_deleted_on_exit(stack: ExitStack, kubeconfig: Path, namespaces: Iterable[str]) -> None:
+    """Delete ``namespaces`` (without waiting) when ``stack`` closes."""
+    for namespace in namespaces:
+        stack.callback(
+            kubectl, "delete", "namespace", namespace, "--wait=false", kubeconfig=kubeconfig, check=False
+        )
 
 
 def pod_template(workload: dict[str, Any]) -> dict[str, Any]:

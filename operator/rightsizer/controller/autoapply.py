@@ -714,14 +714,11 @@ def _lower_targets_first(
     touched: requests raised under the old target would scale out later than before. If one cannot
     be set, those that were are put back and the change waits (``failure``). A target somebody else
     changed is left alone, and dropped from the change (its rollback too)."""
-    wanted = [retune for retune in change.autoscalers if retune.lowers]
-    if not wanted:
-        return change, TargetMoves()
-    moves = move_targets(ctx.cluster, workload.namespace, wanted)
+    moved, moves = _set_targets(workload, change, ctx, lowered=True)
     if moves.failed:
         _undo_lowered(workload, moves, ctx)
         return change, replace(moves, moved=())
-    return _without_left_alone(change, moves), moves
+    return moved, moves
 
 
 def _raise_targets_last(
@@ -729,16 +726,19 @@ def _raise_targets_last(
 ) -> tuple[Change, TargetMoves]:
     """The HPA targets a finished change raises (its requests went down), set once every pod runs
     the new requests: until then the pods scale out sooner than before, never later."""
-    wanted = [retune for retune in change.autoscalers if not retune.lowers]
+    return _set_targets(workload, change, ctx, lowered=False)
+
+
+def _set_targets(
+    workload: WorkloadView, change: Change, ctx: AutoContext, *, lowered: bool
+) -> tuple[Change, TargetMoves]:
+    """Set the targets the change lowers (``lowered``) or raises; the change without those left alone."""
+    wanted = [retune for retune in change.autoscalers if retune.lowers == lowered]
     if not wanted:
         return change, TargetMoves()
     moves = move_targets(ctx.cluster, workload.namespace, wanted)
-    return _without_left_alone(change, moves), moves
-
-
-def _without_left_alone(change: Change, moves: TargetMoves) -> Change:
     dropped = {retune for retune, _ in moves.left_alone}
-    return replace(change, autoscalers=tuple(r for r in change.autoscalers if r not in dropped))
+    return replace(change, autoscalers=tuple(r for r in change.autoscalers if r not in dropped)), moves
 
 
 def _undo_lowered(workload: WorkloadView, moves: TargetMoves, ctx: AutoContext) -> None:

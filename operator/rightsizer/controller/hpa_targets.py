@@ -1,9 +1,9 @@
 """Auto mode's writes to HorizontalPodAutoscalers (``spec.hpa: Retune``): each target a change moves
 (``rightsizer.hpa.TargetRetune``) is set with a guarded JSON patch, read fresh first.
 
-When, is ``autoapply``'s: a lowered target (the requests went up) is set as the change starts and
-held at every look after; a raised one (the requests went down) when the change is done; both are
-put back by a rollback. Either way, between the two writes the pods scale out sooner, never later.
+When, is ``autoapply``'s: a lowered target (the requests went up) is set before the change starts;
+a raised one (the requests went down) when the change is done; both are put back by a rollback.
+Either way, between the two writes the pods scale out sooner, never later.
 """
 
 from __future__ import annotations
