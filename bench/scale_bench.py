@@ -1,17 +1,22 @@
 """Scale benchmark of ``rightsizer recommend`` against a real Prometheus holding 14 days of 60 s history.
 
-For each container count: build the Go generator in ``bench/scale`` (once), write a TSDB block with the
-metric contract's series (docs/metrics.md), start ``prometheus`` on it, warm it with one query, then run
-``rightsizer recommend -o json -q`` as a child process and measure its wall time and peak RSS (``wait4``),
-the Prometheus queries it sent (the server's own request counters, before and after), the number of
-recommendations, and Prometheus' RSS while it answered. A second run without ``-q`` cross-checks the query
-count against rightsizer's closing line, and every query kind is then timed alone on one namespace with
-the HTTP API, to show where the time goes.
+For each case (a container count, laid out over ``--namespaces`` namespaces): build the Go generator in
+``bench/scale`` (once), write a TSDB block with the metric contract's series (docs/metrics.md), start
+``prometheus`` on it, warm it with one query, then run ``rightsizer recommend -o json -q`` as a child process
+``--runs`` times and measure each run's wall time, CPU time and peak RSS (``wait4``, as ``/usr/bin/time -v``
+does), the machine's load, the Prometheus queries it sent (the server's own request counters, before and
+after), Prometheus' CPU time and summed handler time, the number of recommendations, and Prometheus' RSS
+while it answered. A run without ``-q`` cross-checks the query count against rightsizer's closing line.
+Then, to show where the time goes: the client's time per stage (fetch, collect, engine, render; one
+in-process scan with each stage timed) and every query of one namespace's batch run alone, with
+Prometheus' own handler time, the samples it read (``stats=all``) and the bytes of its answer.
 
-Usage: ``python bench/scale_bench.py --containers 1000 10000``. Results are printed as markdown and written
-between the ``scale-results`` / ``scale-queries`` markers of docs/benchmarks.md (``--no-doc`` to skip),
-together with the last results of sizes not measured this time (``--no-keep`` to drop them). This is a
-measurement, not a test: nothing here asserts a time.
+Usage: ``python bench/scale_bench.py --containers 1000 10000``; the comparison with KRR of issue 18 (one
+namespace of 357 single-container pods): ``--containers 357 --namespaces 1 --pods-per-deployment 1
+--containers-per-pod 1``. Results are printed as markdown and written between the ``scale-results`` /
+``scale-queries`` markers of docs/benchmarks.md (``--no-doc`` to skip), together with the last results of
+cases not measured this time (``--no-keep`` to drop them). This is a measurement, not a test: nothing here
+asserts a time.
 
 ``rightsizer recommend`` evaluates at "now", so a dataset must end at "now": the generator writes history
 ending at the current minute, with ``--lead`` more than the window at its start, and a dataset is reused
@@ -27,6 +32,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -35,7 +41,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +57,6 @@ RESULTS_BEGIN = "<!-- scale-results:begin -->"
 RESULTS_END = "<!-- scale-results:end -->"
 QUERIES_BEGIN = "<!-- scale-queries:begin -->"
 QUERIES_END = "<!-- scale-queries:end -->"
-CONTAINERS_PER_DEPLOYMENT = 10
-"""The generator's defaults: 5 pods of 2 containers."""
 DAY = 86400
 HISTORY = 14 * DAY
 """rightsizer recommend's default window, which the benchmark runs with."""
@@ -63,6 +67,71 @@ CLOSING_LINE = re.compile(
 )
 SAMPLE_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
 LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+PROFILED_NAMESPACE = "team-00"
+"""Deployments go round-robin over the namespaces: the first one is (one of) the largest."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the generator lays containers out (its defaults: Deployments of 5 pods of 2 containers)."""
+
+    pods_per_deployment: int = 5
+    containers_per_pod: int = 2
+
+    def is_default(self) -> bool:
+        return self == Shape()
+
+    def suffix(self) -> str:
+        """Of the dataset's directory name (none for the default shape, whose datasets came first)."""
+        return "" if self.is_default() else f"-{self.pods_per_deployment}p{self.containers_per_pod}c"
+
+    def wanted(self) -> dict[str, int]:
+        """What a reused dataset must have been generated with."""
+        if self.is_default():
+            return {}
+        return {"podsPer": self.pods_per_deployment, "containersPer": self.containers_per_pod}
+
+    def flags(self) -> list[str]:
+        return [
+            f"-pods-per-deployment={self.pods_per_deployment}",
+            f"-containers-per-pod={self.containers_per_pod}",
+        ]
+
+    @property
+    def containers_per_deployment(self) -> int:
+        return self.pods_per_deployment * self.containers_per_pod
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured configuration: containers over namespaces, in a shape."""
+
+    containers: int
+    namespaces: int
+    shape: Shape = Shape()
+
+    @property
+    def key(self) -> str:
+        return f"{self.containers}c-{self.namespaces}ns{self.shape.suffix()}"
+
+    def title(self) -> str:
+        """The column heading of the results."""
+        title = f"{self.containers:,} containers"
+        if self.namespaces != 20 or not self.shape.is_default():
+            pods = "pod" if self.shape.pods_per_deployment == 1 else "pods"
+            per_pod = "container" if self.shape.containers_per_pod == 1 else "containers"
+            title += (
+                f" ({self.namespaces} namespace{'s' if self.namespaces != 1 else ''}, "
+                f"{self.shape.pods_per_deployment} {pods} x {self.shape.containers_per_pod} {per_pod} "
+                "a Deployment)"
+            )
+        return title
+
+    def largest_namespace(self) -> int:
+        """Containers in the first (largest) namespace."""
+        per = self.shape.containers_per_deployment
+        deployments = self.containers // per
+        return -(-deployments // self.namespaces) * per
 
 
 @dataclass
@@ -79,7 +148,7 @@ class Dataset:
 
 @dataclass
 class Run:
-    """One ``rightsizer recommend`` child process."""
+    """One child process, measured as ``/usr/bin/time -v`` would (``wait4``)."""
 
     returncode: int
     seconds: float
@@ -96,9 +165,18 @@ class QueryTiming:
 
     name: str
     seconds: float
+    """The client's wall time for the request."""
     rows: int
     error: str | None = None
     """Prometheus' error (e.g. its 2 min query timeout), if the query failed."""
+    handler_seconds: float | None = None
+    """Prometheus' own HTTP handler time for the request (``prometheus_http_request_duration_seconds``)."""
+    samples: int | None = None
+    """Samples Prometheus read for it (``stats=all``: ``totalQueryableSamples``)."""
+    peak_samples: int | None = None
+    """Most samples it held at once (``stats=all``: ``peakSamples``)."""
+    bytes: int | None = None
+    """Size of the answer (JSON)."""
 
 
 @dataclass
@@ -120,11 +198,32 @@ class RecommendRun:
     ready: int | None
     error: str | None
     """rightsizer's last stderr line when it failed."""
+    prometheus_cpu_seconds: float | None = None
+    """Prometheus' CPU time during the run (``process_cpu_seconds_total``)."""
+    load: tuple[float, float] | None = None
+    """The machine's 1-minute load average before and after the run."""
+
+
+@dataclass
+class StageTimes:
+    """The client's time per stage of one in-process scan (docs/benchmarks.md, "Where the time goes")."""
+
+    fetch: float
+    """Waiting for and reading Prometheus' answers (wall)."""
+    collect: float
+    """Turning the answers into each workload container's usage."""
+    engine: float
+    """The recommendations."""
+    render: float
+    """The JSON report."""
+    total: float
+    rss_mib: float
+    """Peak RSS of that process (the stage timers add nothing to speak of)."""
 
 
 @dataclass
 class Result:
-    """Everything measured for one container count."""
+    """Everything measured for one case."""
 
     containers: int
     namespaces: int
@@ -134,24 +233,46 @@ class Result:
     generation_seconds: float | None
     generator_rss_mib: float | None
     prometheus_start_seconds: float
-    run: RecommendRun
+    runs: list[RecommendRun] = field(default_factory=list)
+    pods_per_deployment: int = 5
+    containers_per_pod: int = 2
     queries_client: int | None = None
-    """The query count on rightsizer's own closing line (second run, without ``-q``)."""
-    second_run_seconds: float | None = None
+    """The query count on rightsizer's own closing line (a run without ``-q``)."""
     query_timings: list[QueryTiming] = field(default_factory=list)
     profiled_namespace: str | None = None
+    stages: StageTimes | None = None
     measured: str = ""
-    """UTC date of the measurement."""
+    """UTC date and time of the measurement."""
     rightsizer_version: str = ""
     """``git describe``-like commit of the rightsizer measured (``+dirty`` if operator/ had changes)."""
+
+    @property
+    def case(self) -> Case:
+        return Case(
+            self.containers, self.namespaces, Shape(self.pods_per_deployment, self.containers_per_pod)
+        )
+
+    @property
+    def run(self) -> RecommendRun | None:
+        """The run of median wall time."""
+        done = sorted(self.runs, key=lambda r: r.seconds)
+        return done[(len(done) - 1) // 2] if done else None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
         """The inverse of ``dataclasses.asdict`` (for results kept from earlier runs)."""
-        values = dict(data)
-        values.pop("what_if", None)  # kept by runs before issue 7, whose first/last-seen queries are gone
-        values["run"] = RecommendRun(**values["run"])
-        values["query_timings"] = [QueryTiming(**t) for t in values.get("query_timings") or []]
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        runs = values.get("runs") or ([data["run"]] if "run" in data else [])
+        run_fields = {f.name for f in fields(RecommendRun)}
+        values["runs"] = [RecommendRun(**{k: v for k, v in r.items() if k in run_fields}) for r in runs]
+        timing_fields = {f.name for f in fields(QueryTiming)}
+        values["query_timings"] = [
+            QueryTiming(**{k: v for k, v in t.items() if k in timing_fields})
+            for t in values.get("query_timings") or []
+        ]
+        if values.get("stages"):
+            values["stages"] = StageTimes(**values["stages"])
         return cls(**values)
 
 
@@ -182,7 +303,7 @@ def build_generator(cache: Path) -> Path:
 
 
 def run_measured(command: list[str], *, cwd: Path | None = None) -> Run:
-    """Run ``command`` to completion; wall time and the peak RSS of exactly that process (``wait4``)."""
+    """Run ``command`` to completion: wall time, CPU time and peak RSS of exactly that process (``wait4``)."""
     out_path = cache_dir() / "child.stdout"
     err_path = cache_dir() / "child.stderr"
     with out_path.open("wb") as out, err_path.open("wb") as err:
@@ -202,10 +323,18 @@ def run_measured(command: list[str], *, cwd: Path | None = None) -> Run:
 
 
 def dataset(
-    binary: Path, cache: Path, containers: int, namespaces: int, history: int, lead: int, max_age: float
+    binary: Path,
+    cache: Path,
+    containers: int,
+    namespaces: int,
+    history: int,
+    lead: int,
+    max_age: float,
+    shape: Shape | None = None,
 ) -> Dataset:
     """A TSDB with ``containers`` containers whose history ends within ``max_age`` seconds of now."""
-    base = cache / f"data-{containers}c-{namespaces}ns"
+    shape = shape or Shape()
+    base = cache / f"data-{containers}c-{namespaces}ns{shape.suffix()}"
     tsdb = base / "tsdb"
     summary_path = base / "dataset.json"
     wanted = {
@@ -213,6 +342,7 @@ def dataset(
         "containers": containers,
         "namespaces": namespaces,
         "historySeconds": history + lead,
+        **shape.wanted(),
     }
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
@@ -231,6 +361,7 @@ def dataset(
             f"-namespaces={namespaces}",
             f"-history={history + lead}s",
             "-step=60s",
+            *shape.flags(),
         ]
     )
     if run.returncode != 0:
@@ -245,28 +376,30 @@ def http_get(url: str) -> str:
         return response.read().decode()
 
 
-def instant_query(url: str, query: str, at: float, *, stats: bool = False) -> dict[str, object]:
+def post_query(url: str, path: str, form: dict[str, str]) -> tuple[dict[str, Any], int]:
+    """POST one query to the HTTP API: the ``data`` of the answer and the answer's size in bytes."""
+    request = urllib.request.Request(f"{url}{path}", data=urllib.parse.urlencode(form).encode())
+    with urllib.request.urlopen(request, timeout=600) as response:
+        raw = response.read()
+    body = json.loads(raw)
+    if body.get("status") != "success":
+        raise RuntimeError(f"query failed: {body}")
+    data: dict[str, Any] = body["data"]
+    return data, len(raw)
+
+
+def instant_query(url: str, query: str, at: float, *, stats: bool = False) -> dict[str, Any]:
     """POST one instant query to the HTTP API; the ``data`` of the answer."""
     form = {"query": query, "time": f"{at:.3f}"}
     if stats:
         form["stats"] = "all"
-    request = urllib.request.Request(f"{url}/api/v1/query", data=urllib.parse.urlencode(form).encode())
-    with urllib.request.urlopen(request, timeout=600) as response:
-        body = json.load(response)
-    if body.get("status") != "success":
-        raise RuntimeError(f"query failed: {body}")
-    return body["data"]
+    return post_query(url, "/api/v1/query", form)[0]
 
 
-def range_query(url: str, query: str, start: float, end: float, step: int) -> dict[str, object]:
+def range_query(url: str, query: str, start: float, end: float, step: int) -> dict[str, Any]:
     """POST one range query to the HTTP API; the ``data`` of the answer."""
     form = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step)}
-    request = urllib.request.Request(f"{url}/api/v1/query_range", data=urllib.parse.urlencode(form).encode())
-    with urllib.request.urlopen(request, timeout=600) as response:
-        body = json.load(response)
-    if body.get("status") != "success":
-        raise RuntimeError(f"query failed: {body}")
-    return body["data"]
+    return post_query(url, "/api/v1/query_range", form)[0]
 
 
 def metric_samples(url: str) -> Iterator[tuple[str, dict[str, str], float]]:
@@ -281,16 +414,21 @@ def metric_samples(url: str) -> Iterator[tuple[str, dict[str, str], float]]:
 
 @dataclass
 class ServerCounters:
-    """The server-side counters that tell how many API requests arrived and how long they took."""
+    """The server-side counters that tell how many API requests arrived, how long they took, and the
+    server's CPU time."""
 
     requests: dict[str, float]
     handler_seconds: dict[str, float]
+    cpu_seconds: float | None = None
 
     @classmethod
     def read(cls, url: str) -> ServerCounters:
         requests: dict[str, float] = {}
         seconds: dict[str, float] = {}
+        cpu = None
         for name, labels, value in metric_samples(url):
+            if name == "process_cpu_seconds_total":
+                cpu = value
             handler = labels.get("handler", "")
             if not handler.startswith("/api/v1/"):
                 continue
@@ -298,13 +436,18 @@ class ServerCounters:
                 requests[handler] = requests.get(handler, 0) + value
             elif name == "prometheus_http_request_duration_seconds_sum":
                 seconds[handler] = seconds.get(handler, 0) + value
-        return cls(requests, seconds)
+        return cls(requests, seconds, cpu)
 
     def minus(self, before: ServerCounters) -> tuple[dict[str, int], float]:
         """Requests per handler and total handler seconds since ``before``."""
         counts = {h: round(v - before.requests.get(h, 0)) for h, v in self.requests.items()}
         seconds = sum(v - before.handler_seconds.get(h, 0) for h, v in self.handler_seconds.items())
         return {h: n for h, n in counts.items() if n}, seconds
+
+    def cpu_since(self, before: ServerCounters) -> float | None:
+        if self.cpu_seconds is None or before.cpu_seconds is None:
+            return None
+        return self.cpu_seconds - before.cpu_seconds
 
 
 class RssSampler:
@@ -380,29 +523,53 @@ def query_error(error: urllib.error.HTTPError) -> str:
         return f"HTTP {error.code}"
 
 
+def batch_queries(namespace: str) -> dict[str, tuple[bool, str]]:
+    """Every query of one namespace's batch as rightsizer builds it: (is it a range query, PromQL)."""
+    return QueryScope((namespace,), HISTORY).queries()
+
+
 def time_query_kinds(url: str, namespace: str) -> list[QueryTiming]:
-    """Each query of one namespace's batch, run alone and in turn, as rightsizer builds it: the
-    instant queries at now, the history queries over the window's buckets."""
+    """Each query of one namespace's batch, run alone and in turn, as rightsizer builds it (the instant
+    queries at now, the range queries over the window's buckets), with Prometheus' own handler time, the
+    samples it read and the bytes it answered."""
     scope = QueryScope((namespace,), HISTORY)
     at = float(round(time.time()))
     first = at - (scope.buckets - 1) * scope.bucket_seconds
-    queries: dict[str, Callable[[], dict[str, object]]] = {
-        name: (lambda q=q: instant_query(url, q, at))
-        for name, q in {**scope.usage_queries(), **scope.state_queries()}.items()
-    }
-    queries |= {
-        f"{name} (range)": (lambda q=q: range_query(url, q, first, at, scope.bucket_seconds))
-        for name, q in scope.history_queries().items()
-    }
     timings = []
-    for name, send in queries.items():
+    for name, (is_range, query) in batch_queries(namespace).items():
+        if is_range:
+            path = "/api/v1/query_range"
+            form = {
+                "query": query,
+                "start": f"{first:.3f}",
+                "end": f"{at:.3f}",
+                "step": str(scope.bucket_seconds),
+            }
+        else:
+            path, form = "/api/v1/query", {"query": query, "time": f"{at:.3f}"}
+        before = ServerCounters.read(url)
         started = time.perf_counter()
         try:
-            rows, error = len(send()["result"]), None  # type: ignore[arg-type]
+            data, size = post_query(url, path, {**form, "stats": "all"})
+            error = None
         except urllib.error.HTTPError as failure:
-            rows, error = 0, query_error(failure)
-        timings.append(QueryTiming(name, time.perf_counter() - started, rows, error))
-        log(f"  {name}: {timings[-1].seconds:.2f} s" + (f" ({error})" if error else ""))
+            data, size, error = {}, None, query_error(failure)
+        seconds = time.perf_counter() - started
+        _, handler = ServerCounters.read(url).minus(before)
+        samples = (data.get("stats") or {}).get("samples") or {}
+        timings.append(
+            QueryTiming(
+                name,
+                seconds,
+                len(data.get("result") or []),
+                error,
+                handler_seconds=handler,
+                samples=samples.get("totalQueryableSamples"),
+                peak_samples=samples.get("peakSamples"),
+                bytes=size,
+            )
+        )
+        log(f"  {name}: {seconds:.2f} s" + (f" ({error})" if error else ""))
     return timings
 
 
@@ -420,10 +587,12 @@ def wait_until_idle(url: str, timeout: float = 600) -> None:
 def recommend_once(url: str) -> RecommendRun:
     """One measured ``rightsizer recommend -o json -q`` with the server-side counters around it."""
     wait_until_idle(url)
+    load_before = os.getloadavg()[0]
     before = ServerCounters.read(url)
     with RssSampler(url) as rss:
         run = run_measured(recommend_command(url))
-    by_handler, handler_seconds = ServerCounters.read(url).minus(before)
+    after = ServerCounters.read(url)
+    by_handler, handler_seconds = after.minus(before)
     recommendations = ready = error = None
     if run.returncode == 0:
         found = json.loads(run.stdout)["recommendations"]
@@ -433,6 +602,7 @@ def recommend_once(url: str) -> RecommendRun:
         lines = run.stderr.strip().splitlines() or [f"exit {run.returncode}"]
         error = f"killed by signal {-run.returncode}" if run.returncode < 0 else lines[-1][:300]
         log(f"rightsizer failed after {run.seconds:.0f} s: {error}")
+    log(f"  {run.seconds:.1f} s, {run.cpu_seconds:.1f} s CPU, {run.max_rss_mib:.0f} MiB")
     return RecommendRun(
         seconds=run.seconds,
         rss_mib=run.max_rss_mib,
@@ -445,20 +615,79 @@ def recommend_once(url: str) -> RecommendRun:
         recommendations=recommendations,
         ready=ready,
         error=error,
+        prometheus_cpu_seconds=after.cpu_since(before),
+        load=(load_before, os.getloadavg()[0]),
     )
 
 
-def measure(args: argparse.Namespace, binary: Path, containers: int) -> Result:
+STAGE_SCRIPT = """
+import json, resource, sys, time
+from collections import defaultdict
+import rightsizer.scan as scan_module
+from rightsizer.report import render
+from rightsizer.settings import DEFAULTS
+from rightsizer.source import PrometheusSource
+totals = defaultdict(float)
+def timed(stage, function):
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[stage] += time.perf_counter() - started
+    return wrapper
+for stage, owner, name in STAGES:
+    target = {"scan": scan_module, "PrometheusSource": PrometheusSource}[owner]
+    if hasattr(target, name):
+        setattr(target, name, timed(stage, getattr(target, name)))
+started = time.perf_counter()
+result = scan_module.scan(PrometheusSource(sys.argv[1]), scan_module.ScanRequest(), DEFAULTS)
+scanned = time.perf_counter()
+text = render(result.recommendations, "json", end=result.end, failed=result.failed)
+totals["render"] = time.perf_counter() - scanned
+totals["total"] = time.perf_counter() - started
+totals["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(totals))
+"""
+STAGES = (
+    ("fetch", "PrometheusSource", "fetch"),
+    ("collect", "scan", "workload_containers"),
+    ("engine", "scan", "recommend"),
+)
+"""What each stage's timer wraps (as rightsizer.scan calls them)."""
+
+
+def stage_times(url: str) -> StageTimes | None:
+    """One in-process scan of every namespace with each stage of the client timed (a child process)."""
+    script = f"STAGES = {STAGES!r}\n{STAGE_SCRIPT}"
+    run = run_measured([sys.executable, "-c", script, url])
+    if run.returncode != 0:
+        log(f"stage timing failed: {run.stderr.strip().splitlines()[-1:]}")
+        return None
+    totals = json.loads(run.stdout)
+    return StageTimes(**{f.name: float(totals.get(f.name, 0.0)) for f in fields(StageTimes)})
+
+
+def measure(args: argparse.Namespace, binary: Path, case: Case) -> Result:
     """Generate (or reuse) a dataset, serve it, and measure ``rightsizer recommend`` against it."""
     data = dataset(
-        binary, cache_dir(), containers, args.namespaces, HISTORY, args.lead, args.max_age_minutes * 60
+        binary,
+        cache_dir(),
+        case.containers,
+        case.namespaces,
+        HISTORY,
+        args.lead,
+        args.max_age_minutes * 60,
+        case.shape,
     )
     started = time.perf_counter()
     with PrometheusServer(data.tsdb, startup_timeout=300) as server:
         summary = data.summary
         result = Result(
-            containers=containers,
-            namespaces=args.namespaces,
+            containers=case.containers,
+            namespaces=case.namespaces,
+            pods_per_deployment=case.shape.pods_per_deployment,
+            containers_per_pod=case.shape.containers_per_pod,
             series=int(summary["series"]),
             samples=int(summary["samples"]),
             block_mib=int(summary["bytes"]) / MIB,
@@ -466,25 +695,27 @@ def measure(args: argparse.Namespace, binary: Path, containers: int) -> Result:
             generation_seconds=data.seconds or _float(summary.get("wallSeconds")),
             generator_rss_mib=data.generator_rss_mib or _float(summary.get("maxRssMib")),
             prometheus_start_seconds=time.perf_counter() - started,
-            run=RecommendRun(0, 0, 0, 0, {}, 0, 0, None, None, None, "not run"),
         )
         wait_until_idle(server.url)
         instant_query(server.url, "count(container_memory_working_set_bytes)", time.time())  # warm-up
-        log(f"{containers} containers: rightsizer recommend -o json -q")
-        result.run = recommend_once(server.url)
-        if result.run.error is None and not args.single_run:
-            log(f"{containers} containers: second run, without -q, for rightsizer's closing line")
-            second = run_measured(recommend_command(server.url, quiet=False))
-            match = CLOSING_LINE.search(second.stderr)
+        for index in range(args.runs):
+            log(f"{case.title()}: rightsizer recommend -o json -q ({index + 1} of {args.runs})")
+            result.runs.append(recommend_once(server.url))
+        if all(r.error is None for r in result.runs) and not args.single_run:
+            log(f"{case.title()}: a run without -q, for rightsizer's closing line")
+            closing = run_measured(recommend_command(server.url, quiet=False))
+            match = CLOSING_LINE.search(closing.stderr)
             result.queries_client = int(match["queries"]) if match else None
-            result.second_run_seconds = second.seconds
-        if not args.no_query_timings:
-            # Deployments go round-robin over the namespaces: the first one is (one of) the largest.
-            result.profiled_namespace = "team-00"
-            log(f"{containers} containers: timing each query kind alone on namespace team-00")
+        if not args.no_stages:
+            log(f"{case.title()}: the client's time per stage")
             wait_until_idle(server.url)
-            result.query_timings = time_query_kinds(server.url, "team-00")
-    result.measured = time.strftime("%Y-%m-%d", time.gmtime())
+            result.stages = stage_times(server.url)
+        if not args.no_query_timings:
+            result.profiled_namespace = PROFILED_NAMESPACE
+            log(f"{case.title()}: timing each query alone on namespace {PROFILED_NAMESPACE}")
+            wait_until_idle(server.url)
+            result.query_timings = time_query_kinds(server.url, PROFILED_NAMESPACE)
+    result.measured = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     result.rightsizer_version = rightsizer_version()
     return result
 
@@ -507,86 +738,126 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def run_cells(run: RecommendRun) -> str:
-    """Wall time, peak RSS, queries, recommendations, Prometheus RSS and handler time of one run."""
-    if run.error is None:
-        outcome = f"{run.recommendations:,} ({run.ready:,})"
-    else:
-        outcome = f"**failed**: {run.error.replace('|', '/')}"
-    return (
-        f"**{fmt(run.seconds)} s** | **{fmt(run.rss_mib, 0)} MiB** | {fmt(run.cpu_seconds)} s "
-        f"| **{run.queries_server}** | {outcome} "
-        f"| {fmt(run.prometheus_rss_mib, 0)} MiB | {fmt(run.prometheus_handler_seconds)} s"
-    )
+def spread(values: list[float], digits: int = 1, unit: str = "") -> str:
+    """The median, and the range when there are several values: ``**12.3 s** (11.9 to 13.0)``."""
+    if not values:
+        return "-"
+    text = f"**{fmt(statistics.median(values), digits)}{unit}**"
+    if len(values) > 1:
+        text += f" ({fmt(min(values), digits)} to {fmt(max(values), digits)})"
+    return text
 
 
 def results_table(results: list[Result]) -> str:
-    """The headline numbers: one column per container count, one row per measurement."""
+    """The headline numbers: one column per case, one row per measurement (the median of the runs, and
+    their range)."""
 
     def outcome(r: Result) -> str:
-        if r.run.error is None:
-            return f"{r.run.recommendations:,} ({r.run.ready:,} ready)"
-        return f"**failed**: {r.run.error.replace('|', '/')}"
+        run = r.run
+        if run is None:
+            return "-"
+        if run.error is None:
+            return f"{run.recommendations:,} ({run.ready:,} ready)"
+        return f"**failed**: {run.error.replace('|', '/')}"
+
+    def over_runs(
+        pick: Callable[[RecommendRun], float | None], digits: int = 1, unit: str = ""
+    ) -> Callable[[Result], str]:
+        return lambda r: spread([v for v in map(pick, r.runs) if v is not None], digits, unit)
+
+    def load(r: Result) -> str:
+        values = [v for run in r.runs if run.load for v in run.load]
+        return f"{min(values):.1f} to {max(values):.1f}" if values else "-"
+
+    def stages(r: Result) -> str:
+        s = r.stages
+        if s is None:
+            return "-"
+        return (
+            f"{s.fetch:.1f} s, {s.collect:.1f} s, {s.engine:.1f} s, {s.render:.1f} s "
+            f"(of {s.total:.1f} s; {s.rss_mib:.0f} MiB)"
+        )
 
     rows: list[tuple[str, Callable[[Result], str]]] = [
-        ("pods, namespaces", lambda r: f"{r.containers // 2:,}, {r.namespaces}"),
+        ("pods, namespaces", lambda r: f"{r.containers // r.containers_per_pod:,}, {r.namespaces}"),
         ("series, samples", lambda r: f"{r.series:,}, {r.samples / 1e9:.2f} G"),
-        ("**wall time**", lambda r: f"**{fmt(r.run.seconds)} s**"),
-        ("**rightsizer peak RSS**", lambda r: f"**{fmt(r.run.rss_mib, 0)} MiB**"),
-        ("rightsizer CPU (user + system)", lambda r: f"{fmt(r.run.cpu_seconds)} s"),
-        ("**Prometheus queries** (server's count)", lambda r: f"**{r.run.queries_server}**"),
+        ("runs", lambda r: str(len(r.runs))),
+        ("**wall time**", over_runs(lambda run: run.seconds, unit=" s")),
+        ("**rightsizer peak RSS**", over_runs(lambda run: run.rss_mib, 0, " MiB")),
+        ("rightsizer CPU (user + system)", over_runs(lambda run: run.cpu_seconds, unit=" s")),
+        ("the machine's load (1 min) around the runs", load),
+        (
+            "**Prometheus queries** (server's count)",
+            lambda r: f"**{r.run.queries_server}**" if r.run else "-",
+        ),
         ("queries on rightsizer's closing line", lambda r: fmt(r.queries_client, 0)),
         ("recommendations", outcome),
-        ("wall time, second run", lambda r: f"{fmt(r.second_run_seconds)} s"),
+        ("Prometheus CPU", over_runs(lambda run: run.prometheus_cpu_seconds, unit=" s")),
+        (
+            "Prometheus handler time (summed)",
+            over_runs(lambda run: run.prometheus_handler_seconds, unit=" s"),
+        ),
         (
             "Prometheus peak RSS (of it anonymous)",
-            lambda r: f"{fmt(r.run.prometheus_rss_mib, 0)} MiB ({fmt(r.run.prometheus_anon_mib, 0)} MiB)",
+            lambda r: (
+                f"{fmt(r.run.prometheus_rss_mib, 0)} MiB ({fmt(r.run.prometheus_anon_mib, 0)} MiB)"
+                if r.run
+                else "-"
+            ),
         ),
-        ("Prometheus handler time (summed)", lambda r: f"{fmt(r.run.prometheus_handler_seconds)} s"),
+        ("client stages: fetch, collect, engine, render", stages),
         (
             "generation: time, peak RSS, block size",
             lambda r: (
                 f"{fmt(r.generation_seconds)} s, {fmt(r.generator_rss_mib, 0)} MiB, {fmt(r.block_mib, 0)} MiB"
             ),
         ),
-        ("Prometheus start", lambda r: f"{fmt(r.prometheus_start_seconds)} s"),
         ("rightsizer measured", lambda r: f"{r.rightsizer_version or '?'}, {r.measured or '?'}"),
     ]
     lines = [
-        "| | " + " | ".join(f"{r.containers:,} containers" for r in results) + " |",
+        "| | " + " | ".join(r.case.title() for r in results) + " |",
         "|---|" + "---|" * len(results),
     ]
     lines += [f"| {label} | " + " | ".join(cell(r) for r in results) + " |" for label, cell in rows]
     return "\n".join(lines) + "\n"
 
 
-def largest_namespace(result: Result) -> int:
-    """Containers in the first (largest) namespace: Deployments of 10 containers go round-robin."""
-    deployments = result.containers // CONTAINERS_PER_DEPLOYMENT
-    return -(-deployments // result.namespaces) * CONTAINERS_PER_DEPLOYMENT
-
-
 def timings_table(results: list[Result]) -> str:
-    """Per query kind: seconds alone on one namespace (sequential, nothing else running)."""
+    """Per query: Prometheus' handler time, the samples it read and the bytes of its answer, alone on one
+    namespace (sequential, nothing else of the benchmark running)."""
     measured = [r for r in results if r.query_timings]
     if not measured:
         return "(query timings not measured)\n"
     head = "| query | " + " | ".join(
-        f"{r.containers:,} containers ({largest_namespace(r):,} in `{r.profiled_namespace}`)"
-        for r in measured
+        f"{r.case.title()}: {r.case.largest_namespace():,} in `{r.profiled_namespace}`" for r in measured
     )
     lines = [head + " |", "|---|" + "---|" * len(measured)]
     names = list(dict.fromkeys(t.name for r in measured for t in r.query_timings))
+
+    def cell(t: QueryTiming | None) -> str:
+        if t is None:
+            return "-"
+        if t.error:
+            return f"{t.seconds:.2f} s **{t.error}**"
+        seconds = t.handler_seconds if t.handler_seconds is not None else t.seconds
+        samples = "-" if t.samples is None else f"{t.samples / 1e6:,.1f} M"
+        size = "-" if t.bytes is None else f"{t.bytes / 1e6:,.2f} MB"
+        return f"{seconds:.2f} s, {samples}, {size}"
+
     for name in names:
-        cells = []
-        for r in measured:
-            t = next((t for t in r.query_timings if t.name == name), None)
-            cells.append("-" if t is None else f"{t.seconds:.2f} s" + (f" **{t.error}**" if t.error else ""))
+        cells = [cell(next((t for t in r.query_timings if t.name == name), None)) for r in measured]
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    total = [sum(t.seconds for t in r.query_timings) for r in measured]
-    count = len(names)
+
+    def total(r: Result) -> str:
+        seconds = sum(
+            t.handler_seconds if t.handler_seconds is not None else t.seconds for t in r.query_timings
+        )
+        samples = sum(t.samples or 0 for t in r.query_timings)
+        size = sum(t.bytes or 0 for t in r.query_timings)
+        return f"**{seconds:.2f} s**, {samples / 1e6:,.1f} M, {size / 1e6:,.2f} MB"
+
     lines.append(
-        f"| the {count} queries, one after the other | " + " | ".join(f"**{v:.2f} s**" for v in total) + " |"
+        f"| the {len(names)} queries, one after the other | " + " | ".join(map(total, measured)) + " |"
     )
     return "\n".join(lines) + "\n"
 
@@ -625,15 +896,15 @@ def replace_between(text: str, begin: str, end: str, body: str) -> str | None:
 
 
 def merge_kept(results: list[Result], kept_path: Path) -> list[Result]:
-    """``results`` plus the kept results of sizes not measured now; keeps the union in ``kept_path``."""
-    kept: dict[int, Result] = {}
+    """``results`` plus the kept results of cases not measured now; keeps the union in ``kept_path``."""
+    kept: dict[str, Result] = {}
     if kept_path.exists():
         try:
-            kept = {r.containers: r for r in map(Result.from_dict, json.loads(kept_path.read_text()))}
+            kept = {r.case.key: r for r in map(Result.from_dict, json.loads(kept_path.read_text()))}
         except (ValueError, TypeError, KeyError) as error:
             log(f"ignoring {kept_path}: {error}")
-    kept.update({r.containers: r for r in results})
-    merged = [kept[n] for n in sorted(kept)]
+    kept.update({r.case.key: r for r in results})
+    merged = sorted(kept.values(), key=lambda r: (r.namespaces != 20, r.containers))
     kept_path.write_text(json.dumps([asdict(r) for r in merged], indent=2) + "\n")
     return merged
 
@@ -646,7 +917,7 @@ def write_doc(results: list[Result]) -> None:
     text = DOC.read_text()
     when = ", ".join(sorted({r.measured for r in results if r.measured})) or "?"
     versions = ", ".join(sorted({r.rightsizer_version for r in results if r.rightsizer_version})) or "?"
-    summary = f"Measured {when} (rightsizer {versions}) on {machine()}.\n\n" + results_table(results)
+    summary = f"Measured {when} UTC (rightsizer {versions}) on {machine()}.\n\n" + results_table(results)
     updated = replace_between(text, RESULTS_BEGIN, RESULTS_END, summary)
     if updated is not None:
         updated = replace_between(updated, QUERIES_BEGIN, QUERIES_END, timings_table(results)) or updated
@@ -665,6 +936,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--containers", type=int, nargs="+", default=[1000, 10000], help="sizes to measure")
     parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--pods-per-deployment", type=int, default=Shape.pods_per_deployment)
+    parser.add_argument("--containers-per-pod", type=int, default=Shape.containers_per_pod)
+    parser.add_argument("--runs", type=int, default=3, help="measured runs of each case (default 3)")
     parser.add_argument(
         "--lead", type=int, default=1800, help="history generated before the window, s (default 1800)"
     )
@@ -674,15 +948,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=5,
         help="reuse a dataset that ended at most this long ago (default 5; 0 always regenerates)",
     )
-    parser.add_argument("--single-run", action="store_true", help="skip the second (closing line) run")
-    parser.add_argument("--no-query-timings", action="store_true", help="skip timing each query kind")
+    parser.add_argument("--single-run", action="store_true", help="skip the run for the closing line")
+    parser.add_argument("--no-stages", action="store_true", help="skip timing the client's stages")
+    parser.add_argument("--no-query-timings", action="store_true", help="skip timing each query alone")
     parser.add_argument("--no-doc", action="store_true", help=f"do not write {DOC.relative_to(REPO)}")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument(
         "--keep",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="document the last results of sizes not measured now too (kept in the cache; default on)",
+        help="document the last results of cases not measured now too (kept in the cache; default on)",
     )
     return parser.parse_args(argv)
 
@@ -692,7 +967,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     binary = build_generator(cache)
-    results = [measure(args, binary, n) for n in args.containers]
+    shape = Shape(args.pods_per_deployment, args.containers_per_pod)
+    results = [measure(args, binary, Case(n, args.namespaces, shape)) for n in args.containers]
     print(f"Measured on {machine()}.\n")
     print(results_table(results))
     print(timings_table(results))
