@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -105,22 +107,24 @@ def test_the_cluster_is_reached_only_through_loopback(node_cluster: ControlPlane
 
 
 def test_without_root_the_node_fails_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """start.sh, run as nobody, refuses with the reason; so does the tests' fixture (never a skip)."""
+    """start.sh, run as nobody, refuses with the reason; so does the tests' fixture (never a skip).
+
+    nobody runs a copy of start.sh in a directory of its own that it may read: the checkout may sit
+    where nobody cannot reach it (a clone in root's home directory, mode 700), and then the test would
+    measure that, not the script's refusal."""
     state = tmp_path / "state"
-    script = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            str(HACK_DIR / "start.sh"),
-            "--node",
-            str(state),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="rightsizer-noroot-", dir="/tmp") as readable:
+        os.chmod(readable, 0o755)
+        start = Path(readable) / "start.sh"
+        shutil.copy(HACK_DIR / "start.sh", start)
+        start.chmod(0o755)
+        script = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(start), "--node", str(state)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+        )
     assert script.returncode == 1, script.stderr
     assert "the node needs root" in script.stderr
     assert not state.exists()  # nothing was started or written
