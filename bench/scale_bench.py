@@ -716,7 +716,7 @@ def measure(args: argparse.Namespace, binary: Path, case: Case) -> Result:
             wait_until_idle(server.url)
             result.query_timings = time_query_kinds(server.url, PROFILED_NAMESPACE)
     result.measured = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    result.rightsizer_version = rightsizer_version()
+    result.rightsizer_version = args.version_label or rightsizer_version()
     return result
 
 
@@ -953,6 +953,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-query-timings", action="store_true", help="skip timing each query alone")
     parser.add_argument("--no-doc", action="store_true", help=f"do not write {DOC.relative_to(REPO)}")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--version-label",
+        help="what to record as the rightsizer measured (default: this checkout's commit); e.g. when "
+        "PYTHONPATH puts another checkout's operator/ first",
+    )
     parser.add_argument(
         "--keep",
         action=argparse.BooleanOptionalAction,

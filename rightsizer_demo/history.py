@@ -167,7 +167,10 @@ class WorkloadSpec:
     scraped, so that owners have to come from pod names. ``short_pods`` adds short-lived pods (canaries),
     ``replica_cpu_factors`` multiplies the CPU demand of replica ``i`` by its ``i``-th factor (a hot replica
     behind uneven load balancing), ``autoscaling`` makes replicas come and go, ``hpa`` exports the
-    kube-state-metrics series of an HPA on it.
+    kube-state-metrics series of an HPA on it. ``scrape_intervals`` are the scrape interval of its pods'
+    cAdvisor series from each time on (epoch seconds, seconds), as when one job is scraped more often than
+    another or a Prometheus configuration changes: a sample is written where its time is a multiple of the
+    interval in force (every step of the export before the first, and without any).
     """
 
     namespace: str
@@ -182,8 +185,15 @@ class WorkloadSpec:
     replica_cpu_factors: tuple[float, ...] = ()
     autoscaling: Autoscaling | None = None
     hpa: HpaTarget | None = None
+    scrape_intervals: tuple[tuple[float, int], ...] = ()
 
     def __post_init__(self) -> None:
+        if any(seconds < 1 for _, seconds in self.scrape_intervals) or list(self.scrape_intervals) != sorted(
+            self.scrape_intervals
+        ):
+            raise ValueError(
+                f"{self.namespace}/{self.name}: scrape intervals need times in order and seconds >= 1"
+            )
         if self.kind not in KINDS:
             raise ValueError(f"{self.namespace}/{self.name}: kind {self.kind!r} is not one of {KINDS}")
         if self.replicas < 1 or not self.containers:
@@ -758,28 +768,46 @@ class _Family:
 
 def _cpu_usage(history: _History) -> Iterator[_Series]:
     for pod in history.pods:
+        scraped = _scraped(pod)
+        times = pod.times[scraped]
         for trace in pod.containers:
-            yield _Series(_cadvisor(pod, trace.spec.name), pod.times, _floats(trace.cpu_seconds))
-        yield _Series(_cadvisor(pod, ""), pod.times, _floats(pod.cgroup_cpu_seconds))
-        yield _Series(_cadvisor(pod, "POD"), pod.times, _floats(pod.pause_cpu_seconds))
+            yield _Series(_cadvisor(pod, trace.spec.name), times, _floats(trace.cpu_seconds[scraped]))
+        yield _Series(_cadvisor(pod, ""), times, _floats(pod.cgroup_cpu_seconds[scraped]))
+        yield _Series(_cadvisor(pod, "POD"), times, _floats(pod.pause_cpu_seconds[scraped]))
 
 
 def _working_set_bytes(history: _History) -> Iterator[_Series]:
     for pod in history.pods:
+        scraped = _scraped(pod)
+        times = pod.times[scraped]
         for trace in pod.containers:
-            yield _Series(_cadvisor(pod, trace.spec.name), pod.times, _integers(trace.memory_bytes))
-        yield _Series(_cadvisor(pod, ""), pod.times, _integers(pod.cgroup_memory_bytes))
-        yield _Series(_cadvisor(pod, "POD"), pod.times, _constant(PAUSE_MEMORY_BYTES, pod.times))
+            yield _Series(_cadvisor(pod, trace.spec.name), times, _integers(trace.memory_bytes[scraped]))
+        yield _Series(_cadvisor(pod, ""), times, _integers(pod.cgroup_memory_bytes[scraped]))
+        yield _Series(_cadvisor(pod, "POD"), times, _constant(PAUSE_MEMORY_BYTES, times))
 
 
 def _cfs_periods(history: _History) -> Iterator[_Series]:
     for pod, trace in _cpu_limited(history):
-        yield _Series(_cadvisor(pod, trace.spec.name), pod.times, _integers(trace.cfs_periods))
+        scraped = _scraped(pod)
+        yield _Series(
+            _cadvisor(pod, trace.spec.name), pod.times[scraped], _integers(trace.cfs_periods[scraped])
+        )
 
 
 def _cfs_throttled_periods(history: _History) -> Iterator[_Series]:
     for pod, trace in _cpu_limited(history):
-        yield _Series(_cadvisor(pod, trace.spec.name), pod.times, _integers(trace.cfs_throttled_periods))
+        scraped = _scraped(pod)
+        throttled = trace.cfs_throttled_periods[scraped]
+        yield _Series(_cadvisor(pod, trace.spec.name), pod.times[scraped], _integers(throttled))
+
+
+def _scraped(pod: _PodTrace) -> np.ndarray:
+    """Which of the pod's steps its cAdvisor series have a sample at (``WorkloadSpec.scrape_intervals``)."""
+    keep = np.ones(len(pod.times), dtype=bool)
+    for at, seconds in pod.plan.workload.scrape_intervals:
+        since = pod.times >= at
+        keep[since] = pod.times[since] % seconds == 0
+    return keep
 
 
 def _pod_owner(history: _History) -> Iterator[_Series]:

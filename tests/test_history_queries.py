@@ -173,8 +173,10 @@ def test_a_recommendation_from_the_handmade_history(handmade):
 
 
 @pytest.fixture(scope="module", params=backend_params())
-def minutes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """15 minutes of one steady pod scraped every 2 s, as on the real node, ending now."""
+def minutes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
+    """15 minutes of one steady pod scraped every 2 s, as on the real node, ending now (and where)."""
     step = 2
     end = math.floor(time.time() / step) * step
     app = ContainerSpec("app", UsageModel(0.2, 64 * MIB, cpu_noise=0.05), {"cpu": "500m", "memory": "128Mi"})
@@ -183,20 +185,22 @@ def minutes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     write_openmetrics(workloads, tmp / "history.om", end - 15 * 60, end, step)
     server = serve_history(request.param, tmp / "history.om", tmp)
     try:
-        yield server.url
+        yield server.url, end
     finally:
         server.stop()
 
 
 def test_a_history_of_minutes_is_measured_in_minutes(minutes):
-    """The real node's policies: history window 10m, minimum 2m, resolution 30s."""
+    """The real node's policies: history window 10m, minimum 2m, resolution 30s. Evaluated where the
+    history ends (on a busy machine, "now" may come a minute later, with a minute of no samples)."""
+    url, end = minutes
     settings = RecommendationSettings.for_profile("latency-sensitive", min_history_seconds=120)
     request = ScanRequest(("node",), history_seconds=600, cpu_window_seconds=30)
-    (rec,) = scan(PrometheusSource(minutes), request, settings).recommendations
+    (rec,) = scan(PrometheusSource(url), request, settings, end=end).recommendations
     assert rec.ready, rec.reason
     assert 0.15 <= rec.evidence["historyHours"] <= 0.17  # 10 minutes, in 30 s buckets
     peak = float(rec.evidence["cpuPeakTime"].removesuffix("m")) / 1000
     assert 0.2 <= peak <= 0.25  # p95 of 30 s windows of 200m with 5% noise
     too_short = RecommendationSettings.for_profile("latency-sensitive", min_history_seconds=900)
-    (young,) = scan(PrometheusSource(minutes), request, too_short).recommendations
+    (young,) = scan(PrometheusSource(url), request, too_short, end=end).recommendations
     assert "insufficient history: 10m of samples, needs 15m" in young.reason

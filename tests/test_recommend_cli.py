@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ from rightsizer.quantity import parse
 from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import RecommendationSettings
 from rightsizer.source import PrometheusAuth, PrometheusSource, PrometheusUnavailable
+from rightsizer_demo.history import DAY
 from tests.support.prometheus import queries_run
 
 pytestmark = pytest.mark.prometheus
@@ -167,16 +169,27 @@ def test_background_profile_and_no_cpu_limit(demo_prometheus):
 
 
 def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
-    """docs/recommendations.md, "Queries": one batch of 14 queries per namespace, whatever its pods,
-    and one for the HorizontalPodAutoscalers of all of them."""
+    """docs/metrics.md, "Queries": a first round of 13 queries per namespace, whatever its pods, a second
+    one for what the first calls for, and one query for the HorizontalPodAutoscalers of all of them."""
     source = PrometheusSource(demo_prometheus.url)
     before = queries_run(demo_prometheus.url)
     result = scan(source, ScanRequest(namespaces=("shop", "batch")), RecommendationSettings())
-    # One connectivity check (vector(1)), one for the HPAs, then 14 for shop's 12 pods and 14 for
-    # batch's 2, as Prometheus itself counted them; and the CLI's own count says the same.
-    assert queries_run(demo_prometheus.url) - before == 2 + 14 + 14
-    assert result.queries_sent == 2 + 14 + 14
+    # One connectivity check (vector(1)), one for the HPAs, then 13 for shop's 12 pods and 13 for batch's
+    # 2, as Prometheus itself counted them; and the CLI's own count says the same. The second round: the
+    # tiled CPU values of the buckets where pods started, ended or restarted (one query for each
+    # namespace); for shop, the owners, requests and limits of checkout's pods gone at its rollout, and
+    # the OOM restarts of cart, OOM-killed.
+    assert queries_run(demo_prometheus.url) - before == 2 + 13 + 13 + 1 + 1 + 3 + 1
+    assert result.queries_sent == 2 + 13 + 13 + 6
     assert len(result.recommendations) == 7
+    # Within two days of the three, up to the last sample, batch's pods ran through the whole window: no
+    # second round.
+    last = source._query('max(timestamp(container_memory_working_set_bytes{namespace="batch"}))', time.time())
+    two_days = ScanRequest(namespaces=("batch",), history_seconds=2 * DAY)
+    steady = scan(
+        PrometheusSource(demo_prometheus.url), two_days, RecommendationSettings(), end=last["value"][0]
+    )
+    assert steady.queries_sent == 2 + 13
 
 
 SEEN_HEADERS: list[dict[str, str]] = []

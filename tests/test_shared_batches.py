@@ -16,8 +16,10 @@ from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.evaluate import evaluate
 from rightsizer.controller.kube import KubernetesCluster
 from rightsizer.controller.outcome import Outcome, PolicyObject
+from rightsizer.duration import parse_duration
 from rightsizer.pods import PodView
 from rightsizer.promql import LabelConfig, QueryScope
+from rightsizer.settings import CPU_WINDOW_SECONDS
 from rightsizer.source import PrometheusSource
 from rightsizer.workload import WorkloadView
 from rightsizer_demo.manifests import deployment_manifests
@@ -25,10 +27,17 @@ from tests.support.prometheus import queries_run, refusing_url
 
 pytestmark = pytest.mark.prometheus
 
-BATCH_QUERIES = 14
-"""docs/metrics.md: "A namespace's batch is 14 queries (5 range, 9 instant) whatever its pods"."""
 POLICIES = 12
 INTERVAL = "5m"
+
+
+def batch_queries(url: str, namespace: str, end: datetime, window: str = "14d") -> int:
+    """What one batch of ``namespace`` costs at ``end`` (its interval's start), fetched alone:
+    docs/metrics.md, "Queries" (13 queries, and a second round for what they call for)."""
+    source = PrometheusSource(url)
+    scope = QueryScope((namespace,), parse_duration(window), LabelConfig(), CPU_WINDOW_SECONDS)
+    source.fetch(scope, interval_start(end).timestamp())
+    return source.queries_sent
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +117,7 @@ def test_policies_of_one_namespace_evaluated_together_send_one_batch(demo_promet
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     before = queries_run(demo_prometheus.url)
     outcomes = evaluate_all(batches, views, policies, now)
-    assert queries_run(demo_prometheus.url) - before == BATCH_QUERIES
+    assert queries_run(demo_prometheus.url) - before == batch_queries(demo_prometheus.url, "shop", now)
     assert all(ready(o) and o.status["readyContainers"] != "0/0" for o in outcomes)
     assert (batches.fetches, batches.shared) == (1, POLICIES - 1)
     # The same recommendations as a policy that fetched alone.
@@ -130,14 +139,22 @@ def test_the_count_per_interval_depends_on_the_namespaces_not_on_the_policies(de
     policies = [(("shop", "legacy", "batch")[i % 3], spec) for i in range(POLICIES)]
     start = datetime.now(UTC).replace(second=0, microsecond=0)
     start -= timedelta(minutes=start.minute % 5)
+    one_each = sum(
+        batch_queries(demo_prometheus.url, namespace, start) for namespace in ("shop", "legacy", "batch")
+    )
     before = queries_run(demo_prometheus.url)
     # Within one interval (jittered evaluations): 3 namespaces, 3 batches.
     evaluate_all(batches, views, policies, start + timedelta(seconds=10))
     evaluate_all(batches, views, policies, start + timedelta(minutes=4, seconds=50))
-    assert queries_run(demo_prometheus.url) - before == 3 * BATCH_QUERIES
+    assert queries_run(demo_prometheus.url) - before == one_each
     # The next interval fetches again; the previous interval's batches have expired.
-    outcomes = evaluate_all(batches, views, policies, start + timedelta(minutes=5, seconds=1))
-    assert queries_run(demo_prometheus.url) - before == 2 * 3 * BATCH_QUERIES
+    after = start + timedelta(minutes=5, seconds=1)
+    one_each_after = sum(
+        batch_queries(demo_prometheus.url, namespace, after) for namespace in ("shop", "legacy", "batch")
+    )
+    before = queries_run(demo_prometheus.url)
+    outcomes = evaluate_all(batches, views, policies, after)
+    assert queries_run(demo_prometheus.url) - before == one_each_after
     assert all(ready(o) for o in outcomes)
     assert len(batches) == 3
 
@@ -147,9 +164,13 @@ def test_another_history_window_is_another_batch(demo_prometheus, views):
     week = {"selector": {}, "interval": INTERVAL, "history": {"window": "7d"}}
     two_days = {"selector": {}, "interval": INTERVAL, "history": {"window": "2d"}}
     policies = [("shop", week if i % 2 else two_days) for i in range(POLICIES)]
+    now = datetime.now(UTC)
+    both = batch_queries(demo_prometheus.url, "shop", now, "7d") + batch_queries(
+        demo_prometheus.url, "shop", now, "2d"
+    )
     before = queries_run(demo_prometheus.url)
-    evaluate_all(batches, views, policies, datetime.now(UTC))
-    assert queries_run(demo_prometheus.url) - before == 2 * BATCH_QUERIES
+    evaluate_all(batches, views, policies, now)
+    assert queries_run(demo_prometheus.url) - before == both
 
 
 def test_a_failed_fetch_fails_its_waiters_and_is_not_kept(views):
@@ -217,6 +238,7 @@ def test_other_owners_of_the_batch_pods_get_a_collection_of_their_own(demo_prome
     new = [*pods, PodView("shop", "web-7d9f8b6c5d-x2x4q", "Deployment", "web")]
     spec = {"targetRef": {"name": "web"}, "interval": INTERVAL}
     batches = SharedBatches(PrometheusSource(demo_prometheus.url))
+    one = batch_queries(demo_prometheus.url, "shop", now)
     before = queries_run(demo_prometheus.url)
     first = evaluate_one(batches, views, "shop", spec, now, pods)
     with_new = evaluate_one(batches, views, "shop", spec, now, new)
@@ -224,7 +246,7 @@ def test_other_owners_of_the_batch_pods_get_a_collection_of_their_own(demo_prome
     assert with_new.status["recommendations"] == first.status["recommendations"]
     other = evaluate_one(batches, views, "shop", spec, now, moved)
     assert (batches.fetches, batches.shared) == (2, 1)
-    assert queries_run(demo_prometheus.url) - before == 2 * BATCH_QUERIES
+    assert queries_run(demo_prometheus.url) - before == 2 * one
     alone = evaluate_one(None, views, "shop", spec, end, moved, source=PrometheusSource(demo_prometheus.url))
     assert other.status["recommendations"] == alone.status["recommendations"]
     pods_seen = [r["evidence"]["pods"] for r in other.status["recommendations"]]

@@ -1,4 +1,7 @@
-"""Per-pod query results -> per-workload-container usage and current resources (pandas, pure)."""
+"""Per-pod query results -> per-workload-container usage and current resources (numpy and pandas, pure).
+
+The whole batch is worked on at once: its bucketed history as arrays (``rightsizer.buckets``), the per-pod
+queries joined to its pod-containers once, and each workload container's rows cut out of the batch's."""
 
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
+from rightsizer.buckets import BucketArrays
 from rightsizer.discovery import KUBE_STATE_METRICS, OWNER_COLUMNS, OWNER_SOURCE_PREFERENCE, resolve_owners
 from rightsizer.model import (
     HISTORY_COLUMNS,
     ContainerKey,
     ContainerUsage,
+    HistoryGrid,
     PodThrottling,
     Resources,
     empty_history,
@@ -26,8 +31,6 @@ from rightsizer.units import CPU, MEMORY, ceil_cpu
 
 KEY = ["namespace", "pod", "container"]
 WORKLOAD = ["namespace", "kind", "name", "container"]
-BUCKET_QUERIES = ("cpu_mean", "cpu_peak", "memory_mean", "memory_samples")
-"""The range queries that make the bucketed history (``QueryScope.history_queries``)."""
 SPEC_VALUES = ("cpu_limit", "cpu_request", "memory_limit", "oom_events")
 """The ``spec`` label values of the cadvisor_spec query (``QueryScope._cadvisor_spec``)."""
 
@@ -44,18 +47,50 @@ class WorkloadContainer:
 def workload_containers(
     frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None = None
 ) -> list[WorkloadContainer]:
-    """Join the per-pod frames, map pods to workloads and gather each workload container's history.
+    """Map pods to workloads and gather each workload container's history and resources.
 
     ``known_owners`` (columns namespace, pod, kind, name, owner_source) are owners the caller
     knows better than Prometheus does: the operator's, from the Kubernetes API. Workloads with a pod
     Prometheus could not answer for (``failed_workloads``) are left out: part of their history is
     missing.
     """
-    renames = {labels.namespace: "namespace", labels.pod: "pod", labels.container: "container"}
-    history = bucketed_history(frames, renames)
-    if history.empty:
+    return [
+        WorkloadContainer(group.key, group.usage(), group.current)
+        for group in _gathered(frames, labels, known_owners)
+    ]
+
+
+@dataclass(frozen=True)
+class _Gathered:
+    """One workload container's pods and their history, before it is made a ``ContainerUsage``."""
+
+    key: ContainerKey
+    current: Resources
+    columns: tuple[np.ndarray, ...]
+    """``HISTORY_COLUMNS``, in that order."""
+    rest: ContainerUsage
+    """Everything but the history."""
+
+    def usage(self) -> ContainerUsage:
+        history = pd.DataFrame(dict(zip(HISTORY_COLUMNS, self.columns, strict=True)))
+        return replace(self.rest, history=history)
+
+
+def _gathered(frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None) -> list[_Gathered]:
+    """The work of ``workload_containers``, over the whole batch at once: its arrays (``BucketArrays``)
+    with one row per pod-container, the per-pod frames joined to them once, and each workload
+    container's history cut out of the batch's rows."""
+    arrays = frames.history(labels)
+    present = _present(arrays)
+    ran = present.any(axis=1)
+    if not ran.any():
         return []
-    per_pod = _per_pod(frames, renames, history)
+    renames = {labels.namespace: "namespace", labels.pod: "pod", labels.container: "container"}
+    per_pod = arrays.keys.rename(columns=renames)[KEY].copy()
+    per_pod["row"] = np.arange(len(per_pod))
+    per_pod = per_pod[ran].reset_index(drop=True)
+    per_pod["last_seen"] = _last_seen(arrays, present)[per_pod["row"].to_numpy()]
+    per_pod = _with_per_pod_values(per_pod, frames, renames)
     owners = resolve_owners(per_pod, frames["pod_owner"], frames["replicaset_owner"], known_owners)
     per_pod = per_pod.merge(owners, on=["namespace", "pod"], how="inner")
     failed = failed_workloads(frames, known_owners)
@@ -66,35 +101,157 @@ def workload_containers(
         per_pod = per_pod[complete]
     if per_pod.empty:
         return []
+    per_pod = _with_cpu_limits(per_pod, frames["limits"])
+    per_pod = _with_oom_kills(per_pod, frames)
+    per_pod = per_pod.sort_values([*WORKLOAD, "pod"], kind="stable").reset_index(drop=True)
+    workload = per_pod.groupby(WORKLOAD, sort=False).ngroup().to_numpy()
+    coverage = bucket_coverage(arrays, present, per_pod["row"].to_numpy(), workload)
+    history = _history_rows(arrays, present, coverage)
     requests = _resources_by_pod(frames["requests"])
     limits = _resources_by_pod(frames["limits"])
-    per_pod = _with_cpu_limits(per_pod, limits)
-    per_pod = _with_oom_kills(per_pod, frames)
-    history_by_pod = history.set_index(KEY).sort_index()
-    results = []
-    for (namespace, kind, name, container), pods in per_pod.groupby(WORKLOAD, sort=True):
-        key = ContainerKey(namespace, kind, name, container)
-        newest = pods.sort_values("last_seen").iloc[-1]
-        pod_key = (namespace, newest["pod"], container)
-        current = Resources(
-            requests=_with_spec(requests.get(pod_key, {}), {CPU: newest["spec_cpu_request"]}),
-            limits=_with_spec(
-                limits.get(pod_key, {}),
-                {CPU: newest["spec_cpu_limit"], MEMORY: newest["spec_memory_limit"]},
-            ),
-        )
-        rows = history_by_pod.loc[[(namespace, pod, container) for pod in pods["pod"]]].reset_index()
-        usage = ContainerUsage(
-            history=rows[list(HISTORY_COLUMNS)].reset_index(drop=True),
-            grid=frames.grid,
-            throttling=_throttling(pods),
-            memory_peak_bytes=_max(pods["memory_peak"]),
-            oom_kills=int(pods["oom_kills"].sum()),
-            oom_killed_memory_bytes=_max(pods["oom_killed_memory"]),
-            owner_source=_weakest_owner_source(pods["owner_source"]),
-        )
-        results.append(WorkloadContainer(key, usage, current))
-    return results
+    starts = np.flatnonzero(np.diff(workload, prepend=-1))
+    bounds = zip(starts, [*starts[1:], len(per_pod)], strict=True)
+    return [_gather(per_pod.iloc[a:b], history, arrays.grid, requests, limits) for a, b in bounds]
+
+
+def _present(arrays: BucketArrays) -> np.ndarray:
+    """Per pod-container and bucket: any of the history's values is there (a row of the history)."""
+    present = np.zeros(arrays.values["memory_samples"].shape, dtype=bool)
+    for values in arrays.values.values():
+        present |= ~np.isnan(values)
+    return present
+
+
+def _last_seen(arrays: BucketArrays, present: np.ndarray) -> np.ndarray:
+    """The end of each pod-container's last bucket with a value (NaN for none)."""
+    last = np.where(present.any(axis=1), present.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1), 0)
+    return np.where(present.any(axis=1), arrays.times[last], np.nan)
+
+
+def bucket_coverage(
+    arrays: BucketArrays, present: np.ndarray, rows: np.ndarray, workload: np.ndarray
+) -> np.ndarray:
+    """The share of each bucket a pod-container ran (0-1], from its own samples (``rows``: the
+    pod-containers collected, ``workload``: each one's workload container).
+
+    A pod's samples come every scrape interval, its own and as it was at the time, so a bucket's samples
+    over what a whole bucket holds at that interval is the share of it the pod ran. What a whole bucket
+    holds is read off the pod's own nearest whole buckets, those it ran before and after too (its samples
+    there, less one: before Prometheus 3.0 a range includes both its ends, so a bucket holds one more
+    sample when samples fall on both): of the nearest before and the nearest after the bucket, the one with
+    fewer samples (a pod whose interval changed inside a bucket ran that whole bucket, and is not counted
+    against its denser neighbour). A pod with no whole bucket (it ran an hour at most) reads it off the
+    other pods of its workload container (scraped alike), at that bucket or nearest; failing those, off
+    the densest whole bucket of the batch (and failing that, the densest bucket). So a neighbour's
+    scrape interval, or an interval changed inside the window, changes nothing (docs/metrics.md).
+    A pod with CPU but no memory series counts as running the whole bucket: it has no recommendation
+    anyway (no memory usage), but its CPU is still shown.
+    """
+    samples = np.nan_to_num(arrays.values["memory_samples"][rows])
+    before = arrays.samples_before[rows] > 0
+    running = samples > 0
+    after = np.zeros_like(running)
+    after[:, :-1] = running[:, 1:]
+    earlier = np.zeros_like(running)
+    earlier[:, 1:] = running[:, :-1]
+    earlier[:, 0] = before
+    whole = np.where(running & earlier & after, samples, np.nan)
+    reference = np.fmin(_shifted_fill(whole, forward=True), _shifted_fill(whole, forward=False))
+    reference = _from_siblings(reference, whole, workload)
+    if np.isnan(reference).any():
+        densest = np.nanmax(whole) if not np.isnan(whole).all() else samples.max()
+        reference = np.where(np.isnan(reference), densest, reference)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coverage = np.clip(samples / np.maximum(reference - 1, 1), None, 1.0)
+    coverage = np.where(coverage > 0, coverage, 1.0)
+    full = np.ones(present.shape)
+    full[rows] = coverage
+    return full
+
+
+def _shifted_fill(whole: np.ndarray, *, forward: bool) -> np.ndarray:
+    """Per bucket, the value of the nearest whole bucket strictly before it (``forward``) or after it."""
+    values = whole if forward else whole[:, ::-1]
+    filled = pd.DataFrame(values.T).ffill().to_numpy().T
+    shifted = np.full(values.shape, np.nan)
+    shifted[:, 1:] = filled[:, :-1]
+    return shifted if forward else shifted[:, ::-1]
+
+
+def _from_siblings(reference: np.ndarray, whole: np.ndarray, workload: np.ndarray) -> np.ndarray:
+    """Where a pod has no whole bucket at all, the fewest samples of its workload container's whole
+    buckets at each bucket (or nearest)."""
+    lonely = np.isnan(reference).all(axis=1)
+    if not lonely.any():
+        return reference
+    nearest = np.fmin(whole, np.fmin(_shifted_fill(whole, forward=True), _shifted_fill(whole, forward=False)))
+    reference = reference.copy()
+    for group in np.unique(workload[lonely]):
+        members = workload == group
+        with np.errstate(all="ignore"):
+            siblings = np.full(whole.shape[1], np.nan)
+            for row in np.flatnonzero(members & ~lonely):
+                siblings = np.fmin(siblings, nearest[row])
+        reference[members & lonely] = siblings
+    return reference
+
+
+def _history_rows(arrays: BucketArrays, present: np.ndarray, coverage: np.ndarray) -> dict[str, np.ndarray]:
+    """The history's columns over every row of the batch (pod-container by pod-container, each in time
+    order), and ``start``: where each pod-container's rows begin (``HISTORY_COLUMNS`` but ``pod``).
+
+    ``cpu_mean`` is the mean while the pod ran, not over the bucket (a pod that ran 15 minutes at 1 core
+    is 1 core for 15 minutes, not 250m for an hour)."""
+    rows, columns = np.nonzero(present)
+    values = arrays.values
+    peak = values["cpu_peak"][rows, columns]
+    with np.errstate(invalid="ignore"):
+        mean = np.clip(values["cpu_mean"][rows, columns] / coverage[rows, columns], 0.0, None)
+        mean = np.where(mean > peak, peak, mean)
+    return {
+        "row": rows,
+        "start": np.searchsorted(rows, np.arange(len(present) + 1)),
+        "time": arrays.times[columns],
+        "cpu_mean": mean,
+        "cpu_peak": peak,
+        "memory_mean": values["memory_mean"][rows, columns],
+        "samples": np.nan_to_num(values["memory_samples"][rows, columns]),
+        "coverage": coverage[rows, columns],
+    }
+
+
+def _gather(
+    pods: pd.DataFrame,
+    history: dict[str, np.ndarray],
+    grid: HistoryGrid,
+    requests: dict[tuple[str, str, str], dict[str, Decimal]],
+    limits: dict[tuple[str, str, str], dict[str, Decimal]],
+) -> _Gathered:
+    """One workload container from its pods' rows (sorted by pod) and the batch's history rows."""
+    first = pods.iloc[0]
+    key = ContainerKey(first["namespace"], first["kind"], first["name"], first["container"])
+    newest = pods.iloc[int(np.flatnonzero(pods["last_seen"].to_numpy() == pods["last_seen"].max())[-1])]
+    pod_key = (key.namespace, newest["pod"], key.container)
+    current = Resources(
+        requests=_with_spec(requests.get(pod_key, {}), {CPU: newest["spec_cpu_request"]}),
+        limits=_with_spec(
+            limits.get(pod_key, {}),
+            {CPU: newest["spec_cpu_limit"], MEMORY: newest["spec_memory_limit"]},
+        ),
+    )
+    starts, ends = history["start"][pods["row"]], history["start"][pods["row"] + 1]
+    taken = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
+    names = np.repeat(pods["pod"].to_numpy(dtype=object), ends - starts)
+    columns = (names, *(history[name][taken] for name in HISTORY_COLUMNS[1:]))
+    rest = ContainerUsage(
+        grid=grid,
+        throttling=_throttling(pods),
+        memory_peak_bytes=_max(pods["memory_peak"]),
+        oom_kills=int(pods["oom_kills"].sum()),
+        oom_killed_memory_bytes=_max(pods["oom_killed_memory"]),
+        owner_source=_weakest_owner_source(pods["owner_source"]),
+    )
+    return _Gathered(key, current, columns, rest)
 
 
 _NO_HISTORY = empty_history()
@@ -157,9 +314,11 @@ def collect_batch(
     frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None = None
 ) -> CollectedBatch:
     """``workload_containers`` and ``failed_workloads`` of one batch, the raw frames left behind."""
-    items = workload_containers(frames, labels, known_owners)
     return CollectedBatch(
-        kept={item.key: KeptUsage.of(item.usage) for item in items},
+        kept={
+            group.key: KeptUsage(group.rest, group.columns)
+            for group in _gathered(frames, labels, known_owners)
+        },
         failed_workloads=failed_workloads(frames, known_owners),
         failed=frames.failed,
     )
@@ -172,11 +331,10 @@ def batch_pods(frames: UsageFrames, labels: LabelConfig) -> frozenset[tuple[str,
     """(namespace, pod) of every pod whose workload ``collect_batch`` looks up: those with bucketed
     history and those of a failed scope."""
     pods = {(scope.namespace, pod) for scope in frames.failed for pod in scope.pods}
-    for name in BUCKET_QUERIES:
-        frame = frames[name]
-        if not frame.empty and {labels.namespace, labels.pod} <= set(frame.columns):
-            pairs = frame[[labels.namespace, labels.pod]].drop_duplicates()
-            pods.update((str(ns), str(pod)) for ns, pod in pairs.itertuples(index=False, name=None))
+    arrays = frames.history(labels)
+    keys = arrays.keys[_present(arrays).any(axis=1)]
+    pairs = keys[[labels.namespace, labels.pod]].drop_duplicates()
+    pods.update((str(ns), str(pod)) for ns, pod in pairs.itertuples(index=False, name=None))
     return frozenset(pods)
 
 
@@ -206,38 +364,8 @@ def failed_workloads(
     }
 
 
-def bucketed_history(frames: UsageFrames, renames: dict[str, str]) -> pd.DataFrame:
-    """One row per (namespace, pod, container) and bucket with samples: ``HISTORY_COLUMNS`` but ``pod``.
-
-    ``coverage`` is a pod's samples in the bucket over what a whole bucket holds at the scrape
-    interval: the most any pod-bucket of the batch holds, less one (before Prometheus 3.0 a range
-    includes both its ends, so a bucket holds one more sample when samples fall on both). ``cpu_mean``
-    is the mean while the pod ran, not over the bucket (a pod that ran 15 minutes at 1 core is 1 core
-    for 15 minutes, not 250m for an hour).
-    """
-    merged: pd.DataFrame | None = None
-    for name in BUCKET_QUERIES:
-        frame = frames[name]
-        if frame.empty:
-            frame = pd.DataFrame(columns=[*KEY, "time", "value"])
-        frame = frame.rename(columns=renames)[[*KEY, "time", "value"]].rename(columns={"value": name})
-        merged = frame if merged is None else merged.merge(frame, on=[*KEY, "time"], how="outer")
-    assert merged is not None
-    merged = merged.rename(columns={"memory_samples": "samples"})
-    full = max(merged["samples"].max() - 1, 1)
-    coverage = (merged["samples"] / full).clip(upper=1.0)
-    # A container with CPU series but no memory series counts as running the whole bucket; it has
-    # no recommendation anyway (no memory usage), but its CPU is still shown.
-    merged["coverage"] = coverage.fillna(1.0).where(lambda c: c > 0, 1.0)
-    merged["samples"] = merged["samples"].fillna(0.0)
-    merged["cpu_mean"] = (merged["cpu_mean"] / merged["coverage"]).clip(lower=0.0, upper=merged["cpu_peak"])
-    return merged
-
-
-def _per_pod(frames: UsageFrames, renames: dict[str, str], history: pd.DataFrame) -> pd.DataFrame:
-    """One row per pod container with history: when it was last seen, its memory peak, CFS periods
-    and spec."""
-    per_pod = history.groupby(KEY, as_index=False).agg(last_seen=("time", "max"))
+def _with_per_pod_values(per_pod: pd.DataFrame, frames: UsageFrames, renames: dict[str, str]) -> pd.DataFrame:
+    """Each pod container's memory peak, CFS periods and spec."""
     for name in ("memory_peak", "cfs_periods", "cfs_throttled"):
         per_pod = per_pod.merge(_values(frames[name].rename(columns=renames), name), on=KEY, how="left")
     return per_pod.merge(_spec_columns(frames["cadvisor_spec"], renames), on=KEY, how="left")
@@ -255,19 +383,17 @@ def _spec_columns(frame: pd.DataFrame, renames: dict[str, str]) -> pd.DataFrame:
     return wide
 
 
-def _with_cpu_limits(
-    per_pod: pd.DataFrame, limits: dict[tuple[str, str, str], dict[str, Decimal]]
-) -> pd.DataFrame:
+def _with_cpu_limits(per_pod: pd.DataFrame, limits: pd.DataFrame) -> pd.DataFrame:
     """The CPU limit each pod ran under: cAdvisor's CFS quota, else kube-state-metrics' limit."""
-    from_state = [
-        float(limits.get((row.namespace, row.pod, row.container), {}).get(CPU, "nan"))
-        for row in per_pod[KEY].itertuples(index=False)
-    ]
-    per_pod = per_pod.copy()
+    if not limits.empty and {"resource", *KEY} <= set(limits.columns):
+        state = _values(limits[limits["resource"] == CPU], "state_cpu_limit")
+        per_pod = per_pod.merge(state, on=KEY, how="left")
+    else:
+        per_pod = per_pod.assign(state_cpu_limit=np.nan)
     per_pod["cpu_limit"] = (
-        per_pod["spec_cpu_limit"].astype(float).fillna(pd.Series(from_state, index=per_pod.index))
+        per_pod["spec_cpu_limit"].astype(float).fillna(per_pod["state_cpu_limit"].astype(float))
     )
-    return per_pod
+    return per_pod.drop(columns="state_cpu_limit")
 
 
 def _with_oom_kills(per_pod: pd.DataFrame, frames: UsageFrames) -> pd.DataFrame:

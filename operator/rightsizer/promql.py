@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from rightsizer.settings import CPU_WINDOW_SECONDS, DAY_SECONDS
 
@@ -51,6 +52,12 @@ CPU_SHARES_PER_CORE = 1024
 RANGE_EDGE_SECONDS = 1
 """Less than any scrape interval: a range this much longer than a bucket holds the sample at the
 bucket's start on Prometheus 3 as on Prometheus 2, and one this much shorter leaves it out on both."""
+
+
+RECENT_STATE_SECONDS = 3600
+"""How far back the first round reads kube-state-metrics' owners, requests and limits (``state_queries``)."""
+EXACT_TERM_LABEL = "rightsizer_term"
+"""The label that tells the terms of ``QueryScope.exact_cpu_query`` apart."""
 
 
 class PromQLError(ValueError):
@@ -118,7 +125,10 @@ class QueryScope:
     """Short window of CPU rates (the 'usage' whose percentile is taken); also the subquery step,
     so the windows tile each bucket without gaps or overlap."""
     pods: tuple[str, ...] = ()
-    """Only these pods (a shard of a namespace too large for one query); empty means every pod."""
+    """Only these pods (a shard of a namespace too large for one query, the pods a second round asks for
+    again); empty means every pod."""
+    replicasets: tuple[str, ...] = ()
+    """Only these ReplicaSets in ``replicaset_owner``; empty means every one."""
 
     @property
     def window(self) -> str:
@@ -172,7 +182,7 @@ class QueryScope:
         return [f"{label}=~{escape(regex_alternatives(list(self.pods)))}"] if self.pods else []
 
     def queries(self) -> dict[str, tuple[bool, str]]:
-        """Every query of the batch by name: (is it a range query, PromQL)."""
+        """Every query of the batch's first round by name: (is it a range query, PromQL)."""
         return {
             **{name: (False, q) for name, q in {**self.usage_queries(), **self.state_queries()}.items()},
             **{name: (True, q) for name, q in self.history_queries().items()},
@@ -185,34 +195,66 @@ class QueryScope:
 
     def history_queries(self) -> dict[str, str]:
         """Range queries, evaluated at the end of every bucket (``bucket_seconds`` apart) over the
-        window: one point per bucket and (namespace, pod, container), each about that bucket.
+        window and one bucket before it: one point per bucket and series, each about that bucket.
 
-        - ``cpu_mean``: mean CPU usage over the bucket (a rate over the bucket: no subquery).
-        - ``cpu_peak``: the highest CPU rate of the bucket's CPU windows: the one CPU subquery.
+        - ``cpu_counter``: the CPU counter at the bucket's end (the bare selector).
+        - ``cpu_increase``: the most the counter grew from one CPU window to the next in the bucket's
+          windows (``idelta`` of each window's last sample, in the one subquery); none when a bucket is
+          one CPU window.
         - ``memory_mean``: the mean working set of the bucket's raw samples.
         - ``memory_samples``: how many samples the bucket holds: the share of the bucket a pod ran.
-        - ``oom_restarts``: restarts in the bucket after which the last termination was an OOM kill.
 
-        ``max by`` folds duplicate series of one container (several kubelet endpoints, image labels).
+        Series by series, not aggregated: functions of one series each, which Prometheus evaluates without
+        matching labels at every step; the client folds a container's series (``max``) and turns the CPU
+        values into the tiled windows' means and peaks where a bucket is regular (``rightsizer.windows``),
+        asking for the others with ``exact_cpu_query``.
 
-        Alike on Prometheus 2 (ranges include their start), Prometheus 3 (they leave it out) and
-        VictoriaMetrics (docs/recommendations.md, "Queries"): CPU rates are increases between the
-        windows' ends (``tiled_rate``), the subquery's range is ``RANGE_EDGE_SECONDS`` short of the
-        bucket (its windows only, not the previous bucket's last) and the memory ranges as much longer
-        (a bucket's samples include the one at its start, on every backend).
+        The memory ranges are ``RANGE_EDGE_SECONDS`` longer than the bucket, so that a bucket's samples
+        include the one at its start on every backend (docs/recommendations.md, "Queries").
         """
-        by, cpu, window = self.by_container, self.cadvisor(CPU_USAGE), self.cpu_window_seconds
-        peak = tiled_rate(cpu, window)
-        if self.bucket_seconds > window:
-            peak = f"max_over_time(({peak})[{self.bucket_seconds - RANGE_EDGE_SECONDS}s:{window}s])"
-        memory, both_ends = self.cadvisor(MEMORY_WORKING_SET), f"{self.bucket_seconds + RANGE_EDGE_SECONDS}s"
-        return {
-            "cpu_mean": _agg("max", by, tiled_rate(cpu, self.bucket_seconds)),
-            "cpu_peak": _agg("max", by, peak),
-            "memory_mean": _agg("max", by, f"avg_over_time({memory}[{both_ends}])"),
-            "memory_samples": _agg("max", by, f"count_over_time({memory}[{both_ends}])"),
-            "oom_restarts": self._oom_restarts(),
+        cpu, window, bucket = self.cadvisor(CPU_USAGE), self.cpu_window_seconds, self.bucket_seconds
+        memory, both_ends = self.cadvisor(MEMORY_WORKING_SET), f"{bucket + RANGE_EDGE_SECONDS}s"
+        queries = {"cpu_counter": cpu}
+        if bucket > window:
+            last = f"last_over_time({cpu}[{window - RANGE_EDGE_SECONDS}s])"
+            steps = f"idelta(({last})[{window + RANGE_EDGE_SECONDS}s:{window}s])"
+            queries["cpu_increase"] = f"max_over_time({steps}[{bucket - RANGE_EDGE_SECONDS}s:{window}s])"
+        return queries | {
+            "memory_mean": f"avg_over_time({memory}[{both_ends}])",
+            "memory_samples": f"count_over_time({memory}[{both_ends}])",
         }
+
+    def tiled_cpu_queries(self, at: float | None = None) -> dict[str, str]:
+        """The CPU values of each bucket as tiled windows (``tiled_rate``), at the bucket's end, or at
+        ``at`` (the ``@`` modifier):
+
+        - ``cpu_mean``: the CPU seconds of the bucket over the bucket (no subquery).
+        - ``cpu_peak``: the highest of the bucket's own CPU windows: a subquery whose range is
+          ``RANGE_EDGE_SECONDS`` short of the bucket (its windows only, not the previous bucket's last).
+
+        These are what ``history_queries`` give where a bucket is regular (``rightsizer.windows``); the
+        irregular buckets are asked for with them (``exact_cpu_query``)."""
+        by, cpu, window = self.by_container, self.cadvisor(CPU_USAGE), self.cpu_window_seconds
+        peak = tiled_rate(cpu, window, at=None if self.bucket_seconds > window else at)
+        if self.bucket_seconds > window:
+            subquery = f"({peak})[{self.bucket_seconds - RANGE_EDGE_SECONDS}s:{window}s]"
+            peak = f"max_over_time({subquery}{_at(at)})"
+        return {
+            "cpu_mean": _agg("max", by, tiled_rate(cpu, self.bucket_seconds, at=at)),
+            "cpu_peak": _agg("max", by, peak),
+        }
+
+    def exact_cpu_query(self, ends: Sequence[tuple[float, tuple[str, ...]]]) -> str:
+        """One instant query for the tiled CPU values of the given bucket ends, each for the given pods
+        (none: the whole scope): ``tiled_cpu_queries`` at each end, told apart by the label
+        ``EXACT_TERM_LABEL`` (``cpu_mean@<end>``, ``cpu_peak@<end>``)."""
+        terms = []
+        for end, pods in ends:
+            scope = replace(self, pods=pods) if pods else self
+            for name, query in scope.tiled_cpu_queries(at=end).items():
+                term = escape(f"{name}@{end:.3f}")
+                terms.append(f'label_replace({query}, "{EXACT_TERM_LABEL}", {term}, "", "")')
+        return " or ".join(terms)
 
     def usage_queries(self) -> dict[str, str]:
         """Instant per-pod aggregates over the whole window: the working set's peak over raw samples
@@ -226,13 +268,14 @@ class QueryScope:
             "cadvisor_spec": self._cadvisor_spec(),
         }
 
-    def _oom_restarts(self) -> str:
+    def oom_restarts_query(self) -> str:
         """Per bucket, the restarts of a container whose last termination was an OOM kill at the
         bucket's end: OOM kills, not every restart of a container that was once OOM-killed.
 
         The restarts of a bucket are the counter now minus the counter a bucket ago (exact,
         whatever the scrape interval), or the counter itself in a pod's first bucket. A bucket with
-        both an OOM kill and another restart counts both as the reason at its end.
+        both an OOM kill and another restart counts both as the reason at its end. Asked for only
+        for the pods ``oom_killed`` names (``source.PrometheusSource.fetch``).
         """
         by = "namespace, pod, container"
         restarts = self.ksm(RESTARTS)
@@ -272,12 +315,28 @@ class QueryScope:
             for name, expression in parts.items()
         )
 
-    def state_queries(self) -> dict[str, str]:
-        """kube-state-metrics aggregates: ownership, requests and limits, the last OOM kill."""
-        w = self.window
+    @property
+    def recent_seconds(self) -> int:
+        """How far back the first round looks for kube-state-metrics' last values (``state_queries``)."""
+        return min(self.window_seconds, RECENT_STATE_SECONDS)
+
+    def state_queries(self, recent: bool = True) -> dict[str, str]:
+        """kube-state-metrics aggregates: ownership, requests and limits, the last OOM kill.
+
+        Owners, requests and limits are each series' last value in the window. The first round reads
+        them over the last ``recent_seconds`` only: a series with a sample there has its last one
+        there. The pods and ReplicaSets seen in the history but not there (gone before) are asked for
+        again over the whole window (``recent=False``, with ``pods`` or ``replicasets`` set): reading
+        14 days of every pod's series to find the last value of the few that ended was most of the
+        batch's kube-state-metrics cost. ``oom_killed`` reads only the series of OOM kills, over the
+        whole window.
+        """
+        w = f"{self.recent_seconds}s" if recent else self.window
         by_container = "namespace, pod, container"
         by_resource = "namespace, pod, container, resource"
-        deployment_owner = self.ksm(REPLICASET_OWNER, f"owner_kind={escape('Deployment')}", per_pod=False)
+        deployment_owner = self.ksm(
+            REPLICASET_OWNER, f"owner_kind={escape('Deployment')}", *self._replicaset_matcher(), per_pod=False
+        )
         oom_reason = self.ksm(LAST_TERMINATED, f"reason={escape('OOMKilled')}")
         return {
             "pod_owner": _agg(
@@ -290,15 +349,20 @@ class QueryScope:
             ),
             "requests": _agg("max", by_resource, f"last_over_time({self.ksm(REQUESTS)}[{w}])"),
             "limits": _agg("max", by_resource, f"last_over_time({self.ksm(LIMITS)}[{w}])"),
-            "oom_killed": _agg("max", by_container, f"max_over_time({oom_reason}[{w}])"),
+            "oom_killed": _agg("max", by_container, f"max_over_time({oom_reason}[{self.window}])"),
         }
+
+    def _replicaset_matcher(self) -> list[str]:
+        if not self.replicasets:
+            return []
+        return [f"replicaset=~{escape(regex_alternatives(list(self.replicasets)))}"]
 
 
 def _agg(operator: str, by: str, expression: str) -> str:
     return f"{operator} by ({by}) ({expression})"
 
 
-def tiled_rate(counter: str, seconds: int) -> str:
+def tiled_rate(counter: str, seconds: int, *, at: float | None = None) -> str:
     """The per-second increase of ``counter`` over the ``seconds`` ending at each evaluation, such that
     windows evaluated ``seconds`` apart tile the time, alike on every backend: the counter's last sample
     in the window minus its last sample before it, over ``seconds``.
@@ -310,11 +374,16 @@ def tiled_rate(counter: str, seconds: int) -> str:
     range, span one scrape interval more. Where the difference is negative (the counter was reset) or
     missing (no sample a window ago: a pod's first window, the start of the history), it is the increase
     within the window (last minus lowest), never the counter itself. The window's samples are looked for
-    ``RANGE_EDGE_SECONDS`` short of it: a sample at its very start belongs to the window before.
+    ``RANGE_EDGE_SECONDS`` short of it: a sample at its very start belongs to the window before. ``at``:
+    evaluated at that time whenever the query is (the ``@`` modifier on every selector).
     """
-    inside = f"{counter}[{seconds - RANGE_EDGE_SECONDS}s]"
-    tiled = f"(last_over_time({inside}) - {counter} offset {seconds}s) / {seconds} >= 0"
+    inside = f"{counter}[{seconds - RANGE_EDGE_SECONDS}s]{_at(at)}"
+    tiled = f"(last_over_time({inside}) - {counter}{_at(at)} offset {seconds}s) / {seconds} >= 0"
     return f"{tiled} or (last_over_time({inside}) - min_over_time({inside})) / {seconds} > 0"
+
+
+def _at(at: float | None) -> str:
+    return "" if at is None else f" @ {at:.3f}"
 
 
 def pod_throttling_query(labels: LabelConfig, namespace: str, pods: list[str], seconds: int) -> str:

@@ -11,12 +11,13 @@ its workloads get no recommendation, and everything else is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 
+from rightsizer.matrix import Matrix
 from rightsizer.promql import QueryScope
 from rightsizer.settings import SHARD_SPLIT
 
@@ -43,9 +44,11 @@ class FailedScope:
         return {"scope": self.name, "queries": list(self.queries), "error": self.error}
 
 
-RunQueries = Callable[[QueryScope, Sequence[str]], dict[str, pd.DataFrame | Exception]]
-"""Runs the named queries of a scope: each one's frame, or the error it was refused with as too
-large (``source.QueryTooLarge``); any other error is raised."""
+Answer: TypeAlias = pd.DataFrame | Matrix
+"""A query's answer: a frame for an instant query, a ``Matrix`` for a range query."""
+RunQueries: TypeAlias = "Callable[[QueryScope, Sequence[str]], Mapping[str, Answer | Exception]]"
+"""Runs the named queries of a scope: each one's answer (a frame, or a ``Matrix`` for a range query),
+or the error it was refused with as too large (``source.QueryTooLarge``); any other error is raised."""
 
 
 def split(pods: Sequence[str], count: int = SHARD_SPLIT) -> list[tuple[str, ...]]:
@@ -63,11 +66,11 @@ def split(pods: Sequence[str], count: int = SHARD_SPLIT) -> list[tuple[str, ...]
 
 def run_in_shards(
     run: RunQueries, scope: QueryScope, names: Sequence[str], pods: Sequence[str]
-) -> tuple[dict[str, pd.DataFrame], list[FailedScope]]:
-    """The ``names`` queries of ``scope`` over shards of ``pods``, their frames concatenated, and
+) -> tuple[dict[str, Answer], list[FailedScope]]:
+    """The ``names`` queries of ``scope`` over shards of ``pods``, their answers concatenated, and
     the pods no shard could answer for."""
     (namespace,) = scope.namespaces
-    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
+    parts: dict[str, list[Answer]] = {name: [] for name in names}
     failed: list[FailedScope] = []
     pending = [(tuple(pods), tuple(names))]
     while pending:
@@ -76,7 +79,7 @@ def run_in_shards(
             results = run(replace(scope, pods=shard), shard_names)
             refused = {name: r for name, r in results.items() if isinstance(r, Exception)}
             for name, result in results.items():
-                if not isinstance(result, Exception) and not result.empty:
+                if not isinstance(result, Exception):
                     parts[name].append(result)
             if not refused:
                 continue
@@ -85,5 +88,13 @@ def run_in_shards(
             else:
                 error = str(next(iter(refused.values())))
                 failed.append(FailedScope(namespace, shard, tuple(refused), error))
-    frames = {name: pd.concat(p, ignore_index=True) if p else pd.DataFrame() for name, p in parts.items()}
-    return frames, failed
+    return {
+        name: _concat(answers, range_query=name in scope.history_queries()) for name, answers in parts.items()
+    }, failed
+
+
+def _concat(answers: list[Answer], *, range_query: bool) -> Answer:
+    if range_query:
+        return Matrix.concat([a for a in answers if isinstance(a, Matrix)])
+    frames = [a for a in answers if isinstance(a, pd.DataFrame) and not a.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

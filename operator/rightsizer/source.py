@@ -12,23 +12,32 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import numpy as np
 import pandas as pd
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from rightsizer.buckets import (
+    HISTORY_VALUES,
+    LEAD_BUCKETS,
+    BucketArrays,
+    FirstRound,
+    first_round,
+    with_exact_cpu,
+)
+from rightsizer.matrix import Matrix, MatrixError, parse_matrix
 from rightsizer.model import HistoryGrid
 from rightsizer.promql import (
     CPU_USAGE,
+    EXACT_TERM_LABEL,
     MEMORY_WORKING_SET,
     LabelConfig,
     QueryScope,
@@ -36,9 +45,15 @@ from rightsizer.promql import (
     pod_throttling_query,
 )
 from rightsizer.settings import PROMETHEUS_TIMEOUT_SECONDS
-from rightsizer.shards import FailedScope, run_in_shards
+from rightsizer.shards import Answer, FailedScope, run_in_shards, split
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+EXACT_ENDS_PER_QUERY = 48
+"""Bucket ends a second-round CPU query asks for at most (``QueryScope.exact_cpu_query``)."""
+STATE_QUERIES_BY_POD = ("pod_owner", "requests", "limits")
 
 
 class PrometheusUnavailable(RuntimeError):
@@ -89,21 +104,36 @@ class PrometheusAuth:
 
 @dataclass(frozen=True)
 class UsageFrames:
-    """Raw per-pod query results of one batch, one DataFrame per query name (see ``QueryScope``):
-    a ``value`` column and the series' labels; range queries (``history_queries``) also a ``time``
-    column, the end of each bucket."""
+    """What one batch's queries answered: the bucketed history as arrays (``buckets``; the range queries,
+    folded per pod-container, ``rightsizer.buckets``) and one DataFrame per other query (``frames``: a
+    ``value`` column and the series' labels; ``oom_restarts`` also a ``time`` column, the end of each
+    bucket).
+
+    ``frames`` may also hold the history's values as frames of one row per pod-container and bucket
+    (``HISTORY_VALUES``: ``cpu_mean``, ``cpu_peak``, ``memory_mean``, ``memory_samples``), as tests and
+    replays build a batch; ``self[name]`` gives them as such either way."""
 
     frames: dict[str, pd.DataFrame]
     grid: HistoryGrid
     failed: tuple[FailedScope, ...] = ()
     """Pods Prometheus could not answer for (too large even alone): their workloads are left out."""
+    buckets: BucketArrays | None = None
 
     def __getitem__(self, name: str) -> pd.DataFrame:
-        return self.frames[name]
+        if name in self.frames or self.buckets is None or name not in HISTORY_VALUES:
+            return self.frames[name]
+        return self.buckets.long_frame(name)
+
+    def history(self, labels: LabelConfig) -> BucketArrays:
+        """The bucketed history as arrays (built from ``frames`` when the batch came as frames)."""
+        if self.buckets is not None:
+            return self.buckets
+        return BucketArrays.from_frames(self.frames, self.grid, labels)
 
     def size_bytes(self) -> int:
-        """Memory the frames hold (labels counted as the strings they are)."""
-        return int(sum(frame.memory_usage(deep=True).sum() for frame in self.frames.values()))
+        """Memory the frames and arrays hold (labels counted as the strings they are)."""
+        frames = int(sum(frame.memory_usage(deep=True).sum() for frame in self.frames.values()))
+        return frames + (self.buckets.size_bytes() if self.buckets is not None else 0)
 
 
 ProgressCallback = Callable[[str], None]
@@ -165,20 +195,27 @@ class PrometheusSource:
         return sorted(v for v in values if v)
 
     def fetch(self, scope: QueryScope, end: float) -> UsageFrames:
-        """Run every query of one scope for a window ending at ``end`` (rounded to the second): the
-        instant queries at ``end``, the range queries at the end of each bucket. Results as
-        DataFrames keyed by query name; each range result is made compact as soon as it arrives.
+        """Run the queries of one scope for a window ending at ``end`` (rounded to the second), in two
+        rounds (docs/metrics.md):
+
+        1. every query of ``scope.queries()``: the instant ones at ``end``, the range ones at the end of
+           each bucket and of the ``LEAD_BUCKETS`` before the first;
+        2. what the first round's answers call for, if anything: the tiled CPU values of the irregular
+           buckets (``rightsizer.windows``), the owners, requests and limits of the pods and
+           ReplicaSets gone before the last ``recent_seconds``, and the OOM restarts of the containers
+           that were OOM-killed.
 
         Queries of a one-namespace scope that Prometheus refuses as too large are run again in
         shards of its pods (``shards.py``); the pods that fail even alone are in ``failed``."""
         end = float(round(end))
         grid = HistoryGrid(end, scope.window_seconds, scope.bucket_seconds, scope.cpu_window_seconds)
         results = self._run(scope, list(scope.queries()), end)
-        refused = [name for name, result in results.items() if isinstance(result, Exception)]
+        refusals = {name: result for name, result in results.items() if isinstance(result, Exception)}
+        refused = list(refusals)
         failed: list[FailedScope] = []
         if refused:
             if len(scope.namespaces) != 1:
-                raise results[refused[0]]
+                raise refusals[refused[0]]
             pods = self.pods(scope, end)
             logger.info(
                 "%s: %s too large, asked again over %d pods in shards",
@@ -188,28 +225,119 @@ class PrometheusSource:
             )
             sharded, failed = run_in_shards(lambda s, names: self._run(s, names, end), scope, refused, pods)
             results |= sharded
-        frames = {name: result for name, result in results.items() if isinstance(result, pd.DataFrame)}
-        return UsageFrames(frames, grid, tuple(failed))
+        history = {name: _matrix_of(results[name]) for name in scope.history_queries()}
+        frames = {name: _frame_of(results[name]) for name in scope.queries() if name not in history}
+        first = first_round(history, grid, scope.labels)
+        buckets, frames, more_failed = self._second_round(scope, end, first, frames, failed)
+        return UsageFrames(frames, grid, tuple(failed + more_failed), buckets)
 
-    def _run(
-        self, scope: QueryScope, names: Sequence[str], end: float
-    ) -> dict[str, pd.DataFrame | Exception]:
-        """The named queries of ``scope``, in parallel: each one's frame, or the ``QueryTooLarge``
-        it was refused with (any other failure is raised)."""
+    def _second_round(
+        self,
+        scope: QueryScope,
+        end: float,
+        first: FirstRound,
+        frames: dict[str, pd.DataFrame],
+        failed: list[FailedScope],
+    ) -> tuple[BucketArrays, dict[str, pd.DataFrame], list[FailedScope]]:
+        """What the first round's answers call for (``fetch``), in parallel."""
+        tasks: dict[str, Callable[[], tuple[pd.DataFrame, list[FailedScope]]]] = {}
+        ends = first.exact_ends()
+        if ends:
+            tasks["exact_cpu"] = lambda: self._exact_cpu(scope, ends, end)
+        pods = {str(pod) for pod in first.buckets.keys[scope.labels.pod]}
+        pods |= {pod for gone in failed for pod in gone.pods}
+        for name, narrowed in gone_state_scopes(scope, frames, pods).items():
+            tasks[name] = partial(self._state_in_shards, narrowed, name, end)
+        oom_killed = frames["oom_killed"]
+        if not oom_killed.empty and "pod" in oom_killed.columns:
+            killed = replace(scope, pods=tuple(sorted(set(oom_killed["pod"].astype(str)))))
+            tasks["oom_restarts"] = partial(self._oom_restarts, killed, end)
+        answers = self._parallel(tasks)
+        more_failed = [gone for _, found in answers.values() for gone in found]
+        exact, _ = answers.get("exact_cpu", (pd.DataFrame(), []))
+        buckets = with_exact_cpu(first, exact, EXACT_TERM_LABEL)
+        frames = dict(frames)
+        for name, (frame, _) in answers.items():
+            if name in ("pod_owner", "replicaset_owner", "requests", "limits") and not frame.empty:
+                found = [f for f in (frames[name], frame) if not f.empty]
+                frames[name] = pd.concat(found, ignore_index=True)
+        frames["oom_restarts"] = answers.get("oom_restarts", (pd.DataFrame(), []))[0]
+        return buckets, frames, more_failed
+
+    def _exact_cpu(
+        self, scope: QueryScope, ends: list[tuple[float, tuple[str, ...]]], end: float
+    ) -> tuple[pd.DataFrame, list[FailedScope]]:
+        """``scope.exact_cpu_query`` for the bucket ends, ``EXACT_ENDS_PER_QUERY`` at a time; a query
+        refused as too large is split (by ends, then by pods) down to one pod at one end."""
+        parts: list[pd.DataFrame] = []
+        failed: list[FailedScope] = []
+        pending = [ends[i : i + EXACT_ENDS_PER_QUERY] for i in range(0, len(ends), EXACT_ENDS_PER_QUERY)]
+        while pending:
+            chunk = pending.pop()
+            try:
+                parts.append(self._query(scope.exact_cpu_query(chunk), end))
+            except QueryTooLarge as error:
+                if len(chunk) > 1:
+                    pending += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
+                    continue
+                ((at, pods),) = chunk
+                if len(pods) > 1:
+                    pending += [[(at, pods[: len(pods) // 2])], [(at, pods[len(pods) // 2 :])]]
+                    continue
+                failed.append(FailedScope(scope.namespaces[0], pods, ("cpu_mean", "cpu_peak"), str(error)))
+        found = [p for p in parts if not p.empty]
+        return (pd.concat(found, ignore_index=True) if found else pd.DataFrame()), failed
+
+    def _state_in_shards(
+        self, scope: QueryScope, name: str, end: float
+    ) -> tuple[pd.DataFrame, list[FailedScope]]:
+        """One of ``scope.state_queries(recent=False)``, over shards of ``scope.pods`` where refused."""
+        query = scope.state_queries(recent=False)[name]
+        try:
+            return self._query(query, end), []
+        except QueryTooLarge:
+            if len(scope.pods) <= 1 and len(scope.replicasets) <= 1:
+                raise
+        frames, failed = [], []
+        narrower = (
+            [replace(scope, pods=shard) for shard in split(scope.pods)]
+            if len(scope.pods) > 1
+            else [replace(scope, replicasets=shard) for shard in split(scope.replicasets)]
+        )
+        for part in narrower:
+            frame, gone = self._state_in_shards(part, name, end)
+            frames.append(frame)
+            failed += gone
+        found = [f for f in frames if not f.empty]
+        return (pd.concat(found, ignore_index=True) if found else pd.DataFrame()), failed
+
+    def _oom_restarts(self, scope: QueryScope, end: float) -> tuple[pd.DataFrame, list[FailedScope]]:
         first = end - (scope.buckets - 1) * scope.bucket_seconds
+        return self._query_range(scope.oom_restarts_query(), first, end, scope.bucket_seconds), []
+
+    def _run(self, scope: QueryScope, names: Sequence[str], end: float) -> dict[str, Answer | Exception]:
+        """The named queries of ``scope``, in parallel: each one's answer (a frame for an instant query,
+        a ``Matrix`` for a range query), or the ``QueryTooLarge`` it was refused with (any other failure
+        is raised)."""
+        start = end - (scope.buckets - 1 + LEAD_BUCKETS) * scope.bucket_seconds
         queries = scope.queries()
 
-        def one(name: str) -> pd.DataFrame | Exception:
+        def one(name: str) -> Answer | Exception:
             is_range, query = queries[name]
             try:
                 if is_range:
-                    return self._query_range(query, first, end, scope.bucket_seconds)
+                    return self._matrix(query, start, end, scope.bucket_seconds)
                 return self._query(query, end)
             except QueryTooLarge as error:
                 return error
 
+        return self._parallel({name: partial(one, name) for name in names})
+
+    def _parallel(self, tasks: Mapping[str, Callable[[], T]]) -> dict[str, T]:
+        if not tasks:
+            return {}
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            futures = {name: pool.submit(one, name) for name in names}
+            futures = {name: pool.submit(task) for name, task in tasks.items()}
             return {name: future.result() for name, future in futures.items()}
 
     def pods(self, scope: QueryScope, end: float) -> list[str]:
@@ -249,21 +377,35 @@ class PrometheusSource:
 
     def _query_range(self, query: str, start: float, end: float, step: int) -> pd.DataFrame:
         """One row per series and point: the labels, ``time`` and ``value``."""
-        result = self._call(
-            lambda: self._client.custom_query_range(
-                query, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC), str(step)
-            ),
-            query,
-        )
-        if not result:
+        matrix = self._matrix(query, start, end, step)
+        if not len(matrix):
             return pd.DataFrame()
-        labels = pd.DataFrame([series["metric"] for series in result])
-        counts = [len(series["values"]) for series in result]
-        points = np.array([point for series in result for point in series["values"]], dtype=float)
-        frame = labels.loc[labels.index.repeat(counts)].reset_index(drop=True)
-        return frame.assign(time=points[:, 0], value=points[:, 1])
+        labels = pd.DataFrame(matrix.labels)
+        frame = labels.loc[labels.index.repeat(matrix.counts)].reset_index(drop=True)
+        return frame.assign(time=matrix.times, value=matrix.values)
 
-    def _call(self, send: Callable[[], list[Any]], what: str) -> list[Any]:
+    def _matrix(self, query: str, start: float, end: float, step: int) -> Matrix:
+        """A range query's series, read straight into arrays (``rightsizer.matrix``)."""
+        client = self._client
+
+        def send() -> Matrix:
+            response = client._session.request(
+                method="POST",
+                url=f"{self.url}/api/v1/query_range",
+                params={"query": query, "start": round(start), "end": round(end), "step": str(step)},
+                headers=client.headers,
+                auth=client.auth,
+                timeout=client._timeout,
+            )
+            if response.status_code != 200:
+                raise PrometheusApiClientException(
+                    f"HTTP Status Code {response.status_code} ({response.content!r})"
+                )
+            return parse_matrix(response.content)
+
+        return self._call(send, query)
+
+    def _call(self, send: Callable[[], R], what: str) -> R:
         self.queries_sent += 1
         started = time.monotonic()
         self._client.headers = self.auth.request_headers()  # a rotated token file is picked up
@@ -287,13 +429,54 @@ class PrometheusSource:
             if any(sign in str(error) for sign in TOO_LARGE):
                 raise QueryTooLarge(f"Prometheus refused the query as too large: {_reason(error)}") from None
             raise PrometheusUnavailable(f"Prometheus at {self.url} refused {_short(what)}: {error}") from None
-        except (ValueError, KeyError) as error:
+        except (ValueError, KeyError, MatrixError) as error:
             raise PrometheusUnavailable(
                 f"{self.url} did not answer like a Prometheus query API ({type(error).__name__}: {error})"
             ) from None
         finally:
             if self.on_query is not None:
                 self.on_query(time.monotonic() - started, ok)
+
+
+def gone_state_scopes(
+    scope: QueryScope, frames: Mapping[str, pd.DataFrame], pods: set[str]
+) -> dict[str, QueryScope]:
+    """The state queries to ask again over the whole window (``QueryScope.state_queries``), each with
+    the pods (or ReplicaSets) of the history the first round found no recent series of.
+
+    A Deployment's pod ``<replicaset>-<suffix>`` names its ReplicaSet, so the ReplicaSets of pods whose
+    owner is asked for again are asked for at the same time."""
+    narrowed = {}
+    for name in STATE_QUERIES_BY_POD:
+        missing = pods - _column_values(frames[name], "pod")
+        if missing:
+            narrowed[name] = replace(scope, pods=tuple(sorted(missing)))
+    owners = frames["pod_owner"]
+    replicasets: set[str] = set()
+    if not owners.empty and {"pod", "owner_kind", "owner_name"} <= set(owners.columns):
+        ours = owners[owners["pod"].isin(pods) & (owners["owner_kind"] == "ReplicaSet")]
+        replicasets |= set(ours["owner_name"].astype(str))
+    replicasets |= {pod.rsplit("-", 1)[0] for pod in pods - _column_values(owners, "pod") if "-" in pod}
+    replicasets -= _column_values(frames["replicaset_owner"], "replicaset")
+    if replicasets:
+        narrowed["replicaset_owner"] = replace(scope, replicasets=tuple(sorted(replicasets)))
+    return narrowed
+
+
+def _column_values(frame: pd.DataFrame, column: str) -> set[str]:
+    return set(frame[column].astype(str)) if not frame.empty and column in frame.columns else set()
+
+
+def _matrix_of(answer: Answer | Exception) -> Matrix:
+    if isinstance(answer, Matrix):
+        return answer
+    raise TypeError(f"a range query answered {type(answer).__name__}")
+
+
+def _frame_of(answer: Answer | Exception) -> pd.DataFrame:
+    if isinstance(answer, pd.DataFrame):
+        return answer
+    raise TypeError(f"an instant query answered {type(answer).__name__}")
 
 
 def _root_cause(error: BaseException) -> str:
