@@ -109,9 +109,10 @@ def _gathered(frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFra
     history = _history_rows(arrays, present, coverage)
     requests = _resources_by_pod(frames["requests"])
     limits = _resources_by_pod(frames["limits"])
-    starts = np.flatnonzero(np.diff(workload, prepend=-1))
+    pods = _PodColumns.of(per_pod)
+    starts = np.flatnonzero(np.diff(workload, prepend=-1)).tolist()
     bounds = zip(starts, [*starts[1:], len(per_pod)], strict=True)
-    return [_gather(per_pod.iloc[a:b], history, arrays.grid, requests, limits) for a, b in bounds]
+    return [_gather(pods, a, b, history, arrays.grid, requests, limits) for a, b in bounds]
 
 
 def _present(arrays: BucketArrays) -> np.ndarray:
@@ -220,36 +221,92 @@ def _history_rows(arrays: BucketArrays, present: np.ndarray, coverage: np.ndarra
     }
 
 
+@dataclass(frozen=True)
+class _PodColumns:
+    """The collected pod-containers (sorted by workload container, then pod) as plain columns, so that a
+    workload container's are slices, not pandas lookups."""
+
+    namespace: np.ndarray
+    kind: np.ndarray
+    name: np.ndarray
+    container: np.ndarray
+    pod: np.ndarray
+    row: np.ndarray
+    last_seen: np.ndarray
+    spec_cpu_request: np.ndarray
+    spec_cpu_limit: np.ndarray
+    spec_memory_limit: np.ndarray
+    memory_peak: np.ndarray
+    oom_kills: np.ndarray
+    oom_killed_memory: np.ndarray
+    owner_source: np.ndarray
+    throttling: list[PodThrottling | None]
+
+    @classmethod
+    def of(cls, per_pod: pd.DataFrame) -> _PodColumns:
+        def floats(column: str) -> np.ndarray:
+            values: np.ndarray = per_pod[column].to_numpy(dtype=float, na_value=np.nan)
+            return values
+
+        def objects(column: str) -> np.ndarray:
+            values: np.ndarray = per_pod[column].to_numpy(dtype=object)
+            return values
+
+        return cls(
+            **{c: objects(c) for c in ("namespace", "kind", "name", "container", "pod", "owner_source")},
+            **{
+                c: floats(c)
+                for c in (
+                    "last_seen",
+                    "spec_cpu_request",
+                    "spec_cpu_limit",
+                    "spec_memory_limit",
+                    "memory_peak",
+                    "oom_killed_memory",
+                )
+            },
+            row=per_pod["row"].to_numpy(dtype=np.int64),
+            oom_kills=per_pod["oom_kills"].to_numpy(dtype=np.int64),
+            throttling=_throttling(per_pod),
+        )
+
+
 def _gather(
-    pods: pd.DataFrame,
+    pods: _PodColumns,
+    first: int,
+    end: int,
     history: dict[str, np.ndarray],
     grid: HistoryGrid,
     requests: dict[tuple[str, str, str], dict[str, Decimal]],
     limits: dict[tuple[str, str, str], dict[str, Decimal]],
 ) -> _Gathered:
-    """One workload container from its pods' rows (sorted by pod) and the batch's history rows."""
-    first = pods.iloc[0]
-    key = ContainerKey(first["namespace"], first["kind"], first["name"], first["container"])
-    newest = pods.iloc[int(np.flatnonzero(pods["last_seen"].to_numpy() == pods["last_seen"].max())[-1])]
-    pod_key = (key.namespace, newest["pod"], key.container)
+    """One workload container from its pods (rows ``first`` to ``end`` of ``pods``) and the batch's
+    history rows."""
+    ours = slice(first, end)
+    key = ContainerKey(pods.namespace[first], pods.kind[first], pods.name[first], pods.container[first])
+    seen = pods.last_seen[ours]
+    newest = first + int(np.flatnonzero(seen == np.nanmax(seen))[-1]) if not np.isnan(seen).all() else end - 1
+    pod_key = (key.namespace, pods.pod[newest], key.container)
     current = Resources(
-        requests=_with_spec(requests.get(pod_key, {}), {CPU: newest["spec_cpu_request"]}),
+        requests=_with_spec(requests.get(pod_key, {}), {CPU: pods.spec_cpu_request[newest]}),
         limits=_with_spec(
             limits.get(pod_key, {}),
-            {CPU: newest["spec_cpu_limit"], MEMORY: newest["spec_memory_limit"]},
+            {CPU: pods.spec_cpu_limit[newest], MEMORY: pods.spec_memory_limit[newest]},
         ),
     )
-    starts, ends = history["start"][pods["row"]], history["start"][pods["row"] + 1]
+    rows = pods.row[ours]
+    starts, ends = history["start"][rows], history["start"][rows + 1]
     taken = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
-    names = np.repeat(pods["pod"].to_numpy(dtype=object), ends - starts)
+    names = np.repeat(pods.pod[ours], ends - starts)
     columns = (names, *(history[name][taken] for name in HISTORY_COLUMNS[1:]))
     rest = ContainerUsage(
+        history=_NO_HISTORY,
         grid=grid,
-        throttling=_throttling(pods),
-        memory_peak_bytes=_max(pods["memory_peak"]),
-        oom_kills=int(pods["oom_kills"].sum()),
-        oom_killed_memory_bytes=_max(pods["oom_killed_memory"]),
-        owner_source=_weakest_owner_source(pods["owner_source"]),
+        throttling=tuple(t for t in pods.throttling[ours] if t is not None),
+        memory_peak_bytes=_max(pods.memory_peak[ours]),
+        oom_kills=int(pods.oom_kills[ours].sum()),
+        oom_killed_memory_bytes=_max(pods.oom_killed_memory[ours]),
+        owner_source=_weakest_owner_source(pods.owner_source[ours]),
     )
     return _Gathered(key, current, columns, rest)
 
@@ -430,21 +487,26 @@ def _with_oom_kills(per_pod: pd.DataFrame, frames: UsageFrames) -> pd.DataFrame:
     return per_pod
 
 
-def _throttling(pods: pd.DataFrame) -> tuple[PodThrottling, ...]:
-    """CFS periods of each pod that ran with a CPU limit, and the limit (to the millicore)."""
-    ran_limited = pods[pods["cfs_periods"].fillna(0) > 0]
-    return tuple(
-        PodThrottling(
-            pod=row.pod,
-            limit_cores=None if pd.isna(row.cpu_limit) else round(float(row.cpu_limit) * 1000) / 1000,
-            periods=float(row.cfs_periods),
-            throttled_periods=0.0 if pd.isna(row.cfs_throttled) else float(row.cfs_throttled),
+def _throttling(pods: pd.DataFrame) -> list[PodThrottling | None]:
+    """Per pod: the CFS periods of a pod that ran with a CPU limit, and the limit (to the millicore);
+    None for the others."""
+    periods = pods["cfs_periods"].to_numpy(dtype=float, na_value=np.nan)
+    throttled = pods["cfs_throttled"].to_numpy(dtype=float, na_value=np.nan)
+    limit = pods["cpu_limit"].to_numpy(dtype=float, na_value=np.nan)
+    return [
+        None
+        if not p > 0
+        else PodThrottling(
+            pod=pod,
+            limit_cores=None if np.isnan(cores) else round(float(cores) * 1000) / 1000,
+            periods=float(p),
+            throttled_periods=0.0 if np.isnan(t) else float(t),
         )
-        for row in ran_limited.itertuples(index=False)
-    )
+        for pod, p, t, cores in zip(pods["pod"], periods, throttled, limit, strict=True)
+    ]
 
 
-def _weakest_owner_source(sources: pd.Series) -> str:
+def _weakest_owner_source(sources: np.ndarray) -> str:
     """The least certain way any of the pods was mapped to its workload (said in the evidence)."""
     present = set(sources)
     return next((s for s in reversed(OWNER_SOURCE_PREFERENCE) if s in present), KUBE_STATE_METRICS)
@@ -476,6 +538,5 @@ def _values(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return frame[[*KEY, "value"]].rename(columns={"value": name}).drop_duplicates(KEY)
 
 
-def _max(series: pd.Series) -> float | None:
-    value = series.max()
-    return None if pd.isna(value) else float(value)
+def _max(values: np.ndarray) -> float | None:
+    return None if np.isnan(values).all() else float(np.nanmax(values))

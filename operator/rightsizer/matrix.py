@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-RESULT = '"result":['
-METRIC = '{"metric":'
-VALUES = ',"values":[['
+RESULT = b'"result":['
+METRIC = b'{"metric":'
+VALUES = b',"values":[['
+CHUNK_BYTES = 1 << 20
+"""Points are read about this many bytes of text at a time (``_points``)."""
 _DECODER = json.JSONDecoder()
 
 
@@ -73,47 +75,67 @@ class Matrix:
 def parse_matrix(body: bytes) -> Matrix:
     """The series of a successful range query answer (``{"status":"success","data":{"resultType":
     "matrix","result":[...]}}``)."""
-    text = body.decode()
     try:
-        return _parse_fast(text)
+        return _parse_fast(body)
     except (MatrixError, ValueError):
-        return _parse_json(text)
+        return _parse_json(body.decode())
 
 
-def _parse_fast(text: str) -> Matrix:
-    start = text.find(RESULT)
-    if start < 0 or '"resultType":"matrix"' not in text[:start]:
+def _parse_fast(body: bytes) -> Matrix:
+    start = body.find(RESULT)
+    if start < 0 or b'"resultType":"matrix"' not in body[:start]:
         raise MatrixError("not a matrix")
     position = start + len(RESULT)
     labels: list[dict[str, str]] = []
-    spans: list[str] = []
-    while True:
-        if text.startswith("]", position):
-            break
-        if spans and not text.startswith(",", position):
-            raise MatrixError("expected ','")
+    spans: list[tuple[int, int]] = []
+    while not body.startswith(b"]", position):
         if spans:
+            if not body.startswith(b",", position):
+                raise MatrixError("expected ','")
             position += 1
-        if not text.startswith(METRIC, position):
+        if not body.startswith(METRIC, position):
             raise MatrixError("expected a series")
-        metric, position = _DECODER.raw_decode(text, position + len(METRIC))
-        if not text.startswith(VALUES, position):
+        values = body.find(VALUES, position)
+        if values < 0:
             raise MatrixError("expected values")
-        position += len(VALUES)
-        end = text.find("]]}", position)
+        metric, end = _DECODER.raw_decode(body[position + len(METRIC) : values].decode())
+        if end != values - position - len(METRIC):
+            raise MatrixError("expected values after the labels")
+        position = values + len(VALUES)
+        end = body.find(b"]]}", position)
         if end < 0:
             raise MatrixError("unterminated values")
         labels.append(metric)
-        spans.append(text[position:end])
+        spans.append((position, end))
         position = end + 3
     if not spans:
         return Matrix.empty()
-    counts = np.array([span.count("],[") + 1 for span in spans], dtype=np.int64)
-    csv = "\n".join(spans).replace("],[", "\n").replace('"', "")
-    points = pd.read_csv(io.StringIO(csv), header=None, dtype=np.float64, engine="c").to_numpy()
+    counts = np.array([body.count(b"],[", a, b) + 1 for a, b in spans], dtype=np.int64)
+    points = np.concatenate([_points(body, chunk) for chunk in _chunks(spans)])
     if points.shape != (int(counts.sum()), 2):
         raise MatrixError("points do not pair up")
     return Matrix(labels, counts, np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1]))
+
+
+def _chunks(spans: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """The spans in runs of about ``CHUNK_BYTES``: each run is read at once, and no more than one run's
+    text is copied at a time."""
+    chunks: list[list[tuple[int, int]]] = [[]]
+    size = 0
+    for span in spans:
+        if size > CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(span)
+        size += span[1] - span[0]
+    return chunks
+
+
+def _points(body: bytes, spans: list[tuple[int, int]]) -> np.ndarray:
+    """The ``[time,"value"]`` points of ``spans`` as rows of two floats, parsed as ``float`` does."""
+    csv = b"\n".join(body[a:b] for a, b in spans).replace(b"],[", b"\n").replace(b'"', b"")
+    points: np.ndarray = pd.read_csv(io.BytesIO(csv), header=None, dtype=np.float64, engine="c").to_numpy()
+    return points
 
 
 def _parse_json(text: str) -> Matrix:
