@@ -8,6 +8,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rightsizer.units import RESOURCES, format_quantity
@@ -122,15 +123,18 @@ class ContainerUsage:
         """How much of the window some pod ran: per bucket the largest coverage of any pod."""
         if self.grid is None or self.history.empty:
             return 0.0
-        return float(self.history.groupby("time")["coverage"].max().sum() * self.grid.bucket_seconds)
+        times, per_time = np.unique(self.history["time"].to_numpy(float), return_inverse=True)
+        covered = np.full(len(times), np.nan)
+        np.fmax.at(covered, per_time, self.history["coverage"].to_numpy(float))
+        return float(np.nansum(covered) * self.grid.bucket_seconds)
 
     @cached_property
     def span_seconds(self) -> float:
         """From the start of the first bucket with samples to the end of the last one."""
         if self.grid is None or self.history.empty:
             return 0.0
-        times = self.history["time"]
-        return float(times.max() - times.min() + self.grid.bucket_seconds)
+        times = self.history["time"].to_numpy(float)
+        return float(np.nanmax(times) - np.nanmin(times) + self.grid.bucket_seconds)
 
     @property
     def throttled_ratio(self) -> float | None:

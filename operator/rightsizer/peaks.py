@@ -126,14 +126,18 @@ def cpu_peak_time(
     are both kept exactly. Windows of ``throttled_pods`` count ``throttling_limit_bump`` higher:
     their usage was capped by the limit and understates demand.
     """
-    rows = history[history["cpu_peak"].notna()]
-    if rows.empty:
+    measured = history["cpu_peak"].to_numpy(float)
+    rows = ~np.isnan(measured)
+    if not rows.any():
         return None
-    bump = np.where(rows["pod"].isin(list(throttled_pods)), settings.throttling_limit_bump, 1.0)
-    peak = rows["cpu_peak"].to_numpy(float) * bump
-    mean = rows["cpu_mean"].fillna(rows["cpu_peak"]).to_numpy(float) * bump
-    coverage = rows["coverage"].to_numpy(float)
-    times = rows["time"].to_numpy(float)
+    measured = measured[rows]
+    throttled = np.isin(history["pod"].to_numpy()[rows], list(throttled_pods))
+    bump = np.where(throttled, settings.throttling_limit_bump, 1.0)
+    peak = measured * bump
+    means = history["cpu_mean"].to_numpy(float)[rows]
+    mean = np.where(np.isnan(means), measured, means) * bump
+    coverage = history["coverage"].to_numpy(float)[rows]
+    times = history["time"].to_numpy(float)[rows]
     n = grid.cpu_windows_per_bucket
     count = np.clip(np.round(coverage * n), 1, n)
     rest = np.clip((count * mean - peak) / np.maximum(count - 1, 1), 0.0, peak)
@@ -161,7 +165,7 @@ def cpu_peak_time(
         source = f"busiest {format_duration(grid.bucket_seconds)}"
     else:
         source = f"p{settings.cpu_percentile * 100:g}"
-    return CpuPeakTime(cores, daily, source, float(rows["cpu_peak"].max()))
+    return CpuPeakTime(cores, daily, source, float(measured.max()))
 
 
 def memory_levels(
@@ -169,40 +173,46 @@ def memory_levels(
 ) -> MemoryLevels | None:
     """The recent working-set level, the current growth and the days' levels; ``peak`` is the
     window's highest sample. None without working-set samples, or when they are all zero."""
-    rows = history[history["memory_mean"].notna() & (history["samples"] > 0)]
-    if rows.empty or not peak or rows["memory_mean"].max() <= 0:
+    means = history["memory_mean"].to_numpy(float)
+    rows = ~np.isnan(means) & (history["samples"].to_numpy(float) > 0)
+    if not rows.any() or not peak or means[rows].max() <= 0:
         return None
-    times = rows["time"].to_numpy(float)
-    means = rows["memory_mean"].to_numpy(float)
+    times = history["time"].to_numpy(float)[rows]
+    means = means[rows]
     recency = np.power(0.5, (grid.end - times) / settings.half_life_seconds)
-    level = weighted_quantile(means, rows["coverage"].to_numpy(float) * recency, settings.memory_percentile)
+    level = weighted_quantile(
+        means, history["coverage"].to_numpy(float)[rows] * recency, settings.memory_percentile
+    )
     days, highest = _grouped_max(day_index(times, grid), means)
     return MemoryLevels(
         level=level,
         peak=max(peak, level),
-        growth_per_second=memory_growth(rows, settings),
+        growth_per_second=memory_growth(history["pod"].to_numpy()[rows], times, means, settings),
         daily=_daily(days, highest, history, grid, settings),
     )
 
 
-def memory_growth(history: pd.DataFrame, settings: RecommendationSettings) -> float:
-    """Bytes per second the pods' current containers grow by, the median over the pods running now.
+def memory_growth(
+    pod_names: np.ndarray, all_times: np.ndarray, all_means: np.ndarray, settings: RecommendationSettings
+) -> float:
+    """Bytes per second the pods' current containers grow by, the median over the pods running now
+    (the history's rows with working-set samples: each one's pod, time and mean working set).
 
     A pod's current container is its history since the working set last dropped by more than a
     quarter from one bucket to the next (a restart). Its growth is the slope of a straight line
     through the mean working sets of its last ``memory_trend_window``, when that line explains at
     least ``memory_trend_min_fit`` of their variance and they span at least half the window; else 0.
     """
-    pods, _ = pd.factorize(history["pod"])
+    pods, _ = pd.factorize(pod_names)
     known = pods >= 0
-    pods, all_times = pods[known], history["time"].to_numpy(float)[known]
-    all_means = history["memory_mean"].to_numpy(float)[known]
-    if not len(pods):
+    if not known.any():
         return 0.0
+    now = np.nanmax(all_times)
+    pods, all_times, all_means = pods[known], all_times[known], all_means[known]
     last = np.full(pods.max() + 1, np.nan)
     np.fmax.at(last, pods, all_times)  # each pod's last bucket (NaN skipped, as pandas' max does)
     slopes = []
-    for pod in np.flatnonzero(last == history["time"].max()):  # the pods running now
+    for pod in np.flatnonzero(last == now):  # the pods running now
         rows = np.flatnonzero(pods == pod)
         rows = rows[np.argsort(all_times[rows], kind="stable")]
         times, means = all_times[rows], all_means[rows]
