@@ -120,6 +120,50 @@ def test_a_pod_that_ran_part_of_a_bucket_covers_that_part_and_its_mean_is_while_
     assert item.usage.covered_seconds == 20 * BUCKET  # the steady pod covered every bucket
 
 
+def merged(*parts):
+    """``bucket_rows`` of one pod container over several runs of buckets, as one."""
+    return {name: [row for part in parts for row in part[name]] for name in parts[0]}
+
+
+def coverage_by_bucket(item):
+    history = item.usage.history
+    return dict(zip((history["time"] // BUCKET).astype(int), history["coverage"], strict=True))
+
+
+def test_a_pods_coverage_comes_from_its_own_samples_not_from_a_denser_neighbour():
+    """web scraped every 60 s (31 samples a bucket) beside cart every 15 s (121): web still ran every
+    bucket whole; the batch's densest bucket (cart's) would have made it a quarter of each."""
+    web = bucket_rows(NEW_POD, "app", range(1, 21))
+    cart = bucket_rows("cart-7d9f8b6c5d-x2x4q", "app", range(1, 21), samples=121)
+    items = {i.key.name: i for i in workload_containers(usage_frames(web, cart), LabelConfig())}
+    assert items["web"].usage.covered_seconds == items["cart"].usage.covered_seconds == 20 * BUCKET
+    starting = bucket_rows(NEW_POD, "app", [1], samples=16)
+    later = merged(starting, bucket_rows(NEW_POD, "app", range(2, 21)))
+    (item, _) = sorted(
+        workload_containers(usage_frames(later, cart), LabelConfig()), key=lambda i: i.key.name != "web"
+    )
+    assert coverage_by_bucket(item)[1] == 16 / 30  # half of its first bucket, at its own interval
+
+
+def test_a_scrape_interval_changed_inside_the_window_changes_no_coverage():
+    """60 s until bucket 10, 15 s from bucket 12, both in bucket 11: every bucket whole. A pod whose samples
+    thin out in a bucket between whole ones (a gap) ran part of it."""
+    changed = merged(
+        bucket_rows(NEW_POD, "app", range(1, 11)),
+        bucket_rows(NEW_POD, "app", [11], samples=76),
+        bucket_rows(NEW_POD, "app", range(12, 21), samples=121),
+    )
+    (item,) = workload_containers(usage_frames(changed), LabelConfig())
+    assert set(coverage_by_bucket(item).values()) == {1.0}
+    gap = merged(
+        bucket_rows(NEW_POD, "app", range(1, 5)),
+        bucket_rows(NEW_POD, "app", [5], samples=16),
+        bucket_rows(NEW_POD, "app", range(6, 21)),
+    )
+    (item,) = workload_containers(usage_frames(gap), LabelConfig())
+    assert coverage_by_bucket(item)[5] == 16 / 30
+
+
 def test_pods_without_kube_state_metrics_fall_back_to_the_name_pattern():
     frames = usage_frames(bucket_rows("api-5c4b8d9f7x-q2w4r", "app", [1, 2], namespace="legacy"))
     (item,) = workload_containers(frames, LabelConfig())

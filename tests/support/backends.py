@@ -92,10 +92,10 @@ def serve_history(backend: str, openmetrics: Path, tmp_dir: Path) -> Server:
 RecommendationKey = tuple[str, str, str]
 
 
-def recommend(url: str, end: float) -> dict[RecommendationKey, dict[str, Any]]:
-    """What ``rightsizer recommend -o json`` (its defaults) says at ``end``, by (namespace, name,
-    container): the same ``end`` on each backend, so that their answers compare."""
-    args = build_parser().parse_args(["recommend", "--prometheus-url", url])
+def recommend(url: str, end: float, *options: str) -> dict[RecommendationKey, dict[str, Any]]:
+    """What ``rightsizer recommend -o json`` (its defaults, or ``options``) says at ``end``, by (namespace,
+    name, container): the same ``end`` on each backend, so that their answers compare."""
+    args = build_parser().parse_args(["recommend", "--prometheus-url", url, *options])
     settings = RecommendationSettings.for_profile(
         args.profile,
         cpu_target_utilization=args.target_utilization,
