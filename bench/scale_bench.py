@@ -623,6 +623,7 @@ def recommend_once(url: str) -> RecommendRun:
 STAGE_SCRIPT = """
 import json, resource, sys, time
 from collections import defaultdict
+import rightsizer.collect as collect_module
 import rightsizer.scan as scan_module
 from rightsizer.report import render
 from rightsizer.settings import DEFAULTS
@@ -637,7 +638,7 @@ def timed(stage, function):
             totals[stage] += time.perf_counter() - started
     return wrapper
 for stage, owner, name in STAGES:
-    target = {"scan": scan_module, "PrometheusSource": PrometheusSource}[owner]
+    target = {"scan": scan_module, "collect": collect_module, "PrometheusSource": PrometheusSource}[owner]
     if hasattr(target, name):
         setattr(target, name, timed(stage, getattr(target, name)))
 started = time.perf_counter()
@@ -652,9 +653,11 @@ print(json.dumps(totals))
 STAGES = (
     ("fetch", "PrometheusSource", "fetch"),
     ("collect", "scan", "workload_containers"),
+    ("collect", "collect", "_gathered"),
     ("engine", "scan", "recommend"),
 )
-"""What each stage's timer wraps (as rightsizer.scan calls them)."""
+"""What each stage's timer wraps (as rightsizer.scan calls them: ``workload_containers`` before issue 18,
+``collect._gathered`` through ``each_workload_container`` since)."""
 
 
 def stage_times(url: str) -> StageTimes | None:

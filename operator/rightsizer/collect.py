@@ -6,7 +6,7 @@ queries joined to its pod-containers once, and each workload container's rows cu
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -54,10 +54,16 @@ def workload_containers(
     Prometheus could not answer for (``failed_workloads``) are left out: part of their history is
     missing.
     """
-    return [
-        WorkloadContainer(group.key, group.usage(), group.current)
-        for group in _gathered(frames, labels, known_owners)
-    ]
+    return list(each_workload_container(frames, labels, known_owners))
+
+
+def each_workload_container(
+    frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None = None
+) -> Iterator[WorkloadContainer]:
+    """``workload_containers`` one at a time: each one's history frame is made when it is reached, so a
+    caller that is done with one before taking the next holds one frame, not the namespace's."""
+    for group in _gathered(frames, labels, known_owners):
+        yield WorkloadContainer(group.key, group.usage(), group.current)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from rightsizer.collect import failed_workloads, workload_containers
+from rightsizer.collect import each_workload_container, failed_workloads
 from rightsizer.engine import recommend
 from rightsizer.hpa import from_state_metrics, with_autoscalers
 from rightsizer.model import Recommendation
@@ -59,7 +59,7 @@ def scan(
         frames = source.fetch(scope, end)
         found = [
             recommend(item.key, item.usage, item.current, settings)
-            for item in workload_containers(frames, request.labels)
+            for item in each_workload_container(frames, request.labels)
         ]
         recommendations += with_autoscalers(found, autoscalers, request.hpa)
         failed |= {gone: [] for gone in frames.failed}
