@@ -15,10 +15,11 @@ import pytest
 import yaml
 
 from rightsizer.cli import main
+from rightsizer.promql import EXACT_TERM_LABEL, QueryScope
 from rightsizer.quantity import parse
 from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import RecommendationSettings
-from rightsizer.source import PrometheusAuth, PrometheusSource, PrometheusUnavailable
+from rightsizer.source import QUERY_MAX_BYTES, PrometheusAuth, PrometheusSource, PrometheusUnavailable
 from rightsizer_demo.history import DAY
 from tests.support.prometheus import queries_run
 
@@ -172,15 +173,29 @@ def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
     """docs/metrics.md, "Queries": a first round of 13 queries per namespace, whatever its pods, a second
     one for what the first calls for, and one query for the HorizontalPodAutoscalers of all of them."""
     source = PrometheusSource(demo_prometheus.url)
+    sent: list[str] = []
+    send = source._call
+
+    def recorded(request, what):
+        sent.append(what)
+        return send(request, what)
+
+    source._call = recorded  # type: ignore[method-assign]
     before = queries_run(demo_prometheus.url)
     result = scan(source, ScanRequest(namespaces=("shop", "batch")), RecommendationSettings())
-    # One connectivity check (vector(1)), one for the HPAs, then 13 for shop's 12 pods and 13 for batch's
-    # 2, as Prometheus itself counted them; and the CLI's own count says the same. The second round: the
-    # tiled CPU values of the buckets where pods started, ended or restarted (one query for each
-    # namespace); for shop, the owners, requests and limits of checkout's pods gone at its rollout, and
-    # the OOM restarts of cart, OOM-killed.
-    assert queries_run(demo_prometheus.url) - before == 2 + 13 + 13 + 1 + 1 + 3 + 1
-    assert result.queries_sent == 2 + 13 + 13 + 6
+    # As Prometheus itself counted them, and the CLI's own count.
+    assert queries_run(demo_prometheus.url) - before == result.queries_sent == len(sent)
+    first_round = set(QueryScope(("shop",), 14 * DAY).queries().values())
+    first_round |= set(QueryScope(("batch",), 14 * DAY).queries().values())
+    assert sum(1 for q in sent if (True, q) in first_round or (False, q) in first_round) == 2 * 13
+    # Then one connectivity check (vector(1)), one for the HPAs; and the second round: the tiled CPU
+    # values of the buckets where pods started, ended or restarted (as many queries as 15,000 bytes
+    # hold: shop has a rollout and OOM kills, batch its first bucket); for shop, the owners, requests
+    # and limits of checkout's pods gone at its rollout, and the OOM restarts of cart.
+    second = [q for q in sent if (True, q) not in first_round and (False, q) not in first_round]
+    exact = [q for q in second if EXACT_TERM_LABEL in q]
+    assert len(exact) >= 2 and all(len(q) <= QUERY_MAX_BYTES for q in exact)
+    assert len(second) - len(exact) == 2 + 3 + 1
     assert len(result.recommendations) == 7
     # Within two days of the three, up to the last sample, batch's pods ran through the whole window: no
     # second round.

@@ -51,8 +51,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-EXACT_ENDS_PER_QUERY = 48
-"""Bucket ends a second-round CPU query asks for at most (``QueryScope.exact_cpu_query``)."""
+QUERY_MAX_BYTES = 15_000
+"""The longest query the second round sends: VictoriaMetrics refuses queries longer than 16 KiB by
+default (``-search.maxQueryLen``), and a longer one is split (bucket ends, then pods)."""
 STATE_QUERIES_BY_POD = ("pod_owner", "requests", "limits")
 
 
@@ -65,8 +66,8 @@ class QueryTooLarge(PrometheusUnavailable):
     over fewer pods may pass (``shards.py``)."""
 
 
-TOO_LARGE = ("too many samples", '"errorType":"timeout"')
-"""How Prometheus' answer says a query was too large or too slow."""
+TOO_LARGE = ("too many samples", '"errorType":"timeout"', "too long query")
+"""How Prometheus' answer says a query was too large or too slow (or, VictoriaMetrics', too long)."""
 
 
 @dataclass(frozen=True)
@@ -267,11 +268,11 @@ class PrometheusSource:
     def _exact_cpu(
         self, scope: QueryScope, ends: list[tuple[float, tuple[str, ...]]], end: float
     ) -> tuple[pd.DataFrame, list[FailedScope]]:
-        """``scope.exact_cpu_query`` for the bucket ends, ``EXACT_ENDS_PER_QUERY`` at a time; a query
-        refused as too large is split (by ends, then by pods) down to one pod at one end."""
+        """``scope.exact_cpu_query`` for the bucket ends, as many at a time as fit in ``QUERY_MAX_BYTES``;
+        a query refused as too large is split (by ends, then by pods) down to one pod at one end."""
         parts: list[pd.DataFrame] = []
         failed: list[FailedScope] = []
-        pending = [ends[i : i + EXACT_ENDS_PER_QUERY] for i in range(0, len(ends), EXACT_ENDS_PER_QUERY)]
+        pending = _fitting(scope, ends)
         while pending:
             chunk = pending.pop()
             try:
@@ -291,9 +292,12 @@ class PrometheusSource:
     def _state_in_shards(
         self, scope: QueryScope, name: str, end: float
     ) -> tuple[pd.DataFrame, list[FailedScope]]:
-        """One of ``scope.state_queries(recent=False)``, over shards of ``scope.pods`` where refused."""
+        """One of ``scope.state_queries(recent=False)``, over shards of ``scope.pods`` (or ReplicaSets)
+        where it is longer than ``QUERY_MAX_BYTES`` or refused as too large."""
         query = scope.state_queries(recent=False)[name]
         try:
+            if len(query) > QUERY_MAX_BYTES and max(len(scope.pods), len(scope.replicasets)) > 1:
+                raise QueryTooLarge(f"{len(query)} bytes")
             return self._query(query, end), []
         except QueryTooLarge:
             if len(scope.pods) <= 1 and len(scope.replicasets) <= 1:
@@ -461,6 +465,31 @@ def gone_state_scopes(
     if replicasets:
         narrowed["replicaset_owner"] = replace(scope, replicasets=tuple(sorted(replicasets)))
     return narrowed
+
+
+def _fitting(
+    scope: QueryScope, ends: list[tuple[float, tuple[str, ...]]]
+) -> list[list[tuple[float, tuple[str, ...]]]]:
+    """``ends`` in runs whose ``exact_cpu_query`` fits in ``QUERY_MAX_BYTES``; an end whose pods alone do
+    not fit is split into runs of its pods."""
+    runs: list[list[tuple[float, tuple[str, ...]]]] = [[]]
+    size = 0
+    for at, pods in ends:
+        for part in _pods_fitting(scope, at, pods):
+            length = len(scope.exact_cpu_query([part])) + len(" or ")
+            if runs[-1] and size + length > QUERY_MAX_BYTES:
+                runs.append([])
+                size = 0
+            runs[-1].append(part)
+            size += length
+    return [run for run in runs if run]
+
+
+def _pods_fitting(scope: QueryScope, at: float, pods: tuple[str, ...]) -> list[tuple[float, tuple[str, ...]]]:
+    if len(pods) <= 1 or len(scope.exact_cpu_query([(at, pods)])) <= QUERY_MAX_BYTES:
+        return [(at, pods)]
+    half = len(pods) // 2
+    return _pods_fitting(scope, at, pods[:half]) + _pods_fitting(scope, at, pods[half:])
 
 
 def _column_values(frame: pd.DataFrame, column: str) -> set[str]:
