@@ -32,9 +32,11 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -304,21 +306,27 @@ def build_generator(cache: Path) -> Path:
 
 def run_measured(command: list[str], *, cwd: Path | None = None) -> Run:
     """Run ``command`` to completion: wall time, CPU time and peak RSS of exactly that process (``wait4``)."""
-    out_path = cache_dir() / "child.stdout"
-    err_path = cache_dir() / "child.stderr"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, cwd=cwd)
-        _, status, usage = os.wait4(process.pid, 0)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
         seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     process.returncode = os.waitstatus_to_exitcode(status)
     return Run(
         returncode=process.returncode,
         seconds=seconds,
         max_rss_mib=usage.ru_maxrss / 1024,  # KiB on Linux
         cpu_seconds=usage.ru_utime + usage.ru_stime,
-        stdout=out_path.read_text(errors="replace"),
-        stderr=err_path.read_text(errors="replace"),
+        stdout=stdout,
+        stderr=stderr,
     )
 
 
@@ -976,12 +984,16 @@ def main(argv: list[str] | None = None) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     binary = build_generator(cache)
     shape = Shape(args.pods_per_deployment, args.containers_per_pod)
-    results = [measure(args, binary, Case(n, args.namespaces, shape)) for n in args.containers]
+    # SIGTERM (a stopped benchmark) unwinds like ^C: the servers and children started are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    results = []
+    for containers in args.containers:
+        results.append(measure(args, binary, Case(containers, args.namespaces, shape)))
+        if args.json:  # after each case, so that a long run stopped later keeps what it measured
+            args.json.write_text(json.dumps([asdict(r) for r in results], indent=2, default=str) + "\n")
     print(f"Measured on {machine()}.\n")
     print(results_table(results))
     print(timings_table(results))
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2, default=str) + "\n")
     if not args.no_doc:
         write_doc(merge_kept(results, cache / "scale-results.json") if args.keep else results)
     return 0
