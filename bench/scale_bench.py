@@ -629,7 +629,7 @@ def recommend_once(url: str) -> RecommendRun:
 
 
 STAGE_SCRIPT = """
-import json, resource, sys, time
+import inspect, json, resource, sys, time
 from collections import defaultdict
 import rightsizer.collect as collect_module
 import rightsizer.scan as scan_module
@@ -637,13 +637,24 @@ from rightsizer.report import render
 from rightsizer.settings import DEFAULTS
 from rightsizer.source import PrometheusSource
 totals = defaultdict(float)
+def each(stage, items):
+    while True:
+        started = time.perf_counter()
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        finally:
+            totals[stage] += time.perf_counter() - started
+        yield item
 def timed(stage, function):
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
         try:
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
         finally:
             totals[stage] += time.perf_counter() - started
+        return each(stage, result) if inspect.isgenerator(result) else result
     return wrapper
 for stage, owner, name in STAGES:
     target = {"scan": scan_module, "collect": collect_module, "PrometheusSource": PrometheusSource}[owner]

@@ -151,6 +151,9 @@ def stderr_progress(message: str) -> None:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
+    from rightsizer.controller import allocator  # ctypes only: malloc gives what a namespace freed back
+
+    allocator.tune()
     overrides: dict[str, object] = {
         "cpu_target_utilization": args.target_utilization,
         "cpu_percentile": args.cpu_percentile,

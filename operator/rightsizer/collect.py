@@ -82,15 +82,17 @@ class _Gathered:
         return replace(self.rest, history=history)
 
 
-def _gathered(frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None) -> list[_Gathered]:
+def _gathered(
+    frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFrame | None
+) -> Iterator[_Gathered]:
     """The work of ``workload_containers``, over the whole batch at once: its arrays (``BucketArrays``)
-    with one row per pod-container, the per-pod frames joined to them once, and each workload
-    container's history cut out of the batch's rows."""
+    with one row per pod-container and the per-pod frames joined to them once; then, one workload
+    container at a time, its history cut out of the batch's arrays."""
     arrays = frames.history(labels)
     present = _present(arrays)
     ran = present.any(axis=1)
     if not ran.any():
-        return []
+        return
     renames = {labels.namespace: "namespace", labels.pod: "pod", labels.container: "container"}
     per_pod = arrays.keys.rename(columns=renames)[KEY].copy()
     per_pod["row"] = np.arange(len(per_pod))
@@ -106,19 +108,20 @@ def _gathered(frames: UsageFrames, labels: LabelConfig, known_owners: pd.DataFra
         ]
         per_pod = per_pod[complete]
     if per_pod.empty:
-        return []
+        return
     per_pod = _with_cpu_limits(per_pod, frames["limits"])
     per_pod = _with_oom_kills(per_pod, frames)
     per_pod = per_pod.sort_values([*WORKLOAD, "pod"], kind="stable").reset_index(drop=True)
     workload = per_pod.groupby(WORKLOAD, sort=False).ngroup().to_numpy()
     coverage = bucket_coverage(arrays, present, per_pod["row"].to_numpy(), workload)
-    history = _history_rows(arrays, present, coverage)
+    history = _HistoryCells(arrays, present, coverage)
     requests = _resources_by_pod(frames["requests"])
     limits = _resources_by_pod(frames["limits"])
     pods = _PodColumns.of(per_pod)
     starts = np.flatnonzero(np.diff(workload, prepend=-1)).tolist()
     bounds = zip(starts, [*starts[1:], len(per_pod)], strict=True)
-    return [_gather(pods, a, b, history, arrays.grid, requests, limits) for a, b in bounds]
+    for first, end in bounds:
+        yield _gather(pods, first, end, history, arrays.grid, requests, limits)
 
 
 def _present(arrays: BucketArrays) -> np.ndarray:
@@ -203,28 +206,37 @@ def _from_siblings(reference: np.ndarray, whole: np.ndarray, workload: np.ndarra
     return reference
 
 
-def _history_rows(arrays: BucketArrays, present: np.ndarray, coverage: np.ndarray) -> dict[str, np.ndarray]:
-    """The history's columns over every row of the batch (pod-container by pod-container, each in time
-    order), and ``start``: where each pod-container's rows begin (``HISTORY_COLUMNS`` but ``pod``).
+@dataclass(frozen=True)
+class _HistoryCells:
+    """The batch's bucket arrays with each cell's coverage: a workload container's history rows are cut
+    out of them when it is reached, not all the batch's at once."""
 
-    ``cpu_mean`` is the mean while the pod ran, not over the bucket (a pod that ran 15 minutes at 1 core
-    is 1 core for 15 minutes, not 250m for an hour)."""
-    rows, columns = np.nonzero(present)
-    values = arrays.values
-    peak = values["cpu_peak"][rows, columns]
-    with np.errstate(invalid="ignore"):
-        mean = np.clip(values["cpu_mean"][rows, columns] / coverage[rows, columns], 0.0, None)
-        mean = np.where(mean > peak, peak, mean)
-    return {
-        "row": rows,
-        "start": np.searchsorted(rows, np.arange(len(present) + 1)),
-        "time": arrays.times[columns],
-        "cpu_mean": mean,
-        "cpu_peak": peak,
-        "memory_mean": values["memory_mean"][rows, columns],
-        "samples": np.nan_to_num(values["memory_samples"][rows, columns]),
-        "coverage": coverage[rows, columns],
-    }
+    arrays: BucketArrays
+    present: np.ndarray
+    coverage: np.ndarray
+
+    def columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The history's columns of the pod-containers ``rows``, one after the other, each in time order
+        (``HISTORY_COLUMNS`` but ``pod``), and ``count``: how many rows each has.
+
+        ``cpu_mean`` is the mean while the pod ran, not over the bucket (a pod that ran 15 minutes at 1
+        core is 1 core for 15 minutes, not 250m for an hour)."""
+        which, columns = np.nonzero(self.present[rows])
+        cells = rows[which], columns
+        values = self.arrays.values
+        peak = values["cpu_peak"][cells]
+        with np.errstate(invalid="ignore"):
+            mean = np.clip(values["cpu_mean"][cells] / self.coverage[cells], 0.0, None)
+            mean = np.where(mean > peak, peak, mean)
+        return {
+            "count": np.bincount(which, minlength=len(rows)),
+            "time": self.arrays.times[columns],
+            "cpu_mean": mean,
+            "cpu_peak": peak,
+            "memory_mean": values["memory_mean"][cells],
+            "samples": np.nan_to_num(values["memory_samples"][cells]),
+            "coverage": self.coverage[cells],
+        }
 
 
 @dataclass(frozen=True)
@@ -281,7 +293,7 @@ def _gather(
     pods: _PodColumns,
     first: int,
     end: int,
-    history: dict[str, np.ndarray],
+    history: _HistoryCells,
     grid: HistoryGrid,
     requests: dict[tuple[str, str, str], dict[str, Decimal]],
     limits: dict[tuple[str, str, str], dict[str, Decimal]],
@@ -300,11 +312,8 @@ def _gather(
             {CPU: pods.spec_cpu_limit[newest], MEMORY: pods.spec_memory_limit[newest]},
         ),
     )
-    rows = pods.row[ours]
-    starts, ends = history["start"][rows], history["start"][rows + 1]
-    taken = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
-    names = np.repeat(pods.pod[ours], ends - starts)
-    columns = (names, *(history[name][taken] for name in HISTORY_COLUMNS[1:]))
+    cut = history.columns(pods.row[ours])
+    columns = (np.repeat(pods.pod[ours], cut["count"]), *(cut[name] for name in HISTORY_COLUMNS[1:]))
     rest = ContainerUsage(
         history=_NO_HISTORY,
         grid=grid,

@@ -76,64 +76,108 @@ def parse_matrix(body: bytes) -> Matrix:
     """The series of a successful range query answer (``{"status":"success","data":{"resultType":
     "matrix","result":[...]}}``)."""
     try:
-        return _parse_fast(body)
+        reader = MatrixReader()
+        reader.feed(body)
+        return reader.finish()
     except (MatrixError, ValueError):
         return _parse_json(body.decode())
 
 
-def _parse_fast(body: bytes) -> Matrix:
-    start = body.find(RESULT)
-    if start < 0 or b'"resultType":"matrix"' not in body[:start]:
-        raise MatrixError("not a matrix")
-    position = start + len(RESULT)
-    labels: list[dict[str, str]] = []
-    spans: list[tuple[int, int]] = []
-    while not body.startswith(b"]", position):
-        if spans:
-            if not body.startswith(b",", position):
-                raise MatrixError("expected ','")
-            position += 1
-        if not body.startswith(METRIC, position):
-            raise MatrixError("expected a series")
-        values = body.find(VALUES, position)
-        if values < 0:
-            raise MatrixError("expected values")
-        metric, end = _DECODER.raw_decode(body[position + len(METRIC) : values].decode())
-        if end != values - position - len(METRIC):
-            raise MatrixError("expected values after the labels")
-        position = values + len(VALUES)
-        end = body.find(b"]]}", position)
-        if end < 0:
-            raise MatrixError("unterminated values")
-        labels.append(metric)
-        spans.append((position, end))
-        position = end + 3
-    if not spans:
-        return Matrix.empty()
-    counts = np.array([body.count(b"],[", a, b) + 1 for a, b in spans], dtype=np.int64)
-    points = np.concatenate([_points(body, chunk) for chunk in _chunks(spans)])
-    if points.shape != (int(counts.sum()), 2):
-        raise MatrixError("points do not pair up")
-    return Matrix(labels, counts, np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1]))
+class MatrixReader:
+    """Reads a range query's answer as it streams in (``feed`` each piece, then ``finish``): the points of
+    every ``CHUNK_BYTES`` of complete series are parsed and their text let go, so the answer is never
+    held whole. Raises ``MatrixError`` (or ``ValueError``) on anything but Prometheus' matrix shape; the
+    caller then asks again and reads the answer with ``json.loads`` (``parse_matrix``)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._position: int | None = None
+        """Where the next series starts in ``_buffer``; None before ``"result":[`` was seen."""
+        self._spans: list[tuple[int, int]] = []
+        """Complete series in ``_buffer`` whose points are not parsed yet."""
+        self._done = False
+        self.labels: list[dict[str, str]] = []
+        self._counts: list[int] = []
+        self._points: list[np.ndarray] = []
+
+    def feed(self, data: bytes) -> None:
+        if self._done:
+            return  # the rest closes the answer (or holds its warnings)
+        self._buffer += data
+        if self._position is None:
+            start = self._buffer.find(RESULT)
+            if start < 0:
+                return
+            if b'"resultType":"matrix"' not in self._buffer[:start]:
+                raise MatrixError("not a matrix")
+            self._position = start + len(RESULT)
+        self._series()
+        if sum(b - a for a, b in self._spans) >= CHUNK_BYTES:
+            self._parse_spans()
+
+    def finish(self) -> Matrix:
+        if not self._done:
+            raise MatrixError("the answer ended before its series did")
+        self._parse_spans()
+        if not self.labels:
+            return Matrix.empty()
+        points = np.concatenate(self._points)
+        counts = np.array(self._counts, dtype=np.int64)
+        if points.shape != (int(counts.sum()), 2):
+            raise MatrixError("points do not pair up")
+        return Matrix(
+            self.labels, counts, np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1])
+        )
+
+    def _series(self) -> None:
+        """Take in every complete series from ``_position`` on."""
+        buffer = self._buffer
+        assert self._position is not None
+        position = self._position
+        while True:
+            if buffer.startswith(b"]", position):
+                self._done = True
+                break
+            if self.labels:
+                if len(buffer) <= position:
+                    break
+                if not buffer.startswith(b",", position):
+                    raise MatrixError("expected ','")
+                following = position + 1
+            else:
+                following = position
+            if len(buffer) < following + len(METRIC):
+                break
+            if not buffer.startswith(METRIC, following):
+                raise MatrixError("expected a series")
+            values = buffer.find(VALUES, following)
+            end = buffer.find(b"]]}", values + len(VALUES)) if values >= 0 else -1
+            if end < 0:
+                break  # not all of it yet
+            metric, length = _DECODER.raw_decode(buffer[following + len(METRIC) : values].decode())
+            if length != values - following - len(METRIC):
+                raise MatrixError("expected values after the labels")
+            self.labels.append(metric)
+            self._spans.append((values + len(VALUES), end))
+            position = end + 3
+        self._position = position
+
+    def _parse_spans(self) -> None:
+        """Parse the points of the complete series taken in, and let their text go."""
+        if not self._spans:
+            return
+        buffer = self._buffer
+        self._counts += [buffer.count(b"],[", a, b) + 1 for a, b in self._spans]
+        self._points.append(_points(buffer, self._spans))
+        assert self._position is not None
+        del buffer[: self._position]
+        self._position = 0
+        self._spans = []
 
 
-def _chunks(spans: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
-    """The spans in runs of about ``CHUNK_BYTES``: each run is read at once, and no more than one run's
-    text is copied at a time."""
-    chunks: list[list[tuple[int, int]]] = [[]]
-    size = 0
-    for span in spans:
-        if size > CHUNK_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(span)
-        size += span[1] - span[0]
-    return chunks
-
-
-def _points(body: bytes, spans: list[tuple[int, int]]) -> np.ndarray:
+def _points(buffer: bytearray, spans: list[tuple[int, int]]) -> np.ndarray:
     """The ``[time,"value"]`` points of ``spans`` as rows of two floats, parsed as ``float`` does."""
-    csv = b"\n".join(body[a:b] for a, b in spans).replace(b"],[", b"\n").replace(b'"', b"")
+    csv = b"\n".join(buffer[a:b] for a, b in spans).replace(b"],[", b"\n").replace(b'"', b"")
     points: np.ndarray = pd.read_csv(io.BytesIO(csv), header=None, dtype=np.float64, engine="c").to_numpy()
     return points
 

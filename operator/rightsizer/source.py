@@ -33,7 +33,7 @@ from rightsizer.buckets import (
     first_round,
     with_exact_cpu,
 )
-from rightsizer.matrix import Matrix, MatrixError, parse_matrix
+from rightsizer.matrix import Matrix, MatrixError, MatrixReader, parse_matrix
 from rightsizer.model import HistoryGrid
 from rightsizer.promql import (
     CPU_USAGE,
@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+STREAM_CHUNK_BYTES = 1 << 18
+"""A range query's answer is read this many bytes at a time (``_matrix``)."""
 QUERY_MAX_BYTES = 15_000
 """The longest query the second round sends: VictoriaMetrics refuses queries longer than 16 KiB by
 default (``-search.maxQueryLen``), and a longer one is split (bucket ends, then pods)."""
@@ -59,6 +61,10 @@ STATE_QUERIES_BY_POD = ("pod_owner", "requests", "limits")
 
 class PrometheusUnavailable(RuntimeError):
     """Prometheus could not be reached or refused a query; the message says which and why."""
+
+
+class NotAQueryApi(PrometheusUnavailable):
+    """The answer was not shaped like the Prometheus query API's."""
 
 
 class QueryTooLarge(PrometheusUnavailable):
@@ -389,10 +395,12 @@ class PrometheusSource:
         return frame.assign(time=matrix.times, value=matrix.values)
 
     def _matrix(self, query: str, start: float, end: float, step: int) -> Matrix:
-        """A range query's series, read straight into arrays (``rightsizer.matrix``)."""
+        """A range query's series, read into arrays as the answer streams in (``rightsizer.matrix``): a
+        namespace's answer is never held whole. An answer of another shape is asked for again and read
+        as JSON."""
         client = self._client
 
-        def send() -> Matrix:
+        def send(stream: bool) -> Matrix:
             response = client._session.request(
                 method="POST",
                 url=f"{self.url}/api/v1/query_range",
@@ -400,14 +408,24 @@ class PrometheusSource:
                 headers=client.headers,
                 auth=client.auth,
                 timeout=client._timeout,
+                stream=stream,
             )
-            if response.status_code != 200:
-                raise PrometheusApiClientException(
-                    f"HTTP Status Code {response.status_code} ({response.content!r})"
-                )
-            return parse_matrix(response.content)
+            with response:
+                if response.status_code != 200:
+                    raise PrometheusApiClientException(
+                        f"HTTP Status Code {response.status_code} ({response.content!r})"
+                    )
+                if not stream:
+                    return parse_matrix(response.content)
+                reader = MatrixReader()
+                for piece in response.iter_content(chunk_size=STREAM_CHUNK_BYTES):
+                    reader.feed(piece)
+                return reader.finish()
 
-        return self._call(send, query)
+        try:
+            return self._call(lambda: send(stream=True), query)
+        except NotAQueryApi:
+            return self._call(lambda: send(stream=False), query)
 
     def _call(self, send: Callable[[], R], what: str) -> R:
         self.queries_sent += 1
@@ -434,7 +452,7 @@ class PrometheusSource:
                 raise QueryTooLarge(f"Prometheus refused the query as too large: {_reason(error)}") from None
             raise PrometheusUnavailable(f"Prometheus at {self.url} refused {_short(what)}: {error}") from None
         except (ValueError, KeyError, MatrixError) as error:
-            raise PrometheusUnavailable(
+            raise NotAQueryApi(
                 f"{self.url} did not answer like a Prometheus query API ({type(error).__name__}: {error})"
             ) from None
         finally:
