@@ -111,9 +111,10 @@ def test_a_namespace_too_large_for_one_query_is_answered_in_shards(prometheus):
     assert len(peaks) == 40 * 48
     assert peaks["value"].between(CPU_CORES * 0.99, CPU_CORES * 1.01).all()
     # Only the refused query was asked again: one pod listing, then 4 shards of 10 pods. Then the second
-    # round: the tiled CPU values of the first bucket (irregular for every pod: rightsizer.windows), and
-    # the owners, requests and limits of the pods kube-state-metrics has no recent series of (all here).
-    assert source.queries_sent == 1 + 13 + 1 + 4 + 1 + 4
+    # round: the owners, requests and limits of the pods kube-state-metrics has no recent series of (all
+    # here), and the tiled CPU values of the last bucket if a minute without samples has made it
+    # irregular since the history was written (rightsizer.windows).
+    assert 1 + 13 + 1 + 4 + 4 <= source.queries_sent <= 1 + 13 + 1 + 4 + 4 + 1
 
 
 def recommend_mixed(url: str, *args: str) -> subprocess.CompletedProcess[str]:
