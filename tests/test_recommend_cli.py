@@ -14,8 +14,10 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
+import rightsizer.scan as scan_module
 from rightsizer.cli import main
-from rightsizer.promql import EXACT_TERM_LABEL, QueryScope
+from rightsizer.discovery import name_group
+from rightsizer.promql import EXACT_TERM_LABEL, LabelConfig, QueryScope
 from rightsizer.quantity import parse
 from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import RecommendationSettings
@@ -183,19 +185,20 @@ def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
     source._call = recorded  # type: ignore[method-assign]
     before = queries_run(demo_prometheus.url)
     result = scan(source, ScanRequest(namespaces=("shop", "batch")), RecommendationSettings())
-    # As Prometheus itself counted them, and the CLI's own count.
-    assert queries_run(demo_prometheus.url) - before == result.queries_sent == len(sent)
+    # As Prometheus' engine counted them, and the CLI's own count (which counts the series listing too).
+    assert queries_run(demo_prometheus.url) - before == result.queries_sent - 1 == len(sent) - 1
     first_round = set(QueryScope(("shop",), 14 * DAY).queries().values())
     first_round |= set(QueryScope(("batch",), 14 * DAY).queries().values())
     assert sum(1 for q in sent if (True, q) in first_round or (False, q) in first_round) == 2 * 13
-    # Then one connectivity check (vector(1)), one for the HPAs; and the second round: the tiled CPU
-    # values of the buckets where pods started, ended or restarted (as many queries as 15,000 bytes
-    # hold: shop has a rollout and OOM kills, batch its first bucket); for shop, the owners, requests
-    # and limits of checkout's pods gone at its rollout, and the OOM restarts of cart.
+    # Then one connectivity check (vector(1)), one listing of the pods' series, one for the HPAs; and the
+    # second round: the tiled CPU values of the buckets where pods started, ended or restarted (as many
+    # queries as 15,000 bytes hold: shop has a rollout and OOM kills, batch its first bucket); for
+    # shop, the owners, requests and limits of checkout's pods gone at its rollout, and the OOM restarts
+    # of cart.
     second = [q for q in sent if (True, q) not in first_round and (False, q) not in first_round]
     exact = [q for q in second if EXACT_TERM_LABEL in q]
     assert len(exact) >= 2 and all(len(q) <= QUERY_MAX_BYTES for q in exact)
-    assert len(second) - len(exact) == 2 + 3 + 1
+    assert len(second) - len(exact) == 3 + 3 + 1
     assert len(result.recommendations) == 7
     # Within two days of the three, up to the last sample, batch's pods ran through the whole window: no
     # second round.
@@ -204,7 +207,41 @@ def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
     steady = scan(
         PrometheusSource(demo_prometheus.url), two_days, RecommendationSettings(), end=last["value"][0]
     )
-    assert steady.queries_sent == 2 + 13
+    assert steady.queries_sent == 3 + 13
+
+
+def test_a_namespace_with_more_containers_than_a_shard_is_fetched_in_shards_of_whole_workloads(
+    demo_prometheus, monkeypatch
+):
+    """scan.workload_shards: shop (12 pods, 14 containers) in shards of at most 4 containers, each
+    workload's pods together: the recommendations of the namespace fetched whole, in more batches."""
+    request = ScanRequest(namespaces=("shop",))
+    end = time.time()
+    whole = scan(PrometheusSource(demo_prometheus.url), request, RecommendationSettings(), end=end)
+    monkeypatch.setattr(scan_module, "STREAM_CONTAINERS", 4)
+    shards = scan_module.workload_shards(
+        PrometheusSource(demo_prometheus.url).containers(("shop",), 14 * DAY, end, LabelConfig())["shop"]
+    )
+    assert len(shards) > 3
+    by_workload = {}
+    for index, shard in enumerate(shards):
+        for pod in shard:
+            by_workload.setdefault(name_group(pod), set()).add(index)
+    assert all(len(found) == 1 for found in by_workload.values())  # no workload split
+    streamed = scan(PrometheusSource(demo_prometheus.url), request, RecommendationSettings(), end=end)
+    assert streamed.queries_sent > whole.queries_sent
+    documents = sorted(json.dumps(r.to_dict(), sort_keys=True) for r in streamed.recommendations)
+    assert documents == sorted(json.dumps(r.to_dict(), sort_keys=True) for r in whole.recommendations)
+
+
+def test_workload_shards_keep_each_workloads_pods_together():
+    pods = {f"web-7d9f8b6c5d-{s}": 2 for s in ("bbbbb", "ccccc", "ddddd")} | {"redis-0": 1, "redis-1": 1}
+    pods |= {f"web-api-5c4b8d9f7b-{s}": 2 for s in ("bbbbb", "ccccc")}
+    assert scan_module.workload_shards(pods) == [()]  # small: fetched whole
+    shards = scan_module.workload_shards(pods | {f"big-5c4b8d9f7b-{i:05d}": 2 for i in range(1100)})
+    together = [set(map(name_group, shard)) for shard in shards]
+    assert all(sum(1 for groups in together if group in groups) == 1 for group in ("web", "web-api", "redis"))
+    assert [len(s) for s in shards][:1] == [1100]  # one workload larger than a shard is a shard of its own
 
 
 SEEN_HEADERS: list[dict[str, str]] = []

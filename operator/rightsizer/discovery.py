@@ -28,6 +28,19 @@ def cronjob_from_job_name(job: str) -> str | None:
     return match.group("cronjob") if match else None
 
 
+GENERATED_SUFFIX = re.compile(
+    rf"-(?:[{SAFE_ALPHABET}]{{6,10}}-[{SAFE_ALPHABET}]{{5}}|\d{{8,10}}-[{SAFE_ALPHABET}]{{5}}|\d+|[{SAFE_ALPHABET}]{{5}})$"
+)
+"""What a controller appends to its name for a pod: a Deployment's ReplicaSet hash and suffix, a CronJob's
+Job time and suffix, a StatefulSet's ordinal, a DaemonSet's or Job's suffix."""
+
+
+def name_group(pod: str) -> str:
+    """The name of the workload a pod's own name says it belongs to (``web-7d9f8b6c5d-x2x4q`` -> ``web``,
+    ``redis-0`` -> ``redis``); the pod's name when it says none."""
+    return GENERATED_SUFFIX.sub("", pod) or pod
+
+
 def deployment_from_pod_name(pod: str) -> str | None:
     """``web-7d9f8b6c5d-x2x4q`` -> ``web``; None when the name is not a Deployment pod's."""
     match = DEPLOYMENT_POD_NAME.match(pod)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rightsizer.collect import each_workload_container, failed_workloads
+from rightsizer.discovery import name_group
 from rightsizer.engine import recommend
 from rightsizer.hpa import from_state_metrics, with_autoscalers
 from rightsizer.model import Recommendation
 from rightsizer.promql import LabelConfig, QueryScope
-from rightsizer.settings import CPU_WINDOW_SECONDS, HISTORY_WINDOW_SECONDS, HPA_MODE, RecommendationSettings
+from rightsizer.settings import (
+    CPU_WINDOW_SECONDS,
+    HISTORY_WINDOW_SECONDS,
+    HPA_MODE,
+    STREAM_CONTAINERS,
+    STREAM_PODS,
+    RecommendationSettings,
+)
 from rightsizer.shards import FailedScope
 from rightsizer.source import ProgressCallback, PrometheusSource
 
@@ -45,26 +54,60 @@ def scan(
     end: float | None = None,
     progress: ProgressCallback | None = None,
 ) -> ScanResult:
-    """Recommend for every workload container in the requested namespaces, one batch per namespace."""
+    """Recommend for every workload container in the requested namespaces, one batch per namespace, or
+    per shard of whole workloads of a namespace with more than ``STREAM_CONTAINERS`` containers."""
     end = time.time() if end is None else end
     source.check()
-    namespaces = list(request.namespaces) or source.namespaces(request.history_seconds, end, request.labels)
+    layout = source.containers(request.namespaces, request.history_seconds, end, request.labels)
+    namespaces = list(request.namespaces) or list(layout)
     # One query for every namespace's HPAs (kube-state-metrics'; none without it).
     hpa_scope = QueryScope(request.namespaces, request.history_seconds, request.labels)
     autoscalers = from_state_metrics(source.autoscalers(hpa_scope, end))
     recommendations: list[Recommendation] = []
     failed: dict[FailedScope, list[str]] = {}
     for index, namespace in enumerate(namespaces, start=1):
-        scope = QueryScope((namespace,), request.history_seconds, request.labels, request.cpu_window_seconds)
-        frames = source.fetch(scope, end)
-        found = [
-            recommend(item.key, item.usage, item.current, settings)
-            for item in each_workload_container(frames, request.labels)
-        ]
-        recommendations += with_autoscalers(found, autoscalers, request.hpa)
-        failed |= {gone: [] for gone in frames.failed}
-        for (_, kind, name), gone in sorted(failed_workloads(frames).items()):
-            failed[gone].append(f"{kind}/{name}")
+        shards = workload_shards(layout.get(namespace, {}))
+        for part, pods in enumerate(shards, start=1):
+            scope = QueryScope(
+                (namespace,), request.history_seconds, request.labels, request.cpu_window_seconds, pods
+            )
+            frames = source.fetch(scope, end)
+            found = [
+                recommend(item.key, item.usage, item.current, settings)
+                for item in each_workload_container(frames, request.labels)
+            ]
+            recommendations += with_autoscalers(found, autoscalers, request.hpa)
+            failed |= {gone: [] for gone in frames.failed if gone not in failed}
+            for (_, kind, name), gone in sorted(failed_workloads(frames).items()):
+                failed[gone].append(f"{kind}/{name}")
+            if progress and len(shards) > 1:
+                progress(
+                    f"[{index}/{len(namespaces)}] {namespace}, part {part} of {len(shards)}: {len(pods)} pods"
+                )
         if progress:
             progress(f"[{index}/{len(namespaces)}] {namespace}: {len(recommendations)} containers so far")
     return ScanResult(recommendations, namespaces, source.queries_sent, end, failed)
+
+
+def workload_shards(pods: Mapping[str, int]) -> list[tuple[str, ...]]:
+    """How a namespace is fetched: whole (``[()]``) up to ``STREAM_CONTAINERS`` containers (``pods``:
+    each pod's containers), else in shards of pods of at most that many containers and
+    ``STREAM_PODS`` pods (the pods are named in each query), each pod with the pods its name says are
+    its workload's (``discovery.name_group``), so that every workload is recommended from all its pods.
+    A workload larger than a shard is a shard of its own."""
+    if sum(pods.values()) <= STREAM_CONTAINERS:
+        return [()]
+    groups: dict[str, list[str]] = {}
+    for pod in sorted(pods):
+        groups.setdefault(name_group(pod), []).append(pod)
+    shards: list[list[str]] = [[]]
+    containers = 0
+    for members in groups.values():
+        size = sum(pods[pod] for pod in members)
+        full = containers + size > STREAM_CONTAINERS or len(shards[-1]) + len(members) > STREAM_PODS
+        if shards[-1] and full:
+            shards.append([])
+            containers = 0
+        shards[-1] += members
+        containers += size
+    return [tuple(shard) for shard in shards]

@@ -235,6 +235,13 @@ SHARED_BATCH_MAX_BYTES = 512 * 1024 * 1024
 """Shared batches (``controller/batches.py``) kept at most: past this, the least recently used
 collected batch is dropped (each also expires when its interval is over). A namespace's collected
 batch is about 90 kB per pod container over 14 days (its hourly history, as ``size_bytes`` counts it)."""
+STREAM_CONTAINERS = 2000
+"""rightsizer recommend fetches a namespace with more containers than this in shards of whole workloads
+of at most this many (scan.workload_shards): a batch's arrays take about 100 KB a container while it is
+fetched, so this bounds the memory a namespace takes (docs/benchmarks.md, "Scale")."""
+STREAM_PODS = 400
+"""At most this many pods in a shard: each query names them (VictoriaMetrics refuses queries longer than
+16 KiB by default)."""
 SHARD_SPLIT = 4
 """A query Prometheus refuses as too large (``--query.max-samples``) or too slow (its timeout) is
 run again over this many shards of the namespace's pods (sorted by name, so a workload's pods stay

@@ -194,12 +194,38 @@ class PrometheusSource:
         """Raise ``PrometheusUnavailable`` unless the URL answers as a Prometheus query API."""
         self._call(lambda: self._client.custom_query("vector(1)"), "vector(1)")
 
-    def namespaces(self, window_seconds: int, end: float, labels: LabelConfig) -> list[str]:
-        """Namespaces with container memory series in the window, from the label index (cheap)."""
-        selector = QueryScope((), window_seconds, labels).cadvisor(MEMORY_WORKING_SET)
-        params = {"match[]": selector, "start": str(end - window_seconds), "end": str(end)}
-        values = self._call(lambda: self._client.get_label_values(labels.namespace, params), "label values")
-        return sorted(v for v in values if v)
+    def containers(
+        self, namespaces: Sequence[str], window_seconds: int, end: float, labels: LabelConfig
+    ) -> dict[str, dict[str, int]]:
+        """Per namespace (``namespaces``; none: all), its pods with container memory series in the
+        window, and how many containers each has: from the series index (no sample is read)."""
+        selector = QueryScope(tuple(namespaces), window_seconds, labels).cadvisor(MEMORY_WORKING_SET)
+        client = self._client
+
+        def send() -> list[dict[str, str]]:
+            response = client._session.request(
+                method="POST",
+                url=f"{self.url}/api/v1/series",
+                data={"match[]": selector, "start": str(end - window_seconds), "end": str(end)},
+                headers=client.headers,
+                auth=client.auth,
+                timeout=client._timeout,
+            )
+            if response.status_code != 200:
+                raise PrometheusApiClientException(
+                    f"HTTP Status Code {response.status_code} ({response.content!r})"
+                )
+            series: list[dict[str, str]] = response.json()["data"]
+            return series
+
+        layout: dict[str, dict[str, set[str]]] = {}
+        for labels_of in self._call(send, "series"):
+            namespace, pod = labels_of.get(labels.namespace, ""), labels_of.get(labels.pod, "")
+            if namespace and pod:
+                layout.setdefault(namespace, {}).setdefault(pod, set()).add(
+                    labels_of.get(labels.container, "")
+                )
+        return {ns: {pod: len(names) for pod, names in pods.items()} for ns, pods in sorted(layout.items())}
 
     def fetch(self, scope: QueryScope, end: float) -> UsageFrames:
         """Run the queries of one scope for a window ending at ``end`` (rounded to the second), in two
