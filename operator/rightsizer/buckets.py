@@ -24,8 +24,6 @@ from rightsizer.windows import cpu_buckets
 LEAD_BUCKETS = 2
 """The range queries start this many buckets before the window's first: a bucket's CPU values need the
 counter at the end of the bucket before, and whether that one was regular (``rightsizer.windows``)."""
-EXACT_PODS_NAMED = 20
-"""Past this many pods with irregular CPU cells at a bucket end, the second round asks for all of them."""
 HISTORY_VALUES = ("cpu_mean", "cpu_peak", "memory_mean", "memory_samples")
 """The per-bucket values, as the history queries used to be named (``UsageFrames`` gives each as a frame)."""
 
@@ -106,16 +104,13 @@ class FirstRound:
     """Per pod-container and bucket: the CPU values are placeholders (``rightsizer.windows``)."""
 
     def exact_ends(self) -> list[tuple[float, tuple[str, ...]]]:
-        """The bucket ends with irregular cells, each with the pods whose cells they are (sorted), or none
-        (the whole scope) where they are more than ``EXACT_PODS_NAMED``: asking for a bucket of every pod
-        costs less than naming hundreds."""
+        """The bucket ends with irregular cells, each with the pods whose cells they are (sorted)."""
         pods = self.buckets.keys[self.buckets.key_labels[1]].to_numpy()
         times = self.buckets.times
-        ends = []
-        for column in np.flatnonzero(self.irregular.any(axis=0)):
-            named = tuple(sorted(set(pods[self.irregular[:, column]])))
-            ends.append((float(times[column]), named if len(named) <= EXACT_PODS_NAMED else ()))
-        return ends
+        return [
+            (float(times[column]), tuple(sorted(set(pods[self.irregular[:, column]]))))
+            for column in np.flatnonzero(self.irregular.any(axis=0))
+        ]
 
 
 def first_round(answers: Mapping[str, Matrix], grid: HistoryGrid, labels: LabelConfig) -> FirstRound:

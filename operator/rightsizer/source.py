@@ -53,6 +53,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 STREAM_CHUNK_BYTES = 1 << 18
 """A range query's answer is read this many bytes at a time (``_matrix``)."""
+EXACT_PODS_NAMED = 20
+"""Past this many pods with irregular CPU cells at a bucket end, the second round asks for all of them."""
 QUERY_MAX_BYTES = 15_000
 """The longest query the second round sends: VictoriaMetrics refuses queries longer than 16 KiB by
 default (``-search.maxQueryLen``), and a longer one is split (bucket ends, then pods)."""
@@ -274,11 +276,13 @@ class PrometheusSource:
     ) -> tuple[BucketArrays, dict[str, pd.DataFrame], list[FailedScope]]:
         """What the first round's answers call for (``fetch``), in parallel."""
         tasks: dict[str, Callable[[], tuple[pd.DataFrame, list[FailedScope]]]] = {}
-        ends = first.exact_ends()
+        gone = {pod for scope_failed in failed for pod in scope_failed.pods}  # their workloads are left out
+        ends = [
+            (at, kept) for at, pods in first.exact_ends() if (kept := tuple(p for p in pods if p not in gone))
+        ]
         if ends:
             tasks["exact_cpu"] = lambda: self._exact_cpu(scope, ends, end)
-        pods = {str(pod) for pod in first.buckets.keys[scope.labels.pod]}
-        pods |= {pod for gone in failed for pod in gone.pods}
+        pods = {str(pod) for pod in first.buckets.keys[scope.labels.pod]} | gone
         for name, narrowed in gone_state_scopes(scope, frames, pods).items():
             tasks[name] = partial(self._state_in_shards, narrowed, name, end)
         oom_killed = frames["oom_killed"]
@@ -300,11 +304,14 @@ class PrometheusSource:
     def _exact_cpu(
         self, scope: QueryScope, ends: list[tuple[float, tuple[str, ...]]], end: float
     ) -> tuple[pd.DataFrame, list[FailedScope]]:
-        """``scope.exact_cpu_query`` for the bucket ends, as many at a time as fit in ``QUERY_MAX_BYTES``;
-        a query refused as too large is split (by ends, then by pods) down to one pod at one end."""
+        """``scope.exact_cpu_query`` for the bucket ends, as many at a time as fit in ``QUERY_MAX_BYTES``,
+        each for its pods, or for the whole scope past ``EXACT_PODS_NAMED`` of them (a bucket of every
+        pod costs less than naming hundreds); a query refused as too large is split (by ends, then by
+        pods) down to one pod at one end."""
         parts: list[pd.DataFrame] = []
         failed: list[FailedScope] = []
-        pending = _fitting(scope, ends)
+        named = dict(ends)
+        pending = _fitting(scope, [(at, pods if len(pods) <= EXACT_PODS_NAMED else ()) for at, pods in ends])
         while pending:
             chunk = pending.pop()
             try:
@@ -314,6 +321,7 @@ class PrometheusSource:
                     pending += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
                     continue
                 ((at, pods),) = chunk
+                pods = pods or named[at]
                 if len(pods) > 1:
                     pending += [[(at, pods[: len(pods) // 2])], [(at, pods[len(pods) // 2 :])]]
                     continue
