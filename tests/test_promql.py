@@ -51,9 +51,7 @@ def test_the_history_queries_are_functions_of_one_series_each():
     queries = scope.history_queries()
     cpu = 'container_cpu_usage_seconds_total{namespace="shop", container!="", container!="POD"}'
     assert queries["cpu_counter"] == cpu
-    assert queries["cpu_increase"] == (
-        f"max_over_time(idelta((last_over_time({cpu}[299s]))[301s:300s])[1799s:300s])"
-    )
+    assert queries["cpu_increase"] == (f"max_over_time(idelta(({cpu})[301s:300s])[1799s:300s])")
     for query in queries.values():
         assert " by " not in query and " - " not in query and " or " not in query
 

@@ -198,9 +198,9 @@ class QueryScope:
         window and one bucket before it: one point per bucket and series, each about that bucket.
 
         - ``cpu_counter``: the CPU counter at the bucket's end (the bare selector).
-        - ``cpu_increase``: the most the counter grew from one CPU window to the next in the bucket's
-          windows (``idelta`` of each window's last sample, in the one subquery); none when a bucket is
-          one CPU window.
+        - ``cpu_increase``: the most the counter grew from one CPU window's end to the next in the bucket's
+          windows (``idelta`` of the counter at the windows' ends, in the one subquery); none when a
+          bucket is one CPU window.
         - ``memory_mean``: the mean working set of the bucket's raw samples.
         - ``memory_samples``: how many samples the bucket holds: the share of the bucket a pod ran.
 
@@ -216,8 +216,9 @@ class QueryScope:
         memory, both_ends = self.cadvisor(MEMORY_WORKING_SET), f"{bucket + RANGE_EDGE_SECONDS}s"
         queries = {"cpu_counter": cpu}
         if bucket > window:
-            last = f"last_over_time({cpu}[{window - RANGE_EDGE_SECONDS}s])"
-            steps = f"idelta(({last})[{window + RANGE_EDGE_SECONDS}s:{window}s])"
+            # The counter at each window's end (the bare selector: the cheapest read), where a regular
+            # bucket has a sample in every window: its last sample in the window (rightsizer.windows).
+            steps = f"idelta(({cpu})[{window + RANGE_EDGE_SECONDS}s:{window}s])"
             queries["cpu_increase"] = f"max_over_time({steps}[{bucket - RANGE_EDGE_SECONDS}s:{window}s])"
         return queries | {
             "memory_mean": f"avg_over_time({memory}[{both_ends}])",
