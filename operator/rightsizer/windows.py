@@ -9,8 +9,8 @@ expression evaluated in a subquery, which cost Prometheus 7.5 s for 357 containe
 Where a pod's samples come steadily, a window's tiled increase is just the difference of the counter's
 last sample in it and in the window before. So the first round of queries asks only for the counter at
 each bucket end (``cpu_counter``, the bare selector) and for the most each bucket's windows grew
-(``cpu_increase``: ``idelta`` of the counter's last sample per window, in a subquery, ``max_over_time``
-of those): functions Prometheus evaluates series by series, without matching labels at every window.
+(``cpu_increase``: ``idelta`` of the counter at each window's end, in a subquery, ``max_over_time`` of
+those): functions Prometheus evaluates series by series, without matching labels at every window.
 From them, per series and bucket ``k``: the mean is ``(counter(k) - counter(k-1)) / bucket`` and the peak
 ``cpu_increase(k) / window``, the very same floating-point operations on the very same samples as the
 tiled expressions, wherever the bucket is *regular*:
