@@ -10,7 +10,7 @@ docs/benchmarks.md.
 Usage: ``python bench/real_trace_bench.py [--trace PATH] [--vms N] [--no-doc]``. The trace is read from
 ``../shared/data/`` beside the checkout (or ``--trace``, ``$RIGHTSIZER_REAL_TRACE``), never copied into the
 repository. The report goes to stdout and, with the plots, to docs/. A measurement, not a test: it takes
-about 10 minutes and 10 GB of temporary disk for the whole trace.
+about 10 minutes (more on a busy machine) and 7 GB of temporary disk for the whole trace.
 """
 
 from __future__ import annotations
@@ -30,13 +30,15 @@ sys.path.insert(0, str(REPO))  # bench.* and rightsizer_demo live beside the pac
 
 from bench.real_trace import baselines, learn, report  # noqa: E402
 from bench.real_trace.scoring import Score, score  # noqa: E402
-from bench.real_trace.trace import TraceMissing, find_trace, read_trace, split  # noqa: E402
+from bench.real_trace.trace import TRACE_NAME, TraceMissing, find_trace, read_trace, split  # noqa: E402
 
 from rightsizer_demo.prometheus import PROMETHEUS_BIN_ENV, find_binary  # noqa: E402
 
 DOC = REPO / "docs" / "benchmarks.md"
 CPU_PNG = REPO / "docs" / "real-trace-cpu.png"
 MEMORY_PNG = REPO / "docs" / "real-trace-memory.png"
+EARLIER = REPO / "docs" / "real-trace-before.json"
+"""rightsizer's scores before issue 16's engine changes, from this benchmark (``--json``, its scores)."""
 BEGIN, END = "<!-- real-trace:begin -->", "<!-- real-trace:end -->"
 DEFAULTS = "rightsizer (defaults)"
 
@@ -62,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="for the backfill (default: a temporary directory)")
     parser.add_argument("--no-doc", action="store_true", help="write no docs, no plots")
     parser.add_argument("--json", type=Path, help="also write every score and rightsizer's answers here")
+    parser.add_argument(
+        "--earlier",
+        type=Path,
+        default=EARLIER,
+        help=f"rightsizer's rows of an earlier run of the whole trace (default {EARLIER.relative_to(REPO)})",
+    )
     return parser.parse_args(argv)
 
 
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     scores["VPA-like"] = score(days.scoring, baselines.vpa_like(days.learning))
     scores["seed rule"] = score(days.scoring, baselines.seed_rule(days.learning))
     scores["oracle"] = score(days.scoring, baselines.oracle(days.scoring))
+    whole = args.vms is None and (args.learn_days, args.score_days) == (14, 14) and path.name == TRACE_NAME
+    earlier = report.Earlier.read(args.earlier) if whole and args.earlier and args.earlier.is_file() else None
     text = report.render(
         scores,
         kept,
@@ -122,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         path.name,
         environment(),
         time.monotonic() - started,
-        whole=args.vms is None and args.learn_days == 14 and args.score_days == 14,
+        whole=whole,
+        earlier=earlier,
     )
     print(text)
     if args.json:
@@ -131,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(document, indent=1) + "\n")
     if not args.no_doc:
         report.write_section(DOC, BEGIN, END, text)
-        report.plot(scores, [run.name for run in runs], CPU_PNG, MEMORY_PNG)
+        report.plot(scores, [run.name for run in runs], CPU_PNG, MEMORY_PNG, earlier)
         log(
             f"written to {DOC.relative_to(REPO)}, {CPU_PNG.relative_to(REPO)}, {MEMORY_PNG.relative_to(REPO)}"
         )

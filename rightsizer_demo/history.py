@@ -391,14 +391,23 @@ class Recording:
 
 
 def write_recorded_openmetrics(
-    recordings: Sequence[Recording], path: str | Path, start: float, end: float, step_seconds: int
+    recordings: Sequence[Recording],
+    path: str | Path,
+    start: float,
+    end: float,
+    step_seconds: int,
+    *,
+    pod_series: bool = True,
 ) -> int:
     """``write_openmetrics`` for recorded usage: the same series, scrapes in [start, end] as recorded.
 
     ``step_seconds`` is the scrape interval of the series that have no recording of their own (the
-    ReplicaSets' owners). Returns the number of samples written.
+    ReplicaSets' owners). ``pod_series=False`` leaves out the pod cgroup's and the pause container's
+    CPU and working set, which rightsizer's selectors leave out too (a third of the samples of a pod of
+    one container). Returns the number of samples written.
     """
-    return _write_history(_History.recorded(recordings, start, end, step_seconds), path)
+    history = _History.recorded(recordings, start, end, step_seconds, pod_series)
+    return _write_history(history, path)
 
 
 def _write_history(history: _History, path: str | Path) -> int:
@@ -586,6 +595,8 @@ class _History:
     start: float
     end: float
     step: int
+    pod_series: bool = True
+    """Whether the pod cgroup's and the pause container's cAdvisor series are written too."""
 
     @classmethod
     def build(
@@ -602,7 +613,9 @@ class _History:
         return cls(plans, pods, start, end, step)
 
     @classmethod
-    def recorded(cls, recordings: Sequence[Recording], start: float, end: float, step: int) -> _History:
+    def recorded(
+        cls, recordings: Sequence[Recording], start: float, end: float, step: int, pod_series: bool
+    ) -> _History:
         plans, pods = [], []
         for recording in recordings:
             (plan,) = pod_plans(recording.workload)
@@ -610,7 +623,7 @@ class _History:
             within = (recording.times >= start) & (recording.times <= end)
             if within.any():
                 pods.append(_recorded_pod(plan, recording, within))
-        return cls(plans, pods, start, end, step)
+        return cls(plans, pods, start, end, step, pod_series)
 
 
 def _grid(start: float, end: float, step: int) -> np.ndarray:
@@ -833,16 +846,18 @@ def _cpu_usage(history: _History) -> Iterator[_Series]:
     for pod in history.pods:
         for trace in pod.containers:
             yield _Series(_cadvisor(pod, trace.spec.name), pod.times, _floats(trace.cpu_seconds))
-        yield _Series(_cadvisor(pod, ""), pod.times, _floats(pod.cgroup_cpu_seconds))
-        yield _Series(_cadvisor(pod, "POD"), pod.times, _floats(pod.pause_cpu_seconds))
+        if history.pod_series:
+            yield _Series(_cadvisor(pod, ""), pod.times, _floats(pod.cgroup_cpu_seconds))
+            yield _Series(_cadvisor(pod, "POD"), pod.times, _floats(pod.pause_cpu_seconds))
 
 
 def _working_set_bytes(history: _History) -> Iterator[_Series]:
     for pod in history.pods:
         for trace in pod.containers:
             yield _Series(_cadvisor(pod, trace.spec.name), pod.times, _integers(trace.memory_bytes))
-        yield _Series(_cadvisor(pod, ""), pod.times, _integers(pod.cgroup_memory_bytes))
-        yield _Series(_cadvisor(pod, "POD"), pod.times, _constant(PAUSE_MEMORY_BYTES, pod.times))
+        if history.pod_series:
+            yield _Series(_cadvisor(pod, ""), pod.times, _integers(pod.cgroup_memory_bytes))
+            yield _Series(_cadvisor(pod, "POD"), pod.times, _constant(PAUSE_MEMORY_BYTES, pod.times))
 
 
 def _cfs_periods(history: _History) -> Iterator[_Series]:

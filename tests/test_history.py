@@ -341,6 +341,13 @@ def test_recorded_usage_is_written_as_recorded_with_the_series_of_its_pod(tmp_pa
     assert {dict(k)["resource"]: s[0][1] for k, s in requests.items()} == {"cpu": 2.0, "memory": 1024.0 * MIB}
     (owner,) = by_label(series, "kube_pod_owner", pod=pod.name).keys()
     assert dict(owner)["owner_kind"] == "ReplicaSet" and dict(owner)["owner_name"].startswith("vm-7-")
+    without = tmp_path / "without.om"
+    write_recorded_openmetrics([recording], without, T0 + 100, T0 + 660, STEP, pod_series=False)
+    containers = {
+        dict(k)["container"]
+        for k in by_label(read_openmetrics(without), "container_memory_working_set_bytes")
+    }
+    assert containers == {"app"}
     with pytest.raises(ValueError, match="one pod of one container"):
         Recording(WorkloadSpec("real", "two", (spec, spec), created_at=T0), times, counter, memory)
 

@@ -150,10 +150,10 @@ def test_the_trace_is_looked_for_beside_the_checkout_and_a_missing_one_says_wher
     assert find_trace(present, REPO) == present
 
 
-def test_the_learning_days_end_a_lead_from_now_on_a_5_minute_shift():
+def test_the_learning_days_end_a_lead_from_now_on_a_whole_minute_shift():
     shift = plan_shift(boundary=1_000_000, samples=0, lead=100, now=5_000_000.0)
-    assert shift.seconds % 300 == 0
-    assert 5_000_100 <= shift.learning_end < 5_000_400
+    assert shift.seconds % 60 == 0
+    assert 5_000_100 <= shift.learning_end < 5_000_160
     assert shift == Shift(shift.seconds, 1_000_000 + shift.seconds)
 
 
@@ -164,7 +164,7 @@ def made_up_trace(path: Path) -> pd.DataFrame:
     ts = np.arange(start, start + 4 * 86400, 300)
     hours = (ts - start) % 86400 / 3600
     steady = trace_frame(1, ts, np.full(len(ts), 0.5), np.full(len(ts), 100.0))
-    busy = trace_frame(2, ts, np.where(hours < 1, 1.2, 0.2), np.full(len(ts), 300.0))
+    busy = trace_frame(2, ts, np.where(hours < 1, 1.5, 0.2), np.full(len(ts), 300.0))
     busy = busy[(busy["ts"] < start + 30 * 3600) | (busy["ts"] >= start + 33 * 3600)]
     dense_ts = np.arange(start, start + 4 * 86400, 150)
     dense = trace_frame(3, dense_ts, np.full(len(dense_ts), 0.1), np.full(len(dense_ts), 50.0))
@@ -179,7 +179,8 @@ def test_the_benchmark_runs_rightsizer_through_prometheus_and_scores_every_strat
 
     The steady VM (0.5 cores, 100Mi) gets exactly what the engine makes of a steady container, so the
     scrapes carried its rate and working set: 500m at 75% -> 670m, 100Mi + 10% -> 110Mi. The VM with a
-    gap has 3 hours less history; the VM sampled every 150 s is seen as any other.
+    busy hour a day and a gap has its busy hour's 1.5 cores and 3 hours less history; the VM sampled every
+    150 s is seen as any other.
     """
     csv = tmp_path / "trace.csv.gz"
     frame = made_up_trace(csv)
@@ -197,7 +198,7 @@ def test_the_benchmark_runs_rightsizer_through_prometheus_and_scores_every_strat
     assert answers["vm-3"]["evidence"]["cpuPeakTime"] == "100m"
     hours = {name: answers[name]["evidence"]["historyHours"] for name in answers}
     assert hours["vm-2"] == pytest.approx(hours["vm-1"] - 3, abs=0.6)
-    assert answers["vm-2"]["evidence"]["cpuPeakTimeFrom"] == "busiest 30m"  # its busy hour, from scrapes
+    assert answers["vm-2"]["evidence"]["cpuMax"] == "1500m"  # its busy hour came through the scrapes
     faster = {r["name"]: r for r in result["rightsizer"]["rightsizer --target-utilization 0.95"]}
     assert parse(faster["vm-1"]["recommended"]["requests"]["cpu"]) == parse("530m")  # 500m / 0.95
 

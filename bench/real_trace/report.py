@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .learn import SCRAPE_SECONDS, Run
@@ -69,46 +71,87 @@ def _show(fmt: str, value: float | None) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def plot(scores: Mapping[str, Score], curve: list[str], cpu_png: Path, memory_png: Path) -> None:
+@dataclass(frozen=True)
+class Earlier:
+    """rightsizer's rows of an earlier run (``--earlier``): drawn beside this run's, hollow."""
+
+    label: str
+    measured: str
+    scores: dict[str, Score]
+
+    @classmethod
+    def read(cls, path: Path) -> Earlier:
+        document = json.loads(path.read_text())
+        scores = {name: Score(**values) for name, values in document["scores"].items()}
+        return cls(document["label"], document.get("measured", ""), scores)
+
+    def named(self) -> dict[str, Score]:
+        return {f"{name}, {self.label}": s for name, s in self.scores.items()}
+
+
+def plot(
+    scores: Mapping[str, Score],
+    curve: Sequence[str],
+    cpu_png: Path,
+    memory_png: Path,
+    earlier: Earlier | None = None,
+) -> None:
     """Cores vs CPU samples above request, and memory requested vs would-OOM containers: a point per
-    strategy; ``curve``: the names of rightsizer's runs, joined by a line (its trade-off)."""
+    strategy; ``curve``: rightsizer's runs, defaults first, joined by a line (its CPU trade-off; the
+    memory plot has the defaults only, the other runs change CPU alone); ``earlier``'s runs hollow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for path, x, y, xlabel, ylabel in (
-        (
-            cpu_png,
-            lambda s: s.cpu_cores,
-            lambda s: s.cpu_above_request * 100,
-            "CPU requested (cores)",
-            "5-minute samples above the CPU request (%)",
-        ),
+    panels = (
+        (cpu_png, "cpu", "CPU requested (cores)", "5-minute samples above the CPU request (%)"),
         (
             memory_png,
-            lambda s: s.memory_request_gib,
-            lambda s: float(s.would_oom),
+            "memory",
             "memory requested (GiB)",
             "would-OOM containers (a sample above the memory limit)",
         ),
-    ):
-        figure, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
-        line = [scores[name] for name in curve if name in scores]
-        if len(line) > 1:
-            ordered = sorted(line, key=x)
-            axes.plot([x(s) for s in ordered], [y(s) for s in ordered], color="tab:blue", alpha=0.4)
-        for name, s in scores.items():
-            ours = name in curve
-            axes.scatter(x(s), y(s), color="tab:blue" if ours else "tab:gray", zorder=3)
-            axes.annotate(name, (x(s), y(s)), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    )
+    for path, kind, xlabel, ylabel in panels:
+        runs = list(curve) if kind == "cpu" else list(curve[:1])
+        points = {name: s for name, s in scores.items() if name in runs or name not in curve}
+        hollow = (
+            {} if earlier is None else {k: v for k, v in earlier.named().items() if k.split(", ")[0] in runs}
+        )
+        figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=110)
+        for line, style in (([points[n] for n in runs if n in points], "-"), (list(hollow.values()), "--")):
+            if len(line) > 1:
+                ordered = sorted(line, key=lambda s: _xy(kind, s)[0])
+                xs, ys = zip(*(_xy(kind, s) for s in ordered), strict=True)
+                axes.plot(xs, ys, style, color="tab:blue", alpha=0.4)
+        others = iter(
+            zip("sDvPX", ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"), strict=True)
+        )
+        for name, s in [*points.items(), *hollow.items()]:
+            x, y = _xy(kind, s)
+            if name in runs or name in hollow:
+                marker, color = "o^sD"[runs.index(name.split(", ")[0]) % 4], "tab:blue"
+            else:
+                marker, color = next(others)
+            face = "none" if name in hollow else color
+            axes.scatter(x, y, marker=marker, s=45, zorder=3, label=name, edgecolors=color, facecolors=face)
+        axes.legend(fontsize=7.5, loc="upper right", framealpha=0.9)
         axes.set_xlabel(xlabel)
         axes.set_ylabel(ylabel)
         axes.grid(alpha=0.3)
-        axes.set_ylim(bottom=0)
+        top = max(_xy(kind, s)[1] for s in [*points.values(), *hollow.values()])
+        axes.set_ylim(bottom=-0.03 * top)
+        axes.margins(x=0.15)
         figure.tight_layout()
         figure.savefig(path)
         plt.close(figure)
+
+
+def _xy(kind: str, s: Score) -> tuple[float, float]:
+    if kind == "cpu":
+        return s.cpu_cores, s.cpu_above_request * 100
+    return s.memory_request_gib, float(s.would_oom)
 
 
 def render(
@@ -121,6 +164,7 @@ def render(
     seconds: float,
     *,
     whole: bool,
+    earlier: Earlier | None = None,
 ) -> str:
     """The benchmark's section of docs/benchmarks.md."""
     learn_days, score_days = days.learn_seconds / DAY, _score_days(days)
@@ -131,7 +175,8 @@ def render(
         f"{score_days:g} ({len(days.scoring):,} 5-minute samples). rightsizer learns through a real "
         f"Prometheus and the installed `rightsizer recommend -o json`; the other strategies are computed "
         "from the trace. Method: below the table.\n",
-        table(scores),
+        table({**scores, **(earlier.named() if earlier else {})}),
+        _earlier(earlier),
         _kept(kept),
         "![CPU requested against samples above the request](real-trace-cpu.png)\n",
         "![memory requested against would-OOM containers](real-trace-memory.png)\n",
@@ -143,6 +188,15 @@ def render(
         ]
     parts += [_method(runs), _rerun(environment, seconds, runs)]
     return "\n".join(parts)
+
+
+def _earlier(earlier: Earlier | None) -> str:
+    if earlier is None:
+        return ""
+    return (
+        f"Rows *{earlier.label}*: an earlier run of this benchmark ({earlier.measured}; hollow in the "
+        "plots).\n"
+    )
 
 
 def _score_days(days: Split) -> float:
@@ -170,15 +224,16 @@ def _method(runs: Sequence[Run]) -> str:
   5 minutes is not in the trace), and the CPU counter grows at the sample's rate, so the rate over any
   window is the time-weighted mean of the samples it covers. Where no sample stands (the trace's gaps)
   nothing is scraped and the counter does not grow. Scrapes are written as cAdvisor's CPU counter and
-  working set (the container, the pod cgroup and the pause container) and kube-state-metrics' owner,
-  requests and restarts, and backfilled with promtool (`rightsizer_demo.history.write_recorded_openmetrics`).
+  working set of the container (not of the pod cgroup and the pause container, which rightsizer's selectors
+  leave out) and kube-state-metrics' owner, requests and restarts, and backfilled with promtool
+  (`rightsizer_demo.history.write_recorded_openmetrics`).
 - **Each VM is a container**: a Deployment `vm-<n>` of one pod in namespace `bitbrains`, requesting what
   the VM was provisioned, with no limits (the trace says nothing of throttling; cAdvisor exports CFS
   counters only under a CPU limit). A VM without a recommendation keeps what it was provisioned (listed
   above the plots).
-- **When**: `rightsizer recommend` evaluates at "now", so the trace's clock is moved forward by a multiple
-  of 5 minutes (the samples keep their place in rightsizer's 5-minute windows) to end the learning days just
-  after the backfill is ready; the runs start together at that moment, with the default `--history 14d`.
+- **When**: `rightsizer recommend` evaluates at "now", so the trace's clock is moved forward by whole
+  minutes (every run scrapes the samples at the same places) to end the learning days just after the
+  backfill is ready; the runs start together at that moment, with the default `--history 14d`.
   This run started {max(r.late_seconds for r in runs):.0f} s after it.
 - **Scoring**: each scoring sample against its VM's allocation: CPU used above the request and the limit,
   working set above the memory request; a VM with any sample above its memory limit would be OOM-killed
@@ -200,7 +255,7 @@ def _rerun(environment: str, seconds: float, runs: Sequence[Run]) -> str:
 ```
 
 Needs the trace in `../shared/data/` beside the checkout (or `--trace PATH`, `$RIGHTSIZER_REAL_TRACE`),
-`prometheus` and `promtool` on PATH, and about 10 GB of temporary disk for the whole trace (`--workdir`).
+`prometheus` and `promtool` on PATH, and about 7 GB of temporary disk for the whole trace (`--workdir`).
 The report goes to stdout and into this section (`--no-doc` to skip), the plots to `docs/real-trace-*.png`.
 rightsizer's runs: {arguments}. This run: {environment}, {seconds:.0f} s wall time.
 `tests/test_real_trace_bench.py` runs the harness on a small made-up trace in CI.
