@@ -58,8 +58,9 @@ def assess(
     elif cpu_request is not None:
         bounds[CPU] = (cpu_request, cpu_request)
     if memory is not None and not usage.oom_kills:
-        lower = ceil_memory(Decimal(str(memory.daily.quantile(low))) * headroom / widen)
-        upper = ceil_memory(Decimal(str(memory.daily.quantile(high))) * headroom * widen)
+        swing = Decimal(str(memory.swing))  # the request covers the samples' swing above the means
+        lower = ceil_memory((Decimal(str(memory.daily.quantile(low))) + swing) * headroom / widen)
+        upper = ceil_memory((Decimal(str(memory.daily.quantile(high))) + swing) * headroom * widen)
         bounds[MEMORY] = (min(lower, memory_request), max(upper, memory_request))
     else:
         bounds[MEMORY] = (memory_request, max(memory_request, _widened(memory_request, widen)))
