@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # bench.* and rightsizer_demo live beside the package, not in it
 
+from bench.doc_sections import write_section  # noqa: E402
 from bench.real_trace import baselines, learn, report  # noqa: E402
 from bench.real_trace.scoring import Score, score  # noqa: E402
 from bench.real_trace.trace import TRACE_NAME, TraceMissing, find_trace, read_trace, split  # noqa: E402
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         document = {"scores": {name: asdict(s) for name, s in scores.items()}, "rightsizer": answers}
         args.json.write_text(json.dumps(document, indent=1) + "\n")
     if not args.no_doc:
-        report.write_section(DOC, BEGIN, END, text)
+        write_section(DOC, BEGIN, END, text)
         report.plot(scores, [run.name for run in runs], CPU_PNG, MEMORY_PNG, earlier)
         log(
             f"written to {DOC.relative_to(REPO)}, {CPU_PNG.relative_to(REPO)}, {MEMORY_PNG.relative_to(REPO)}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from bench.doc_sections import write_section
 from bench.real_trace import baselines
 from bench.real_trace.learn import Shift, plan_shift
 from bench.real_trace.report import plot
@@ -233,3 +234,12 @@ def test_the_plots_are_pngs(tmp_path):
     cpu, memory = tmp_path / "cpu.png", tmp_path / "memory.png"
     plot(scores, ["a"], cpu, memory)
     assert cpu.read_bytes()[:8] == memory.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_section_is_replaced_between_its_markers_and_appended_when_missing(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nbefore\n<!-- a:begin -->\nold\n<!-- a:end -->\nafter\n")
+    write_section(doc, "<!-- a:begin -->", "<!-- a:end -->", "new\n")
+    assert doc.read_text() == "# Benchmarks\n\nbefore\n<!-- a:begin -->\nnew\n<!-- a:end -->\nafter\n"
+    write_section(doc, "<!-- b:begin -->", "<!-- b:end -->", "more")
+    assert doc.read_text().endswith("after\n\n<!-- b:begin -->\nmore\n<!-- b:end -->\n")

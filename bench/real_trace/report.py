@@ -260,15 +260,3 @@ The report goes to stdout and into this section (`--no-doc` to skip), the plots 
 rightsizer's runs: {arguments}. This run: {environment}, {seconds:.0f} s wall time.
 `tests/test_real_trace_bench.py` runs the harness on a small made-up trace in CI.
 """
-
-
-def write_section(doc: Path, begin: str, end: str, text: str) -> None:
-    """Replace the text between ``begin`` and ``end`` in ``doc`` (appended at the end if missing)."""
-    current = doc.read_text()
-    section = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in current and end in current:
-        head, rest = current.split(begin, 1)
-        current = head + section + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(current)
