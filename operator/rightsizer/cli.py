@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from rightsizer import kustomize
 from rightsizer.duration import format_duration
 from rightsizer.errors import ConfigurationError
 from rightsizer.options import (
@@ -95,7 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a request a HorizontalPodAutoscaler scales on: keep it, or recommend it and the HPA target "
         f"that scales out at the same usage (default {HPA_MODE})",
     )
-    rec.add_argument("-o", "--output", choices=FORMATS, default="table")
+    rec.add_argument(
+        "-o",
+        "--output",
+        choices=(*FORMATS, "kustomize"),
+        default="table",
+        help="table, json, yaml, or kustomize: one patch per workload and a Component in --output-dir",
+    )
+    rec.add_argument(
+        "--output-dir", type=Path, help="where -o kustomize writes its patches (docs/operator.md, GitOps)"
+    )
     rec.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     rec.set_defaults(run=run_recommend)
     op = commands.add_parser("operator", help="run the Kubernetes operator (RightSizePolicy controller)")
@@ -161,6 +171,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     settings = RecommendationSettings.for_profile(args.profile, **overrides)
     if args.resolution * 2 > args.history:
         raise SettingsError(f"--resolution must be at most half of --history ({args.history}s)")
+    if (args.output == "kustomize") != (args.output_dir is not None):
+        raise SettingsError("-o kustomize and --output-dir go together")
     request = ScanRequest(
         tuple(args.namespace), args.history, labels_from_args(args), args.resolution, args.hpa
     )
@@ -168,7 +180,12 @@ def run_recommend(args: argparse.Namespace) -> int:
     result = scan(
         prometheus_from_args(args), request, settings, progress=None if args.quiet else stderr_progress
     )
-    print(render(result.recommendations, args.output, end=result.end, failed=result.failed))
+    if args.output == "kustomize":
+        written = kustomize.write(result.recommendations, args.output_dir)
+        if not args.quiet:
+            stderr_progress(f"wrote {len(written)} files into {args.output_dir}")
+    else:
+        print(render(result.recommendations, args.output, end=result.end, failed=result.failed))
     if not args.quiet:
         ready = sum(1 for r in result.recommendations if r.ready)
         stderr_progress(
@@ -195,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except (SettingsError, PromQLError, ConfigurationError) as error:
+    except (SettingsError, PromQLError, ConfigurationError, kustomize.KustomizeError) as error:
         print(f"rightsizer: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except PrometheusUnavailable as error:
