@@ -14,15 +14,17 @@ from rightsizer.options import (
     EXIT_RUNTIME,
     EXIT_USAGE,
     OneLineParser,
+    add_price_arguments,
     add_prometheus_arguments,
     duration,
     fraction,
     labels_from_args,
     listen_address,
+    prices_from_args,
     prometheus_from_args,
 )
 from rightsizer.promql import PromQLError
-from rightsizer.report import FORMATS, render
+from rightsizer.report import FORMATS, Costing, render
 from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import (
     CPU_WINDOW_SECONDS,
@@ -107,9 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", type=Path, help="where -o kustomize writes its patches (docs/operator.md, GitOps)"
     )
     rec.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_price_arguments(rec)
     rec.set_defaults(run=run_recommend)
     op = commands.add_parser("operator", help="run the Kubernetes operator (RightSizePolicy controller)")
     add_prometheus_arguments(op)
+    add_price_arguments(op)
     op.add_argument("--namespace", dest="namespaces", action="append", default=[], help="watch only these")
     op.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="Kopf liveness endpoint")
     op.add_argument(
@@ -185,7 +189,10 @@ def run_recommend(args: argparse.Namespace) -> int:
         if not args.quiet:
             stderr_progress(f"wrote {len(written)} files into {args.output_dir}")
     else:
-        print(render(result.recommendations, args.output, end=result.end, failed=result.failed))
+        costing = Costing(result.replicas, prices_from_args(args))
+        print(
+            render(result.recommendations, args.output, end=result.end, failed=result.failed, costing=costing)
+        )
     if not args.quiet:
         ready = sum(1 for r in result.recommendations if r.ready)
         stderr_progress(
