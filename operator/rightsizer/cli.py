@@ -27,6 +27,8 @@ from rightsizer.promql import PromQLError
 from rightsizer.report import FORMATS, Costing, render
 from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import (
+    BACKTEST_DAYS,
+    BACKTEST_STEP_SECONDS,
     CPU_WINDOW_SECONDS,
     DEFAULTS,
     HISTORY_WINDOW_SECONDS,
@@ -38,6 +40,8 @@ from rightsizer.settings import (
     SettingsError,
 )
 from rightsizer.source import PrometheusUnavailable
+
+BACKTEST_FORMATS = ("table", "json", "html")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     add_price_arguments(rec)
     rec.set_defaults(run=run_recommend)
+    add_backtest_parser(commands)
     op = commands.add_parser("operator", help="run the Kubernetes operator (RightSizePolicy controller)")
     add_prometheus_arguments(op)
     add_price_arguments(op)
@@ -157,6 +162,83 @@ def build_parser() -> argparse.ArgumentParser:
     )
     op.set_defaults(run=run_operator)
     return parser
+
+
+def add_backtest_parser(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    bt = commands.add_parser(
+        "backtest",
+        help="replay a policy over the past: what it would have changed, broken and saved",
+        description="Replay a RightSizePolicy (or the defaults) over the last days of Prometheus' history: "
+        "its recommendations, Auto mode's rails, and what those requests and limits would have met. "
+        "Reads only; changes nothing (docs/backtest.md).",
+    )
+    add_prometheus_arguments(bt)
+    bt.add_argument("-n", "--namespace", action="append", default=[], help="namespace (repeatable)")
+    bt.add_argument("--policy", type=Path, help="a RightSizePolicy YAML file (default: the CRD's defaults)")
+    bt.add_argument(
+        "--days", type=int, default=BACKTEST_DAYS, help=f"days replayed, up to now (default {BACKTEST_DAYS})"
+    )
+    bt.add_argument(
+        "--step",
+        type=duration,
+        default=BACKTEST_STEP_SECONDS,
+        help=f"replay step: an evaluation every STEP, besides those at would-be OOM kills and after each "
+        f"change's cooldown (default {format_duration(BACKTEST_STEP_SECONDS)}; docs/backtest.md)",
+    )
+    bt.add_argument("-o", "--output", choices=BACKTEST_FORMATS, default="table")
+    bt.add_argument("--output-file", "--report", dest="report", type=Path, help="write here, not to stdout")
+    bt.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_price_arguments(bt)
+    bt.set_defaults(run=run_backtest_command)
+
+
+def run_backtest_command(args: argparse.Namespace) -> int:
+    from rightsizer.backtest.report import render_json, render_table
+    from rightsizer.backtest.run import BacktestRequest, load_policy, run_backtest
+
+    policy = load_policy(args.policy)
+    namespaces = tuple(args.namespace) or ((policy.namespace,) if policy.namespace else ())
+    if not namespaces:
+        raise SettingsError("-n NAMESPACE is needed (or a --policy file with metadata.namespace)")
+    if not 1 <= args.days <= 90:
+        raise SettingsError("--days must be between 1 and 90")
+    if args.output == "html" and args.report is None:
+        raise SettingsError("-o html needs --output FILE (a file, not the terminal)")
+    request = BacktestRequest(namespaces, args.days, policy, args.step, labels_from_args(args))
+    started = time.monotonic()
+    result = run_backtest(
+        prometheus_from_args(args),
+        request,
+        prices_from_args(args),
+        progress=None if args.quiet else stderr_progress,
+    )
+    if args.output == "html":
+        from rightsizer.backtest.html import render_html
+
+        text = render_html(result)
+    else:
+        text = render_json(result) if args.output == "json" else render_table(result)
+    if args.report is None:
+        print(text)
+    else:
+        try:
+            args.report.write_text(text)
+        except OSError as error:
+            raise SettingsError(f"cannot write {args.report}: {error.strerror}") from None
+    if not args.quiet:
+        stderr_progress(
+            f"{sum(len(w.containers) for n in result.namespaces for w in n.workloads)} containers replayed "
+            f"in {len(result.namespaces)} namespaces: {result.queries_sent} Prometheus queries "
+            f"({result.fetch_seconds:.1f}s), replay {result.replay_seconds:.1f}s, "
+            f"{time.monotonic() - started:.1f}s in all" + (f"; wrote {args.report}" if args.report else "")
+        )
+    failed = [scope.name for n in result.namespaces for scope in n.failed]
+    if failed:
+        stderr_progress(
+            f"rightsizer: error: Prometheus could not answer for {'; '.join(failed)} (a partial report)"
+        )
+        return EXIT_RUNTIME
+    return 0
 
 
 def stderr_progress(message: str) -> None:

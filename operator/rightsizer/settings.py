@@ -62,6 +62,12 @@ keep that request (the HPA's scale-out point stays where it is), or recommend it
 HPA's target utilization so that it scales out at the same usage."""
 HPA_MODE = HPA_MODES[0]
 """KeepRequest: the HPA's owner chose its scale-out point; rightsizer does not move it unasked."""
+BACKTEST_DAYS = 28
+"""Days ``rightsizer backtest`` replays: four of every weekday (Prometheus keeps 15 days by default:
+with less, the replay starts where the history does, as a policy created then would have)."""
+BACKTEST_STEP_SECONDS = DAY_SECONDS
+"""``rightsizer backtest --step``: a replayed evaluation every day, besides those at would-be OOM kills
+and after every change's cooldown (docs/backtest.md, "The replay step", measures why a day)."""
 CPU_PRICE_PER_CORE_HOUR = 0.04048
 """What a core of CPU request costs an hour (``--cpu-price``), in US dollars: AWS Fargate's on-demand
 list price per vCPU-hour, Linux/x86, US East (N. Virginia), https://aws.amazon.com/fargate/pricing/
