@@ -40,7 +40,7 @@ def test_the_report_opens_offline_and_draws_every_workload(demo_prometheus, tmp_
     url = demo_prometheus.url
     report = tmp_path / "report.html"
     common = ("--prometheus-url", url, "-n", "shop", "-n", "data", "--days", "3", "-q")
-    result = run_cli(*common, "-o", "html", "--output-file", str(report))
+    result = run_cli(*common, "-o", "html", "--output", str(report))
     assert result.returncode == 0, result.stderr
     text = report.read_text()
     # Self-contained: no script, style or image fetched from anywhere.

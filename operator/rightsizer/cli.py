@@ -185,8 +185,10 @@ def add_backtest_parser(commands: argparse._SubParsersAction[OneLineParser]) -> 
         help=f"replay step: an evaluation every STEP, besides those at would-be OOM kills and after each "
         f"change's cooldown (default {format_duration(BACKTEST_STEP_SECONDS)}; docs/backtest.md)",
     )
-    bt.add_argument("-o", "--output", choices=BACKTEST_FORMATS, default="table")
-    bt.add_argument("--output-file", "--report", dest="report", type=Path, help="write here, not to stdout")
+    bt.add_argument("-o", "--format", dest="format", choices=BACKTEST_FORMATS, default="table")
+    bt.add_argument(
+        "--output", dest="report", type=Path, metavar="FILE", help="write the report here, not to stdout"
+    )
     bt.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     add_price_arguments(bt)
     bt.set_defaults(run=run_backtest_command)
@@ -202,7 +204,7 @@ def run_backtest_command(args: argparse.Namespace) -> int:
         raise SettingsError("-n NAMESPACE is needed (or a --policy file with metadata.namespace)")
     if not 1 <= args.days <= 90:
         raise SettingsError("--days must be between 1 and 90")
-    if args.output == "html" and args.report is None:
+    if args.format == "html" and args.report is None:
         raise SettingsError("-o html needs --output FILE (a file, not the terminal)")
     request = BacktestRequest(namespaces, args.days, policy, args.step, labels_from_args(args))
     started = time.monotonic()
@@ -212,12 +214,12 @@ def run_backtest_command(args: argparse.Namespace) -> int:
         prices_from_args(args),
         progress=None if args.quiet else stderr_progress,
     )
-    if args.output == "html":
+    if args.format == "html":
         from rightsizer.backtest.html import render_html
 
         text = render_html(result)
     else:
-        text = render_json(result) if args.output == "json" else render_table(result)
+        text = render_json(result) if args.format == "json" else render_table(result)
     if args.report is None:
         print(text)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,20 +122,32 @@ def run_backtest(
     source.check()
     start = end - (span // bucket) * bucket
     result = BacktestResult(request, prices, start, end, bucket, [])
-    for index, namespace in enumerate(request.namespaces, start=1):
-        fetched = time.monotonic()
+
+    def fetch(namespace: str) -> tuple[operator_parts.SpanData, float]:
+        started = time.monotonic()
         data = operator_parts.fetch_span(
             source, namespace, request.labels, int(end - start), bucket, spec.cpu_window_seconds, end
         )
-        replaying = time.monotonic()
-        result.fetch_seconds += replaying - fetched
-        config = ReplayConfig(spec, start, end, bucket, request.step_seconds, tuple(data.autoscalers))
-        workloads = [replay_workload(group, config) for group in _targets(timelines(data), spec)]
-        result.replay_seconds += time.monotonic() - replaying
-        result.namespaces.append(NamespaceBacktest(namespace, workloads, data.failed))
-        if progress:
-            containers = sum(len(w.containers) for w in workloads)
-            progress(f"[{index}/{len(request.namespaces)}] {namespace}: {containers} containers replayed")
+        return data, time.monotonic() - started
+
+    # The next namespace is fetched while this one is replayed: the fetch waits on Prometheus, the
+    # replay on Python, and on two cores they overlap (docs/benchmarks.md, "Backtest").
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        pending = ahead.submit(fetch, request.namespaces[0]) if request.namespaces else None
+        for index, namespace in enumerate(request.namespaces, start=1):
+            assert pending is not None
+            data, seconds = pending.result()
+            result.fetch_seconds += seconds
+            if index < len(request.namespaces):
+                pending = ahead.submit(fetch, request.namespaces[index])
+            replaying = time.monotonic()
+            config = ReplayConfig(spec, start, end, bucket, request.step_seconds, tuple(data.autoscalers))
+            workloads = [replay_workload(group, config) for group in _targets(timelines(data), spec)]
+            result.replay_seconds += time.monotonic() - replaying
+            result.namespaces.append(NamespaceBacktest(namespace, workloads, data.failed))
+            if progress:
+                containers = sum(len(w.containers) for w in workloads)
+                progress(f"[{index}/{len(request.namespaces)}] {namespace}: {containers} containers replayed")
     result.queries_sent = source.queries_sent
     return result
 

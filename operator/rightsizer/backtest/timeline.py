@@ -118,22 +118,17 @@ class Timeline:
                 float(real_throttled[index]),
             )
         simulated = self.sim_periods[rows] > 0
-        if simulated.any():
-            frame = pd.DataFrame(
-                {
-                    "pod": pods[simulated],
-                    "limit": self.sim_cpu_limit[rows][simulated],
-                    "periods": self.sim_periods[rows][simulated],
-                    "throttled": self.sim_throttled[rows][simulated],
-                }
+        if not simulated.any():
+            return
+        millicores = np.round(self.sim_cpu_limit[rows][simulated] * 1000).astype(np.int64)
+        keys, group = np.unique(pods[simulated].astype(np.int64) << 32 | millicores, return_inverse=True)
+        periods = np.bincount(group, self.sim_periods[rows][simulated], len(keys))
+        throttled = np.bincount(group, self.sim_throttled[rows][simulated], len(keys))
+        for position, packed in enumerate(keys.tolist()):
+            pod, limit = packed >> 32, packed & 0xFFFFFFFF
+            yield PodThrottling(
+                str(self.pods[pod]), limit / 1000, float(periods[position]), float(throttled[position])
             )
-            for (pod, limit), group in frame.groupby(["pod", "limit"]):
-                yield PodThrottling(
-                    str(self.pods[pod]),
-                    float(limit),
-                    float(group["periods"].sum()),
-                    float(group["throttled"].sum()),
-                )
 
 
 def timelines(span: SpanData) -> list[Timeline]:
