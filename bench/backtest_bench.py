@@ -40,7 +40,7 @@ from rightsizer_demo.prometheus import PrometheusServer  # noqa: E402
 DAY = 86400
 CLOSING = re.compile(
     r"(?P<containers>\d+) containers replayed in (?P<namespaces>\d+) namespaces: (?P<queries>\d+) "
-    r"Prometheus queries \((?P<fetch>[\d.]+)s\), replay (?P<replay>[\d.]+)s"
+    r"Prometheus queries \((?P<fetch>[\d.]+)s\), replay (?P<replay>[\d.]+)s of CPU"
 )
 
 
@@ -66,7 +66,10 @@ def generate(binary: Path, containers: int, pods: int, days: int, namespaces: in
     )
     if run.returncode != 0:
         raise SystemExit(f"generator failed: {run.stderr}")
-    print(f"generated {containers} containers ({pods} pods a Deployment) x {days} d in {run.seconds:.1f}s", file=sys.stderr)
+    print(
+        f"generated {containers} containers ({pods} pods a Deployment) x {days} d in {run.seconds:.1f}s",
+        file=sys.stderr,
+    )
     return base / "tsdb"
 
 
@@ -125,7 +128,9 @@ def fidelity(days: int, steps: list[str]) -> list[dict[str, object]]:
         try:
             end = time.time()
             for step in ["30m", *steps]:
-                request = BacktestRequest(("shop", "batch", "data", "legacy"), days, load_policy(None), parse_duration(step))
+                request = BacktestRequest(
+                    ("shop", "batch", "data", "legacy"), days, load_policy(None), parse_duration(step)
+                )
                 result = run_backtest(PrometheusSource(server.url), request, Prices(), end=end)
                 containers = [c for n in result.namespaces for w in n.workloads for c in w.containers]
                 found = figures(result, containers)
@@ -165,7 +170,9 @@ def main() -> int:
     print(f"machine: {scale_bench.machine()}")
     if not args.no_speed:
         binary = scale_bench.build_generator(scale_bench.cache_dir())
-        print("\n| shape | workload containers | wall | fetch | replay | CPU | peak RSS | queries | load |")
+        print(
+            "\n| shape | workload containers | wall | fetch | replay (CPU) | CPU, all processes | peak RSS | queries | load |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for pods in args.pods:
             r = speed(binary, args.containers, pods, args.days, args.namespaces)
@@ -178,8 +185,10 @@ def main() -> int:
     if not args.no_fidelity:
         rows = fidelity(args.fidelity_days, args.steps)
         print(f"\nThe demo, {args.fidelity_days} days, against a replay every bucket (30m); {load()}:\n")
-        print("| step | evaluations | changes (rolled back) | would-be OOM kills | CPU windows > limit | > request | "
-              "core-hours | GiB-hours | saved | replay |")
+        print(
+            "| step | evaluations | changes (rolled back) | would-be OOM kills | CPU windows > limit | > request | "
+            "core-hours | GiB-hours | saved | replay |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(

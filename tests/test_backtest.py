@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -265,3 +266,22 @@ def _hours_between(first: str, second: str) -> float:
     from rightsizer.timestamps import parse_time
 
     return (parse_time(second) - parse_time(first)).total_seconds() / HOUR
+
+
+def test_the_replay_in_worker_processes_gives_what_one_process_gives(demo_prometheus, monkeypatch):
+    """The demo's shop (6 workloads) replayed in 2 spawned workers, and in this process: the same
+    document, figure for figure."""
+    from rightsizer.backtest import run as runner
+    from rightsizer.backtest.report import to_document
+    from rightsizer.cost import Prices
+    from rightsizer.source import PrometheusSource
+
+    monkeypatch.setattr(runner, "PARALLEL_WORKLOADS", 2)
+    end = time.time()
+    documents = []
+    for jobs in (1, 2):
+        request = runner.BacktestRequest(("shop",), 3, runner.load_policy(None), DAY, jobs=jobs)
+        result = runner.run_backtest(PrometheusSource(demo_prometheus.url), request, Prices(), end=end)
+        documents.append(to_document(result))
+    assert documents[0]["summary"]["changes"] > 0
+    assert documents[0] == documents[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -185,6 +186,12 @@ def add_backtest_parser(commands: argparse._SubParsersAction[OneLineParser]) -> 
         help=f"replay step: an evaluation every STEP, besides those at would-be OOM kills and after each "
         f"change's cooldown (default {format_duration(BACKTEST_STEP_SECONDS)}; docs/backtest.md)",
     )
+    bt.add_argument(
+        "--jobs",
+        type=int,
+        default=min(len(os.sched_getaffinity(0)), 8),
+        help="processes the replay runs in (default: the CPUs this process may use, up to 8)",
+    )
     bt.add_argument("-o", "--format", dest="format", choices=BACKTEST_FORMATS, default="table")
     bt.add_argument(
         "--output", dest="report", type=Path, metavar="FILE", help="write the report here, not to stdout"
@@ -206,7 +213,9 @@ def run_backtest_command(args: argparse.Namespace) -> int:
         raise SettingsError("--days must be between 1 and 90")
     if args.format == "html" and args.report is None:
         raise SettingsError("-o html needs --output FILE (a file, not the terminal)")
-    request = BacktestRequest(namespaces, args.days, policy, args.step, labels_from_args(args))
+    if args.jobs < 1:
+        raise SettingsError("--jobs must be at least 1")
+    request = BacktestRequest(namespaces, args.days, policy, args.step, labels_from_args(args), args.jobs)
     started = time.monotonic()
     result = run_backtest(
         prometheus_from_args(args),
@@ -231,7 +240,7 @@ def run_backtest_command(args: argparse.Namespace) -> int:
         stderr_progress(
             f"{sum(len(w.containers) for n in result.namespaces for w in n.workloads)} containers replayed "
             f"in {len(result.namespaces)} namespaces: {result.queries_sent} Prometheus queries "
-            f"({result.fetch_seconds:.1f}s), replay {result.replay_seconds:.1f}s, "
+            f"({result.fetch_seconds:.1f}s), replay {result.replay_seconds:.1f}s of CPU, "
             f"{time.monotonic() - started:.1f}s in all" + (f"; wrote {args.report}" if args.report else "")
         )
     failed = [scope.name for n in result.namespaces for scope in n.failed]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from rightsizer.shards import FailedScope
 from rightsizer.source import ProgressCallback, PrometheusSource
 from rightsizer.workload import KINDS
 
+PARALLEL_WORKLOADS = 8
+"""A namespace with at least this many target workloads is replayed in worker processes (``--jobs``)."""
 DEFAULT_POLICY: dict[str, Any] = {"selector": {}, "kinds": list(KINDS), "mode": AUTO}
 """Without ``--policy``: every workload of every kind, with the CRD's defaults, in Auto mode."""
 
@@ -72,6 +77,8 @@ class BacktestRequest:
     policy: LoadedPolicy
     step_seconds: int
     labels: LabelConfig = field(default_factory=LabelConfig)
+    jobs: int = 1
+    """Processes the replay runs in (``--jobs``)."""
 
 
 @dataclass
@@ -130,26 +137,54 @@ def run_backtest(
         )
         return data, time.monotonic() - started
 
-    # The next namespace is fetched while this one is replayed: the fetch waits on Prometheus, the
-    # replay on Python, and on two cores they overlap (docs/benchmarks.md, "Backtest").
-    with ThreadPoolExecutor(max_workers=1) as ahead:
-        pending = ahead.submit(fetch, request.namespaces[0]) if request.namespaces else None
-        for index, namespace in enumerate(request.namespaces, start=1):
-            assert pending is not None
+    # Namespaces are fetched one after the other in a thread while the fetched ones are replayed in
+    # ``jobs`` processes: the fetch waits on Prometheus and the replay on Python's engine, so on two
+    # cores they overlap (docs/benchmarks.md, "Backtest").
+    replays: list[tuple[str, tuple[FailedScope, ...], list[Future[_Chunk]]]] = []
+    with ThreadPoolExecutor(max_workers=1) as ahead, ExitStack() as stack:
+        pool: ProcessPoolExecutor | None = None
+        fetches = [ahead.submit(fetch, namespace) for namespace in request.namespaces]
+        for index, (namespace, pending) in enumerate(zip(request.namespaces, fetches, strict=True), start=1):
             data, seconds = pending.result()
             result.fetch_seconds += seconds
-            if index < len(request.namespaces):
-                pending = ahead.submit(fetch, request.namespaces[index])
-            replaying = time.monotonic()
             config = ReplayConfig(spec, start, end, bucket, request.step_seconds, tuple(data.autoscalers))
-            workloads = [replay_workload(group, config) for group in _targets(timelines(data), spec)]
-            result.replay_seconds += time.monotonic() - replaying
-            result.namespaces.append(NamespaceBacktest(namespace, workloads, data.failed))
+            groups = _targets(timelines(data), spec)
+            if pool is None and request.jobs > 1 and len(groups) >= PARALLEL_WORKLOADS:
+                # Spawned, not forked: this process runs threads. Started when there is work enough
+                # for it: a worker takes about a second to import pandas.
+                pool = stack.enter_context(ProcessPoolExecutor(request.jobs, mp_context=get_context("spawn")))
+            chunks = [groups[i :: request.jobs] for i in range(request.jobs)] if pool else [groups]
+            submit = pool.submit if pool else _inline
+            replays.append(
+                (namespace, data.failed, [submit(_replay, chunk, config) for chunk in chunks if chunk])
+            )
             if progress:
-                containers = sum(len(w.containers) for w in workloads)
-                progress(f"[{index}/{len(request.namespaces)}] {namespace}: {containers} containers replayed")
+                progress(f"[{index}/{len(request.namespaces)}] {namespace}: fetched in {seconds:.1f}s")
+        for namespace, failed, futures in replays:
+            workloads = []
+            for future in futures:
+                replayed, seconds = future.result()
+                workloads += replayed
+                result.replay_seconds += seconds
+            workloads.sort(key=lambda w: (w.containers[0].key.kind, w.containers[0].key.name))
+            result.namespaces.append(NamespaceBacktest(namespace, workloads, failed))
     result.queries_sent = source.queries_sent
     return result
+
+
+_Chunk = tuple[list[WorkloadReplay], float]
+
+
+def _replay(groups: list[list[Timeline]], config: ReplayConfig) -> _Chunk:
+    """Replay some workloads (in a worker process); their replays and the CPU seconds it took."""
+    started = time.thread_time()
+    return [replay_workload(group, config) for group in groups], time.thread_time() - started
+
+
+def _inline(function: Callable[..., _Chunk], *args: Any) -> Future[_Chunk]:
+    future: Future[_Chunk] = Future()
+    future.set_result(function(*args))
+    return future
 
 
 def _targets(found: list[Timeline], spec: PolicySpec) -> list[list[Timeline]]:
