@@ -34,7 +34,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import scale_bench  # noqa: E402
-
 from rightsizer_demo.prometheus import PrometheusServer  # noqa: E402
 
 DAY = 86400
@@ -171,7 +170,8 @@ def main() -> int:
     if not args.no_speed:
         binary = scale_bench.build_generator(scale_bench.cache_dir())
         print(
-            "\n| shape | workload containers | wall | fetch | replay (CPU) | CPU, all processes | peak RSS | queries | load |"
+            "\n| shape | workload containers | wall | fetch | replay (CPU) | CPU, all processes | peak RSS "
+            "| queries | load |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for pods in args.pods:
@@ -186,15 +186,15 @@ def main() -> int:
         rows = fidelity(args.fidelity_days, args.steps)
         print(f"\nThe demo, {args.fidelity_days} days, against a replay every bucket (30m); {load()}:\n")
         print(
-            "| step | evaluations | changes (rolled back) | would-be OOM kills | CPU windows > limit | > request | "
-            "core-hours | GiB-hours | saved | replay |"
+            "| step | evaluations | changes (rolled back) | would-be OOM kills | CPU windows > limit "
+            "| > request | core-hours | GiB-hours | saved | replay |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(
                 f"| {r['step']} | {r['evaluations']} | {r['changes']} ({r['rollbacks']}) | {r['kills']} | "
-                f"{r['overLimit']:.2%} | {r['overRequest']:.2%} | {r['coreHours']:.0f} | {r['gibHours']:.0f} | "
-                f"{r['saved']:.2f} | {r['replay']:.1f} s |"
+                f"{r['overLimit']:.2%} | {r['overRequest']:.2%} | {r['coreHours']:.0f} | "
+                f"{r['gibHours']:.0f} | {r['saved']:.2f} | {r['replay']:.1f} s |"
             )
     return 0
 
