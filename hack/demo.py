@@ -220,7 +220,8 @@ def run(args: argparse.Namespace, node: bool, stoppers: list[Callable[[], None]]
     subprocess.run(report, check=True)
     days = max(1, int(args.days))
     step(
-        f"what Auto mode would have done: rightsizer backtest --prometheus-url {server.url} -n shop --days {days}"
+        "what Auto mode would have done: "
+        f"rightsizer backtest --prometheus-url {server.url} -n shop --days {days}"
     )
     subprocess.run(
         [*report[:3], "backtest", "--prometheus-url", server.url, "-n", "shop", "--days", str(days)],
