@@ -22,6 +22,7 @@ from rightsizer.engine import recommend
 from rightsizer.model import ContainerKey, ContainerUsage, Resources
 from rightsizer.quantity import parse
 from rightsizer.settings import RecommendationSettings
+from rightsizer.timestamps import parse_time
 from rightsizer_demo.history import DAY, MIB, ContainerSpec, UsageModel, WorkloadSpec, window_ending_now
 from rightsizer_demo.prometheus import PrometheusServer
 from tests.support.prometheus import queries_run, start_demo_prometheus
@@ -137,8 +138,9 @@ def test_an_over_provisioned_service_saves_what_the_hand_computes(known_promethe
         and replayed["cpuWindowsOverRequest"] == 0
     )
     assert steady["today"]["cpuWindows"] == 2 * DAYS * 24 * 12  # 2 pods x 12 five-minute windows an hour
-    # Evaluated once a day, and once more after the change's cooldown (Auto mode goes on stepping).
-    assert steady["evaluations"] == DAYS + 1
+    # Evaluated once a day: the change was the whole recommendation, so nothing to step toward after
+    # its cooldown.
+    assert steady["evaluations"] == DAYS
 
 
 def test_a_leak_under_a_too_tight_policy_is_oom_killed_when_it_crosses_the_replayed_limit(
@@ -263,8 +265,6 @@ def test_a_policy_file_that_is_not_a_policy_is_one_line(tmp_path):
 
 
 def _hours_between(first: str, second: str) -> float:
-    from rightsizer.timestamps import parse_time
-
     return (parse_time(second) - parse_time(first)).total_seconds() / HOUR
 
 
@@ -285,3 +285,13 @@ def test_the_replay_in_worker_processes_gives_what_one_process_gives(demo_promet
         documents.append(to_document(result))
     assert documents[0]["summary"]["changes"] > 0
     assert documents[0] == documents[1]
+    # Changes that applied part of the recommendation (the confident part, three days in) are
+    # followed an hour later, off the daily grid, when the cooldown is over.
+    start = parse_time(documents[0]["span"]["start"]).timestamp()
+    times = [
+        parse_time(move["time"]).timestamp()
+        for workload in documents[0]["namespaces"][0]["workloads"]
+        for container in workload["containers"]
+        for move in container["moves"]
+    ]
+    assert any((t - start) % DAY for t in times)

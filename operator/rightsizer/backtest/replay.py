@@ -9,8 +9,9 @@ A workload goes through the span bucket by bucket, in stretches between evaluati
    permitting; else at its end). In a change's watch (``auto.canary.duration``; twice that in place:
    canary, then every pod), a kill or throttling above ``throttlingThreshold`` rolls the change back
    and backs its directions off for ``auto.rollbackBackoff``.
-3. **Evaluate** at each replay step (``step_seconds``), at events, and after each change once its
-   cooldown is over (Auto mode goes on stepping then): the engine on the history of the policy's
+3. **Evaluate** at each replay step (``step_seconds``), at events, and after each change that
+   applied less than the recommendation (the step cap, the confident part) once its cooldown is over
+   (Auto mode goes on stepping then): the engine on the history of the policy's
    window before that moment only (``Timeline.usage_at``), then the rails (``operator_parts.plan``).
    A change takes effect from the next bucket.
 
@@ -291,11 +292,14 @@ class _Replay:
             self.resources[change.container] = change.after
         self.applied_at = now
         changed = {c.container for c in plan.changes}
+        recommended = {r.key.container: r.recommended for r in recommendations}
         self.watch = _Watch(
             self._bucket_after(now + config.watch_seconds),  # at least the bucket after the change
             {c: before[c] for c in changed},
             {c: self.resources[c] for c in changed},
         )
+        if all(c.after == recommended.get(c.container) for c in plan.changes):
+            return regular  # the whole recommendation is in force: nothing left to step toward
         return min(regular, self._bucket_after(now + spec.auto.cooldown_seconds))
 
     def _roll_back(self, now: float, why: str) -> None:
