@@ -26,7 +26,8 @@ from rightsizer.source import ProgressCallback, PrometheusSource
 from rightsizer.workload import KINDS
 
 PARALLEL_WORKLOADS = 8
-"""A namespace with at least this many target workloads is replayed in worker processes (``--jobs``)."""
+"""Worker processes (``--jobs``) are started once the namespaces fetched hold this many target
+workloads: a worker takes about a second to start and import pandas."""
 DEFAULT_POLICY: dict[str, Any] = {"selector": {}, "kinds": list(KINDS), "mode": AUTO}
 """Without ``--policy``: every workload of every kind, with the CRD's defaults, in Auto mode."""
 
@@ -143,15 +144,16 @@ def run_backtest(
     replays: list[tuple[str, tuple[FailedScope, ...], list[Future[_Chunk]]]] = []
     with ThreadPoolExecutor(max_workers=1) as ahead, ExitStack() as stack:
         pool: ProcessPoolExecutor | None = None
+        seen = 0
         fetches = [ahead.submit(fetch, namespace) for namespace in request.namespaces]
         for index, (namespace, pending) in enumerate(zip(request.namespaces, fetches, strict=True), start=1):
             data, seconds = pending.result()
             result.fetch_seconds += seconds
             config = ReplayConfig(spec, start, end, bucket, request.step_seconds, tuple(data.autoscalers))
             groups = _targets(timelines(data), spec)
-            if pool is None and request.jobs > 1 and len(groups) >= PARALLEL_WORKLOADS:
-                # Spawned, not forked: this process runs threads. Started when there is work enough
-                # for it: a worker takes about a second to import pandas.
+            seen += len(groups)
+            if pool is None and request.jobs > 1 and seen >= PARALLEL_WORKLOADS:
+                # Spawned, not forked: this process runs threads.
                 pool = stack.enter_context(ProcessPoolExecutor(request.jobs, mp_context=get_context("spawn")))
             chunks = [groups[i :: request.jobs] for i in range(request.jobs)] if pool else [groups]
             submit = pool.submit if pool else _inline
