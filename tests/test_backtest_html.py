@@ -31,7 +31,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "rightsizer.cli", "backtest", *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # generous: a loaded machine runs a backtest slowly
         check=False,
     )
 
