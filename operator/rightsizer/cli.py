@@ -183,8 +183,8 @@ def add_backtest_parser(commands: argparse._SubParsersAction[OneLineParser]) -> 
         "--step",
         type=duration,
         default=BACKTEST_STEP_SECONDS,
-        help=f"replay step: an evaluation every STEP, besides those at would-be OOM kills and after each "
-        f"change's cooldown (default {format_duration(BACKTEST_STEP_SECONDS)}; docs/backtest.md)",
+        help=f"replay step: an evaluation every STEP, besides those at would-be OOM kills and after the "
+        f"cooldown of a partial change (default {format_duration(BACKTEST_STEP_SECONDS)}; docs/backtest.md)",
     )
     bt.add_argument(
         "--jobs",

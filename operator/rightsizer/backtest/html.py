@@ -57,8 +57,9 @@ def render_html(result: BacktestResult) -> str:
     body = f"""
 <h1>rightsizer backtest: policy {html.escape(request.policy.name)}</h1>
 <p>Replayed over {start} to {end} UTC ({result.span_hours / 24:.1f} days): an evaluation every
-{format_duration(request.step_seconds)}, at each would-be OOM kill and after each change's cooldown, with
-Auto mode's rails; scored against today's requests and limits held over the same time. Prices:
+{format_duration(request.step_seconds)}, at each would-be OOM kill and after the cooldown of each change
+that applied part of a recommendation, with Auto mode's rails; scored against today's requests and
+limits held over the same time. Prices:
 {result.prices.cpu_per_core_hour:g} per core-hour and {result.prices.memory_per_gib_hour:g} per GiB-hour of
 request.</p>{notes}
 <h2>Summary</h2>

@@ -184,7 +184,8 @@ def render_table(result: BacktestResult) -> str:
         "",
         f"policy {result.request.policy.name} replayed over {start} to {end} UTC ({hours / 24:.1f} days), "
         f"evaluated every {format_duration(result.request.step_seconds)}, at would-be OOM kills and after "
-        "each change's cooldown; each cell is today's resources -> the replayed ones",
+        "the cooldown of each change that applied part of a recommendation; each cell is today's "
+        "resources -> the replayed ones",
         f"saved {total.saved:.2f} over the span ({total.per_month(hours, total.saved):.2f} a month) at "
         f"{result.prices.cpu_per_core_hour:g} per core-hour and {result.prices.memory_per_gib_hour:g} per "
         f"GiB-hour; {total.changes} changes, {total.rollbacks} rolled back",
