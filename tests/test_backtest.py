@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -25,6 +24,7 @@ from rightsizer.settings import RecommendationSettings
 from rightsizer.timestamps import parse_time
 from rightsizer_demo.history import DAY, MIB, ContainerSpec, UsageModel, WorkloadSpec, window_ending_now
 from rightsizer_demo.prometheus import PrometheusServer
+from tests.support.cli import run_rightsizer
 from tests.support.prometheus import queries_run, start_demo_prometheus
 
 pytestmark = pytest.mark.prometheus
@@ -67,13 +67,7 @@ def known_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prome
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rightsizer.cli", "backtest", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,  # generous: a loaded machine runs a backtest slowly
-        check=False,
-    )
+    return run_rightsizer("backtest", *args)
 
 
 def policy_file(tmp_path: Path, name: str, spec: dict[str, Any]) -> Path:

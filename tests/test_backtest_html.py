@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 
 import pytest
 
 from tests.support.browser import open_page
+from tests.support.cli import run_rightsizer
 
 pytestmark = pytest.mark.prometheus
 
@@ -27,13 +27,7 @@ DRAWN = """(() => {
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rightsizer.cli", "backtest", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,  # generous: a loaded machine runs a backtest slowly
-        check=False,
-    )
+    return run_rightsizer("backtest", *args)
 
 
 def test_the_report_opens_offline_and_draws_every_workload(demo_prometheus, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from rightsizer import kustomize
 from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.quantity import parse
 from rightsizer_demo.manifests import deployment_manifest
+from tests.support.cli import run_rightsizer
 
 
 def build(overlay: Path) -> list[dict[str, Any]]:
@@ -186,13 +186,7 @@ def test_an_output_dir_that_is_a_file_is_one_clear_error(tmp_path):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rightsizer.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_rightsizer(*args)
 
 
 @pytest.mark.prometheus
