@@ -62,6 +62,23 @@ keep that request (the HPA's scale-out point stays where it is), or recommend it
 HPA's target utilization so that it scales out at the same usage."""
 HPA_MODE = HPA_MODES[0]
 """KeepRequest: the HPA's owner chose its scale-out point; rightsizer does not move it unasked."""
+BACKTEST_DAYS = 28
+"""Days ``rightsizer backtest`` replays: four of every weekday (Prometheus keeps 15 days by default:
+with less, the replay starts where the history does, as a policy created then would have)."""
+BACKTEST_STEP_SECONDS = DAY_SECONDS
+"""``rightsizer backtest --step``: a replayed evaluation every day, besides those at would-be OOM kills
+and after every change's cooldown (docs/backtest.md, "The replay step", measures why a day)."""
+CPU_PRICE_PER_CORE_HOUR = 0.04048
+"""What a core of CPU request costs an hour (``--cpu-price``), in US dollars: AWS Fargate's on-demand
+list price per vCPU-hour, Linux/x86, US East (N. Virginia), https://aws.amazon.com/fargate/pricing/
+(read 2026-12). Fargate bills the CPU and memory a pod requests, as a node's capacity is spent by
+requests, not by use, which is what rightsizer changes. Set your own: on-demand nodes, discounts and
+other regions differ (docs/recommendations.md, "Money")."""
+MEMORY_PRICE_PER_GIB_HOUR = 0.004445
+"""What a GiB of memory request costs an hour (``--memory-price``), in US dollars: the same list's
+price per GB-hour (Fargate's memory sizes are binary: 0.5 GB is 512 MiB)."""
+HOURS_PER_MONTH = 730
+"""A month, for monthly costs: 365 days x 24 h / 12 (cloud price lists use the same)."""
 METRICS_LISTEN = "0.0.0.0:8081"
 """Where ``rightsizer operator`` serves ``/metrics`` (``--metrics-listen``; docs/operator.md, "Metrics"),
 beside Kopf's liveness endpoint on 8080."""
