@@ -608,3 +608,27 @@ def test_throttling_under_the_limit_in_force_is_confident_whatever_the_history()
     current = resources({"cpu": "300m"}, {"cpu": "200m"})
     rec = recommend(KEY, history, current, settings)
     assert rec.confident.limits["cpu"] >= Decimal("0.3")  # 200m x 1.5, whatever the bounds say
+
+
+def test_the_confident_part_of_a_memory_raise_never_takes_the_limit_down():
+    """Thin history: the request goes up only to its lower bound (100Mi -> 119Mi of 220Mi), and the
+    limit kept in proportion would be 119Mi x 1.5 = 179Mi, below the 256Mi in force although the
+    recommendation raises it to 330Mi. A change that raises memory must not lower the limit: 256Mi."""
+    settings = RecommendationSettings.for_profile("latency-sensitive", min_history_seconds=3600)
+    current = resources({"cpu": "160m", "memory": "100Mi"}, {"memory": "256Mi"})
+    rec = recommend(KEY, usage(steady(days=1)), current, settings)
+    assert quantities(rec)["limits"]["memory"] == "330Mi"
+    assert rec.confident.to_quantities()["requests"]["memory"] == "119Mi"
+    assert rec.confident.to_quantities()["limits"]["memory"] == "256Mi"
+
+
+def test_the_confident_part_never_takes_a_memory_limit_below_the_windows_peak():
+    """No limit in force to hold on to: the proportional 179Mi would be below the 250Mi the container
+    already used; the confident limit is the peak."""
+    settings = RecommendationSettings.for_profile("latency-sensitive", min_history_seconds=3600)
+    current = resources({"cpu": "160m", "memory": "100Mi"})
+    history = usage(steady(days=1), memory_peak_bytes=float(250 * MIB))
+    rec = recommend(KEY, history, current, settings)
+    confident = rec.confident.to_quantities()
+    assert rec.confident.requests["memory"] < rec.recommended.requests["memory"]
+    assert parse(confident["limits"]["memory"]) == 250 * MIB
