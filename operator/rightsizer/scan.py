@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rightsizer.collect import each_workload_container, failed_workloads
+from rightsizer.cost import running_replicas
 from rightsizer.discovery import name_group
 from rightsizer.engine import recommend
 from rightsizer.hpa import from_state_metrics, with_autoscalers
-from rightsizer.model import Recommendation
+from rightsizer.model import ContainerKey, Recommendation
 from rightsizer.promql import LabelConfig, QueryScope
 from rightsizer.settings import (
     CPU_WINDOW_SECONDS,
@@ -44,6 +45,8 @@ class ScanResult:
     end: float
     failed: dict[FailedScope, list[str]] = field(default_factory=dict)
     """Pods Prometheus could not answer for, and the workloads (``Kind/name``) left out for them."""
+    replicas: dict[ContainerKey, float] = field(default_factory=dict)
+    """Pods of each container that ran on average over its last day (``cost.running_replicas``)."""
 
 
 def scan(
@@ -65,6 +68,7 @@ def scan(
     autoscalers = from_state_metrics(source.autoscalers(hpa_scope, end))
     recommendations: list[Recommendation] = []
     failed: dict[FailedScope, list[str]] = {}
+    replicas: dict[ContainerKey, float] = {}
     for index, namespace in enumerate(namespaces, start=1):
         shards = workload_shards(layout.get(namespace, {}))
         for part, pods in enumerate(shards, start=1):
@@ -72,10 +76,10 @@ def scan(
                 (namespace,), request.history_seconds, request.labels, request.cpu_window_seconds, pods
             )
             frames = source.fetch(scope, end)
-            found = [
-                recommend(item.key, item.usage, item.current, settings)
-                for item in each_workload_container(frames, request.labels)
-            ]
+            found = []
+            for item in each_workload_container(frames, request.labels):
+                found.append(recommend(item.key, item.usage, item.current, settings))
+                replicas[item.key] = running_replicas(item.usage)
             recommendations += with_autoscalers(found, autoscalers, request.hpa)
             failed |= {gone: [] for gone in frames.failed if gone not in failed}
             for (_, kind, name), gone in sorted(failed_workloads(frames).items()):
@@ -86,7 +90,7 @@ def scan(
                 )
         if progress:
             progress(f"[{index}/{len(namespaces)}] {namespace}: {len(recommendations)} containers so far")
-    return ScanResult(recommendations, namespaces, source.queries_sent, end, failed)
+    return ScanResult(recommendations, namespaces, source.queries_sent, end, failed, replicas)
 
 
 def workload_shards(pods: Mapping[str, int]) -> list[tuple[str, ...]]:

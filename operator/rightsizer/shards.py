@@ -88,9 +88,8 @@ def run_in_shards(
             else:
                 error = str(next(iter(refused.values())))
                 failed.append(FailedScope(namespace, shard, tuple(refused), error))
-    return {
-        name: _concat(answers, range_query=name in scope.history_queries()) for name, answers in parts.items()
-    }, failed
+    queries = scope.queries()
+    return {name: _concat(answers, range_query=queries[name][0]) for name, answers in parts.items()}, failed
 
 
 def _concat(answers: list[Answer], *, range_query: bool) -> Answer:

@@ -261,7 +261,11 @@ class PrometheusSource:
             sharded, failed = run_in_shards(lambda s, names: self._run(s, names, end), scope, refused, pods)
             results |= sharded
         history = {name: _matrix_of(results[name]) for name in scope.history_queries()}
-        frames = {name: _frame_of(results[name]) for name in scope.queries() if name not in history}
+        frames = {
+            name: _range_frame(_matrix_of(results[name])) if is_range else _frame_of(results[name])
+            for name, (is_range, _) in scope.queries().items()
+            if name not in history
+        }
         first = first_round(history, grid, scope.labels)
         buckets, frames, more_failed = self._second_round(scope, end, first, frames, failed)
         return UsageFrames(frames, grid, tuple(failed + more_failed), buckets)
@@ -421,12 +425,7 @@ class PrometheusSource:
 
     def _query_range(self, query: str, start: float, end: float, step: int) -> pd.DataFrame:
         """One row per series and point: the labels, ``time`` and ``value``."""
-        matrix = self._matrix(query, start, end, step)
-        if not len(matrix):
-            return pd.DataFrame()
-        labels = pd.DataFrame(matrix.labels)
-        frame = labels.loc[labels.index.repeat(matrix.counts)].reset_index(drop=True)
-        return frame.assign(time=matrix.times, value=matrix.values)
+        return _range_frame(self._matrix(query, start, end, step))
 
     def _matrix(self, query: str, start: float, end: float, step: int) -> Matrix:
         """A range query's series, read into arrays as the answer streams in (``rightsizer.matrix``): a
@@ -552,6 +551,15 @@ def _matrix_of(answer: Answer | Exception) -> Matrix:
     if isinstance(answer, Matrix):
         return answer
     raise TypeError(f"a range query answered {type(answer).__name__}")
+
+
+def _range_frame(matrix: Matrix) -> pd.DataFrame:
+    """A range answer as one row per series and point: the labels, ``time`` and ``value``."""
+    if not len(matrix):
+        return pd.DataFrame()
+    labels = pd.DataFrame(matrix.labels)
+    frame = labels.loc[labels.index.repeat(matrix.counts)].reset_index(drop=True)
+    return frame.assign(time=matrix.times, value=matrix.values)
 
 
 def _frame_of(answer: Answer | Exception) -> pd.DataFrame:
