@@ -4,8 +4,10 @@ kills, throttling per pod, fallbacks."""
 from decimal import Decimal
 
 import pandas as pd
+import pytest
 
 from rightsizer.collect import KeptUsage, workload_containers
+from rightsizer.cost import running_replicas
 from rightsizer.discovery import deployment_from_pod_name
 from rightsizer.model import HISTORY_COLUMNS, ContainerUsage, HistoryGrid
 from rightsizer.promql import LabelConfig
@@ -162,6 +164,48 @@ def test_a_scrape_interval_changed_inside_the_window_changes_no_coverage():
     )
     (item,) = workload_containers(usage_frames(gap), LabelConfig())
     assert coverage_by_bucket(item)[5] == 16 / 30
+
+
+def web_pods(last_bucket_samples, *, whole=((31,),) * 3, stopped=None):
+    """Three web pods over buckets 1-20 (the window): each pod's ``last_bucket_samples`` in the window's
+    last bucket (the history ends inside it) and, in turn, its ``whole`` samples in the buckets before
+    (at 60 s, 30 or 31 as the scrapes fall against the buckets' ends); ``stopped``: the last bucket the
+    third pod ran (it ran the whole window when None)."""
+    pods = []
+    for index, (last, samples) in enumerate(zip(last_bucket_samples, whole, strict=True)):
+        pod = f"web-7d9f8b6c5d-{('x2x4q', 'b2b4c', 'z9z8w')[index]}"
+        end = 20 if stopped is None or index < 2 else stopped + 1
+        runs = [bucket_rows(pod, "app", [b], samples=samples[b % len(samples)]) for b in range(1, end)]
+        if end == 20:
+            runs.append(bucket_rows(pod, "app", [20], samples=last))
+        pods.append(merged(*runs))
+    (item,) = workload_containers(usage_frames(*pods), LabelConfig())
+    return running_replicas(item.usage)
+
+
+@pytest.mark.parametrize(
+    "last, whole",
+    [
+        ((31, 31, 31), ((31,),) * 3),  # the history reaches the window's end
+        ((30, 30, 30), ((30, 31),) * 3),  # scrapes off the buckets' ends: some buckets hold one more
+        ((25, 25, 25), ((31,),) * 3),  # the query came 5 minutes after the last scrape
+        ((1, 1, 1), ((30,),) * 3),  # 29 minutes after
+        ((26, 25, 26), ((31, 30), (30, 31), (31,))),  # each pod scraped at its own times
+        ((101, 101, 25), ((121,), (120, 121), (31,))),  # 15 s and 60 s pods side by side
+    ],
+)
+def test_three_steady_pods_are_three_replicas_wherever_the_history_ends_in_its_last_bucket(last, whole):
+    """Not 2.98 (the last bucket's 25 samples counted against a whole bucket's 30)."""
+    assert web_pods(last, whole=whole) == 3
+
+
+def test_pods_that_stopped_count_for_the_time_they_ran():
+    """The window's last bucket, which the history ends inside, left out: 19 buckets."""
+    assert web_pods((31, 31, 0), stopped=9) == (2 * 19 + 9) / 19  # a third pod for 9 of them
+    assert web_pods((31, 31, 0), stopped=19) == 3  # a third pod gone in the last one: not seen yet
+    alone = bucket_rows(NEW_POD, "app", [20], samples=16)  # a pod started in the last bucket, alone
+    (item,) = workload_containers(usage_frames(alone), LabelConfig())
+    assert running_replicas(item.usage) == item.usage.history["coverage"].iloc[0] == 1.0
 
 
 def test_pods_without_kube_state_metrics_fall_back_to_the_name_pattern():

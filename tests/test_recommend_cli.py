@@ -173,6 +173,18 @@ def test_monthly_cost_is_the_requests_at_the_prices_times_the_pods_for_730_hours
     assert document["monthlyCost"]["current"] == pytest.approx(total, abs=0.05)
 
 
+@pytest.mark.parametrize("late_seconds", [0, 37, 5 * 60, 29 * 60 + 30])
+def test_web_runs_three_pods_however_late_after_the_last_scrape_the_report_is(demo_prometheus, late_seconds):
+    """The window's last bucket holds only the samples up to the history's end (cost.running_replicas):
+    exactly 3, not 2.98, when the report comes minutes after the last scrape (CI under load did)."""
+    source = PrometheusSource(demo_prometheus.url)
+    last = source._query('max(timestamp(container_memory_working_set_bytes{namespace="shop"}))', time.time())
+    end = float(last["value"][0]) + late_seconds
+    result = scan(source, ScanRequest(namespaces=("shop",)), RecommendationSettings(), end=end)
+    replicas = {(key.name, key.container): count for key, count in result.replicas.items()}
+    assert replicas[("web", "app")] == 3
+
+
 def test_background_profile_and_no_cpu_limit(demo_prometheus):
     result = run_cli(
         "recommend",

@@ -100,12 +100,23 @@ def total_cost(
 def running_replicas(usage: ContainerUsage) -> float:
     """Pods of the container that ran on average over the last day of its history, from its first
     bucket in that day to the last: 3 replicas are 3, an autoscaled 2 to 6 its daily mean, a workload
-    six hours old its pods, a CronJob's job that runs an hour a day about 1/24. 0 without history."""
+    six hours old its pods, a CronJob's job that runs an hour a day about 1/24. 0 without history.
+
+    A pod's share of a bucket is its coverage (from its own samples, ``collect.bucket_coverage``): 1 in
+    every bucket it ran whole, wherever its scrapes fall. The window's last bucket is left out when
+    there are others: the history ends inside it (the last scrape, minutes before the query on a slow
+    run), so its coverage is the part of it the history reached, not the part the pods ran. 3 steady
+    pods are 3, exactly, however late the query comes."""
     history = usage.history
     if usage.grid is None or history.empty:
         return 0.0
     times = history["time"].to_numpy(float)
+    coverage = history["coverage"].to_numpy(float)
     last = times.max()
+    if last >= usage.grid.end and (times < last).any():
+        before_end = times < last
+        times, coverage = times[before_end], coverage[before_end]
+        last = times.max()
     recent = times > last - DAY_SECONDS
     buckets = round((last - times[recent].min()) / usage.grid.bucket_seconds) + 1
-    return float(history["coverage"].to_numpy(float)[recent].sum() / buckets)
+    return float(coverage[recent].sum() / buckets)
