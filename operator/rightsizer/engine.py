@@ -85,8 +85,8 @@ def gather(usage: ContainerUsage, settings: RecommendationSettings) -> Evidence:
         return Evidence(None, None, throttled)
     pods = {t.pod for t in throttled}
     return Evidence(
-        cpu_peak_time(usage.history, usage.grid, settings, pods),
-        memory_levels(usage.history, usage.grid, settings, usage.memory_peak_bytes),
+        cpu_peak_time(usage.columns, usage.grid, settings, pods),
+        memory_levels(usage.columns, usage.grid, settings, usage.memory_peak_bytes),
         throttled,
     )
 

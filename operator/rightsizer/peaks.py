@@ -1,8 +1,9 @@
 """What a workload container's bucketed history says: peak-time CPU, memory levels, growth, spread.
 
-Pure numpy/pandas over ``ContainerUsage.history`` (one row per pod and bucket). Every pod counts by
-how long it ran: a pod's bucket weighs the share of the bucket it covered, so a canary that ran 15
-minutes is 15 minutes of evidence among the days of the others, not a pod as heavy as any other.
+Pure numpy over ``ContainerUsage.columns`` (the history's columns: one row per pod and bucket). Every
+pod counts by how long it ran: a pod's bucket weighs the share of the bucket it covered, so a canary
+that ran 15 minutes is 15 minutes of evidence among the days of the others, not a pod as heavy as any
+other.
 
 Days are the 24-hour periods counted back from the evaluation time (the whole window when it is
 shorter than a day). CPU pools the windows of the days since the load last changed (``load_change_days``);
@@ -16,10 +17,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from rightsizer.duration import format_duration
-from rightsizer.model import HistoryGrid
+from rightsizer.model import HistoryColumns, HistoryGrid
 from rightsizer.settings import DAY_SECONDS, RecommendationSettings
 
 
@@ -127,7 +127,7 @@ def day_index(times: np.ndarray, grid: HistoryGrid) -> np.ndarray:
 
 
 def cpu_peak_time(
-    history: pd.DataFrame,
+    history: HistoryColumns,
     grid: HistoryGrid,
     settings: RecommendationSettings,
     throttled_pods: Collection[str] = (),
@@ -141,18 +141,18 @@ def cpu_peak_time(
     are both kept exactly. Windows of ``throttled_pods`` count ``throttling_limit_bump`` higher:
     their usage was capped by the limit and understates demand.
     """
-    measured = history["cpu_peak"].to_numpy(float)
+    measured = history.cpu_peak
     rows = ~np.isnan(measured)
     if not rows.any():
         return None
     measured = measured[rows]
-    throttled = np.isin(history["pod"].to_numpy()[rows], list(throttled_pods))
+    throttled = np.isin(history.pod[rows], history.pod_codes(list(throttled_pods)))
     bump = np.where(throttled, settings.throttling_limit_bump, 1.0)
     peak = measured * bump
-    means = history["cpu_mean"].to_numpy(float)[rows]
+    means = history.cpu_mean[rows]
     mean = np.where(np.isnan(means), measured, means) * bump
-    coverage = history["coverage"].to_numpy(float)[rows]
-    times = history["time"].to_numpy(float)[rows]
+    coverage = history.coverage[rows]
+    times = history.time[rows]
     n = grid.cpu_windows_per_bucket
     count = np.clip(np.round(coverage * n), 1, n)
     rest = np.clip((count * mean - peak) / np.maximum(count - 1, 1), 0.0, peak)
@@ -249,7 +249,7 @@ def throttled_multiple(settings: RecommendationSettings) -> float:
 
 
 def memory_levels(
-    history: pd.DataFrame, grid: HistoryGrid, settings: RecommendationSettings, peak: float | None
+    history: HistoryColumns, grid: HistoryGrid, settings: RecommendationSettings, peak: float | None
 ) -> MemoryLevels | None:
     """The working-set level, the typical level, the swing above the means, the current growth and the
     days' levels; ``peak`` is the window's highest sample. None without working-set samples, or when
@@ -258,20 +258,20 @@ def memory_levels(
     Every half hour of the window counts alike (by the time the pods ran): memory is not compressible,
     and a level the container held in the window is one it may hold again (the recent days alone
     under-sized real machines, docs/recommendations.md)."""
-    means = history["memory_mean"].to_numpy(float)
-    rows = ~np.isnan(means) & (history["samples"].to_numpy(float) > 0)
+    means = history.memory_mean
+    rows = ~np.isnan(means) & (history.samples > 0)
     if not rows.any() or not peak or means[rows].max() <= 0:
         return None
-    times = history["time"].to_numpy(float)[rows]
+    times = history.time[rows]
     means = means[rows]
-    coverage = history["coverage"].to_numpy(float)[rows]
+    coverage = history.coverage[rows]
     level = weighted_quantile(means, coverage, settings.memory_percentile)
     days, highest = _grouped_max(day_index(times, grid), means)
     peak = max(peak, level)
     return MemoryLevels(
         level=level,
         peak=peak,
-        growth_per_second=memory_growth(history["pod"].to_numpy()[rows], times, means, settings),
+        growth_per_second=memory_growth(history.pod[rows], times, means, settings),
         daily=_daily(days, highest, history, grid, settings),
         typical=weighted_quantile(means, coverage, 0.5),
         swing=max(0.0, peak - float(means.max())),
@@ -279,17 +279,17 @@ def memory_levels(
 
 
 def memory_growth(
-    pod_names: np.ndarray, all_times: np.ndarray, all_means: np.ndarray, settings: RecommendationSettings
+    pods: np.ndarray, all_times: np.ndarray, all_means: np.ndarray, settings: RecommendationSettings
 ) -> float:
     """Bytes per second the pods' current containers grow by, the median over the pods running now
-    (the history's rows with working-set samples: each one's pod, time and mean working set).
+    (the history's rows with working-set samples: each one's pod, as a code of
+    ``HistoryColumns.pod``, time and mean working set).
 
     A pod's current container is its history since the working set last dropped by more than a
     quarter from one bucket to the next (a restart). Its growth is the slope of a straight line
     through the mean working sets of its last ``memory_trend_window``, when that line explains at
     least ``memory_trend_min_fit`` of their variance and they span at least half the window; else 0.
     """
-    pods, _ = pd.factorize(pod_names)
     known = pods >= 0
     if not known.any():
         return 0.0
@@ -330,17 +330,15 @@ def _grouped_max(groups: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np
 def _daily(
     days: np.ndarray,
     values: np.ndarray,
-    history: pd.DataFrame,
+    history: HistoryColumns,
     grid: HistoryGrid,
     settings: RecommendationSettings,
 ) -> Daily:
     """``values`` of ``days``, each weighing its recency x its coverage (the share of its buckets in
     which some pod ran)."""
     period = _period(grid)
-    times, per_time = np.unique(history["time"].to_numpy(float), return_inverse=True)
-    covered = np.full(len(times), np.nan)
-    np.fmax.at(covered, per_time, history["coverage"].to_numpy(float))  # per bucket, the most any pod ran
-    bucket_days, per_day = np.unique(day_index(times, grid), return_inverse=True)
+    covered = history.bucket_covered  # per bucket, the most any pod ran
+    bucket_days, per_day = np.unique(day_index(history.bucket_times, grid), return_inverse=True)
     coverage = np.bincount(per_day, weights=covered) / max(1, period // grid.bucket_seconds)
     share = np.clip(coverage[np.searchsorted(bucket_days, days)], 0.0, 1.0)
     return Daily(values, np.power(0.5, days * period / settings.half_life_seconds) * share, share)
