@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-from rightsizer import kustomize
 from rightsizer.duration import format_duration
 from rightsizer.errors import ConfigurationError
 from rightsizer.options import (
@@ -281,6 +280,9 @@ def run_recommend(args: argparse.Namespace) -> int:
         prometheus_from_args(args), request, settings, progress=None if args.quiet else stderr_progress
     )
     if args.output == "kustomize":
+        # Imported here: it brings the Kubernetes client, a fifth of a report's start-up.
+        from rightsizer import kustomize
+
         written = kustomize.write(result.recommendations, args.output_dir)
         if not args.quiet:
             stderr_progress(f"wrote {len(written)} files into {args.output_dir}")
@@ -315,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except (SettingsError, PromQLError, ConfigurationError, kustomize.KustomizeError) as error:
+    except (SettingsError, PromQLError, ConfigurationError) as error:  # kustomize.KustomizeError too
         print(f"rightsizer: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except PrometheusUnavailable as error:

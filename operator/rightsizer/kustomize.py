@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from rightsizer.apply import ContainerChange, resources_patch
+from rightsizer.errors import ConfigurationError
 from rightsizer.model import Recommendation
 from rightsizer.workload import KINDS
 
@@ -33,7 +34,7 @@ HEADER = (
 )
 
 
-class KustomizeError(ValueError):
+class KustomizeError(ConfigurationError):
     """The output directory cannot be written as asked; the message says why."""
 
 
