@@ -107,7 +107,12 @@ def evaluate(
 
     targets, missing = select_targets(spec, workloads)
     oom_kills = observe(
-        policy.namespace, policy.status.get("observedOOMKills") or [], pods, now, spec.history_seconds
+        policy.namespace,
+        policy.status.get("observedOOMKills") or [],
+        pods,
+        now,
+        spec.history_seconds,
+        {(target.kind.name, target.name) for target in targets},
     )
     seen = {
         "targetCount": len(targets),
