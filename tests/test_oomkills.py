@@ -102,7 +102,13 @@ def test_a_new_kill_of_the_same_container_is_another_kill():
 def test_a_policy_keeps_only_its_own_targets_kills():
     other = killed_pod("128Mi", name="search-5d8f7b9c6d-aaaaa", owner="search")
     remembered = [
-        {"kind": "Deployment", "name": "search", "container": "app", "pod": "search-1", "finishedAt": KILLED_AT}
+        {
+            "kind": "Deployment",
+            "name": "search",
+            "container": "app",
+            "pod": "search-1",
+            "finishedAt": KILLED_AT,
+        }
     ]
     kills = observe("shop", remembered, [killed_pod("96Mi"), other], NOW, WINDOW, CART)
     assert {(k.key.kind, k.key.name) for k in kills} == {("Deployment", "cart")}

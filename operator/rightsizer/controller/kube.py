@@ -13,6 +13,7 @@ from rightsizer.errors import ConfigurationError
 
 FIELD_MANAGER = "rightsizer"
 """Who rightsizer's patches are recorded as (managedFields): GitOps tools can be told to ignore it."""
+JSON_PATCH = "application/json-patch+json"
 
 
 class PatchConflict(RuntimeError):
@@ -23,6 +24,10 @@ class ResizeRefused(RuntimeError):
     """The API server refused a ``pods/resize`` (a QoS class change, say); the message says why."""
 
 
+class EvictionRefused(RuntimeError):
+    """The Eviction API refused to evict a pod now (429: a PodDisruptionBudget allows no disruption)."""
+
+
 class Cluster(Protocol):
     """What an evaluation needs from the cluster (a protocol so tests can count calls)."""
 
@@ -30,10 +35,11 @@ class Cluster(Protocol):
     def resource_quotas(self, namespace: str) -> list[dict[str, Any]]: ...
     def nodes(self) -> list[dict[str, Any]]: ...
     def pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]: ...
-    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> str: ...
     def read_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]: ...
-    def resize_pod(self, namespace: str, name: str, pod_spec: dict[str, Any]) -> None: ...
-    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None: ...
+    def resize_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
+    def evict_pod(self, namespace: str, name: str, uid: str) -> None: ...
+    def label_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
     def read_replicaset(self, namespace: str, name: str) -> dict[str, Any]: ...
     def patch_replicaset(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
     def controller_revisions(self, namespace: str) -> list[dict[str, Any]]: ...
@@ -86,10 +92,11 @@ class KubernetesCluster:
     def nodes(self) -> list[dict[str, Any]]:
         return self._items(self._core.list_node())
 
-    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Strategic-merge patch as field manager ``rightsizer``; stale resourceVersion: PatchConflict."""
+    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> str:
+        """Strategic-merge patch as field manager ``rightsizer``; its new resourceVersion. A stale
+        ``metadata.resourceVersion`` in the patch: PatchConflict."""
         try:
-            self._patchers[kind](
+            updated = self._patchers[kind](
                 name,
                 namespace,
                 patch,
@@ -100,6 +107,7 @@ class KubernetesCluster:
             if error.status == 409:
                 raise PatchConflict(f"{kind} {namespace}/{name} changed while being evaluated") from None
             raise
+        return str(self._plain(updated)["metadata"]["resourceVersion"])
 
     def pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]:
         return self._items(self._policy.list_namespaced_pod_disruption_budget(namespace))
@@ -107,37 +115,66 @@ class KubernetesCluster:
     def read_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return self._plain(self._readers[kind](name, namespace))
 
-    def resize_pod(self, namespace: str, name: str, pod_spec: dict[str, Any]) -> None:
-        """``pods/resize`` with a strategic-merge patch of the pod's containers' resources."""
+    def resize_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        """``pods/resize`` with a JSON patch (its ``test`` operations guard it): a test that fails is a
+        PatchConflict, another refusal (a QoS class change, RBAC) ResizeRefused."""
         try:
             self._core.patch_namespaced_pod_resize(
-                name,
-                namespace,
-                {"spec": pod_spec},
-                field_manager=FIELD_MANAGER,
-                _content_type="application/strategic-merge-patch+json",
+                name, namespace, operations, field_manager=FIELD_MANAGER, _content_type=JSON_PATCH
             )
         except ApiException as error:
-            if error.status in (400, 422):
+            if _test_failed(error):
+                raise PatchConflict(f"pod {namespace}/{name} changed: {_message(error)}") from None
+            if error.status in (400, 403, 422):
                 raise ResizeRefused(_message(error)) from None
             raise
 
-    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
-        self._core.patch_namespaced_pod(
-            name, namespace, {"metadata": {"labels": labels}}, field_manager=FIELD_MANAGER
+    def evict_pod(self, namespace: str, name: str, uid: str) -> None:
+        """The Eviction API, only for the pod of that uid (a pod recreated under the same name is not
+        evicted); a pod gone already is fine; 429 (a PodDisruptionBudget): EvictionRefused."""
+        body = client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace),
+            delete_options=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
         )
+        try:
+            self._core.create_namespaced_pod_eviction(name, namespace, body)
+        except ApiException as error:
+            if error.status == 404:
+                return
+            if error.status == 429:
+                raise EvictionRefused(_message(error)) from None
+            if error.status == 409:
+                raise PatchConflict(f"pod {namespace}/{name} is another pod now") from None
+            raise
+
+    def label_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        """A JSON patch of the pod's labels, guarded by ``test`` operations (one failed: PatchConflict)."""
+        try:
+            self._core.patch_namespaced_pod(
+                name, namespace, operations, field_manager=FIELD_MANAGER, _content_type=JSON_PATCH
+            )
+        except ApiException as error:
+            if _test_failed(error):
+                raise PatchConflict(f"pod {namespace}/{name} changed: {_message(error)}") from None
+            raise
 
     def read_replicaset(self, namespace: str, name: str) -> dict[str, Any]:
         return self._plain(self._apps.read_namespaced_replica_set(name, namespace))
 
     def patch_replicaset(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self._apps.patch_namespaced_replica_set(
-            name,
-            namespace,
-            patch,
-            field_manager=FIELD_MANAGER,
-            _content_type="application/strategic-merge-patch+json",
-        )
+        """Strategic-merge patch; a stale ``metadata.resourceVersion`` in it: PatchConflict."""
+        try:
+            self._apps.patch_namespaced_replica_set(
+                name,
+                namespace,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type="application/strategic-merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise PatchConflict(f"ReplicaSet {namespace}/{name} changed while being patched") from None
+            raise
 
     def controller_revisions(self, namespace: str) -> list[dict[str, Any]]:
         return self._items(self._apps.list_namespaced_controller_revision(namespace))
@@ -153,10 +190,10 @@ class KubernetesCluster:
                 namespace,
                 operations,
                 field_manager=FIELD_MANAGER,
-                _content_type="application/json-patch+json",
+                _content_type=JSON_PATCH,
             )
         except ApiException as error:
-            if error.status in (409, 422):
+            if error.status in (409, 422) or _test_failed(error):
                 what = f"HorizontalPodAutoscaler {namespace}/{name}"
                 raise PatchConflict(f"{what} changed while being patched: {_message(error)}") from None
             raise
@@ -179,6 +216,12 @@ class KubernetesCluster:
 
     def _items(self, listing: Any) -> list[dict[str, Any]]:
         return [self._api.sanitize_for_serialization(item) for item in listing.items]
+
+
+def _test_failed(error: ApiException) -> bool:
+    """A JSON patch refused because one of its ``test`` operations failed (the object changed)."""
+    text = (error.body or "").lower() if isinstance(error.body, str) else ""
+    return error.status in (409, 422, 500) and "test" in text and "fail" in text
 
 
 def _message(error: ApiException) -> str:
