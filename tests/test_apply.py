@@ -1,13 +1,16 @@
 """Auto-mode planning: minimum change, step cap, cooldown, rollout state, and the patch itself."""
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from rightsizer.apply import APPLIED_AT, LAST_CHANGE, build_patch, describe, plan_changes
 from rightsizer.model import ContainerKey, Recommendation, Resources
-from rightsizer.policy import AutoRails
+from rightsizer.planning import WorkloadHistory, plan_step
 from rightsizer.quantity import parse
+from rightsizer.rails import AutoRails
 from rightsizer.workload import WorkloadView
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -186,3 +189,21 @@ def test_a_confident_part_equal_to_the_recommendation_is_the_whole_change():
     sure = replace(rec("app", CURRENT, recommended), confident=recommended)
     (change,) = plan_changes(deployment(), [sure], AutoRails(max_step_percent=1000), NOW).changes
     assert change.after == recommended and change.reason == "because"
+
+
+def test_the_rails_replay_offline_from_a_pure_function_without_the_kubernetes_client():
+    """``planning.plan_step`` (what ``rightsizer backtest`` replays) imports neither Kopf nor the
+    Kubernetes client, and holds a backed-off direction back while its back-off lasts."""
+    code = (
+        "import sys, rightsizer.planning; "
+        "assert not {'kubernetes', 'kopf'} & set(sys.modules), sorted(m for m in sys.modules if 'kube' in m)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    down = res({"cpu": "50m", "memory": "128Mi"})
+    history = WorkloadHistory(backed_off={"memory-down": NOW + timedelta(hours=1)})
+    (change,) = plan_step([rec("app", CURRENT, down)], AutoRails(), NOW, history).changes
+    assert change.after.requests == {"cpu": parse("50m"), "memory": parse("256Mi")}  # memory held back
+    plan = plan_step([rec("app", CURRENT, down)], AutoRails(), NOW + timedelta(hours=2), history)
+    assert plan.changes[0].after.requests["memory"] == parse("128Mi")  # the back-off is over
+    recent = WorkloadHistory(last_applied_at=NOW - timedelta(minutes=5))
+    assert plan_step([rec("app", CURRENT, down)], AutoRails(), NOW, recent).blocked.startswith("cooldown")
