@@ -14,6 +14,7 @@ from rightsizer.errors import ConfigurationError
 FIELD_MANAGER = "rightsizer"
 """Who rightsizer's patches are recorded as (managedFields): GitOps tools can be told to ignore it."""
 JSON_PATCH = "application/json-patch+json"
+JSON_PATCH_NOT_APPLIED = "the server rejected our request due to an error in our request"
 
 
 class PatchConflict(RuntimeError):
@@ -219,9 +220,19 @@ class KubernetesCluster:
 
 
 def _test_failed(error: ApiException) -> bool:
-    """A JSON patch refused because one of its ``test`` operations failed (the object changed)."""
-    text = (error.body or "").lower() if isinstance(error.body, str) else ""
-    return error.status in (409, 422, 500) and "test" in text and "fail" in text
+    """A JSON patch refused because it could not be applied: one of its ``test`` operations failed
+    (the object changed since it was read). The API server says so with a 422 whose message is its
+    generic "the server rejected our request due to an error in our request" and no field causes,
+    where a validation failure (a QoS class change, say) names the field."""
+    if error.status != 422:
+        return False
+    try:
+        status = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        return False
+    return str(status.get("message", "")).startswith(JSON_PATCH_NOT_APPLIED) and not (
+        status.get("details") or {}
+    ).get("causes")
 
 
 def _message(error: ApiException) -> str:
