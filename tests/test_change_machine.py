@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from rightsizer.change import CHANGE, Change, Method, Phase
+from rightsizer.controller import adopt
 from rightsizer.pod_progress import holds
 from tests.support.change_runs import BEFORE, LARGER, SMALLER, ChangeRun, resources
 
@@ -190,3 +191,48 @@ def test_a_record_of_the_first_version_is_read_and_carried_on():
     assert change.phase is Phase.RESIZING and change.pods["web-a"].restarts == 0
     watch = {**old, "method": "Rollout", "phase": "Watch", "settled": False}
     assert Change.from_annotations({CHANGE: json.dumps(watch)}).phase is Phase.ROLLOUT
+
+
+# ---------------------------------------------------------------- every wait ends
+
+
+def test_a_rollout_whose_new_pods_stay_pending_is_rolled_back_after_its_deadline():
+    run = ChangeRun.of("Deployment", "Rollout", target=LARGER)
+    run.cluster.unschedulable = True  # the new template's pods fit no node
+    started = run.now
+    run.evaluate()
+    rolling = run.until(lambda outcome: outcome.rolled_back, 80)
+    assert "the rollout did not finish within 600s" in rolling.rolled_back
+    assert run.now - started >= timedelta(seconds=600)
+    assert "cpu-up" in json.loads(run.annotations()["rightsizer.io/backoff"])
+    run.cluster.unschedulable = False
+    run.until(lambda outcome: not run.in_flight(), 20)
+    assert holds(run.template(), resources(BEFORE))
+
+
+@pytest.mark.parametrize(
+    ("mode", "ends"), [("InPlace", Phase.ROLLING_BACK), ("InPlaceOrRollout", Phase.ROLLOUT)]
+)
+def test_a_canary_resize_the_api_server_refuses_is_resolved_at_once(mode, ends):
+    """403 (RBAC), an admission webhook: no wait for it to change its mind."""
+    run = ChangeRun.of("Deployment", mode)
+    run.cluster.refuse_resizes = "pods/resize is forbidden"
+    outcome = run.evaluate()
+    assert run.record().phase is ends
+    said = outcome.rolled_back or outcome.applied
+    assert "the API server refused the resize: pods/resize is forbidden" in said
+
+
+def test_a_template_that_cannot_be_made_to_match_is_rolled_back_after_its_deadline():
+    run = ChangeRun.of("Deployment", "InPlace")
+    run.cluster.replicasets_lag = True  # the ReplicaSet controller never catches up
+    adopt.OBSERVE_TIMEOUT_SECONDS, timeout = 0.0, adopt.OBSERVE_TIMEOUT_SECONDS
+    try:
+        rolling = run.until(lambda outcome: outcome.rolled_back, 60)
+    finally:
+        adopt.OBSERVE_TIMEOUT_SECONDS = timeout
+    assert "not made to match within 300s" in rolling.rolled_back
+    assert "rightsizer.io/backoff" not in run.annotations()
+    run.until(lambda outcome: not run.in_flight(), 20)
+    assert all(holds(r, resources(BEFORE)) for r in run.running().values())
+    assert holds(run.template(), resources(BEFORE))

@@ -502,19 +502,20 @@ def test_prometheus_down_flips_the_condition_keeps_recommendations_and_patches_n
         server.stop()
 
 
-def test_deleting_a_policy_leaves_the_deployments_as_they_are(k, operator):
+def test_deleting_a_policy_rolls_its_change_in_flight_back_before_it_goes(k, operator):
+    """A change in flight belongs to its policy: deleting the policy rolls it back (docs/operator.md,
+    "The change machine"), and the policy goes once the template is as it was."""
     ns = "e2e-delete"
+    before = template_resources(get(k, "deployment", "cart", ns))
     apply_policy(
         k, "cart", ns, {"targetRef": {"name": "cart"}, "mode": "Auto", "auto": {"maxStepPercent": 300}}
     )
     wait_for(k, operator, "cart", ns, lambda p: condition(p, "Applied").get("status") == "True")
-    before = get(k, "deployment", "cart", ns)
-    k("delete", "rsp", "cart", "-n", ns, "--wait=true", "--timeout=30s")
-    # A barrier, not a sleep: once the operator has evaluated a policy created after the deletion,
-    # it has seen the deletion too.
-    apply_policy(k, "after", ns, {"targetRef": {"name": "web"}})
-    wait_for(k, operator, "after", ns, lambda p: "lastEvaluationTime" in p.get("status", {}))
+    assert template_resources(get(k, "deployment", "cart", ns)) != before  # the change, in flight
+    k("delete", "rsp", "cart", "-n", ns, "--wait=true", "--timeout=120s")
     after = get(k, "deployment", "cart", ns)
-    assert template_resources(after) == template_resources(before)
-    assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
-    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert template_resources(after) == before
+    annotations = after["metadata"]["annotations"]
+    assert "rightsizer.io/change" not in annotations
+    assert json.loads(annotations["rightsizer.io/rolled-back"])["reason"] == "the policy was deleted"
+    assert "rightsizer.io/backoff" not in annotations  # the change did not hurt: nothing backed off

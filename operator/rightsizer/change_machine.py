@@ -325,7 +325,7 @@ def _not_rolled_out(change: Change, seen: Observed) -> str | None:
         return seen.workload.unsettled
     if seen.workload.kind is CRONJOB:
         return None  # the jobs to come get it; the jobs running keep what they started with
-    lagging = [p.name for p in seen.running() if pod_state(p, change.after)[0] is not PodState.RESIZED]
+    lagging = [p.name for p in seen.pods if pod_state(p, change.after)[0] is not PodState.RESIZED]
     return f"pod(s) {', '.join(lagging)} do not run the new resources yet" if lagging else None
 
 

@@ -72,6 +72,12 @@ class FakeCluster:
     back of a pod while ``full_for_all`` (the room a change freed was taken by another pod)."""
     full_for_all: bool = False
     evictions_refused: bool = False
+    unschedulable: bool = False
+    """New pods stay Pending (no node can take them)."""
+    refuse_resizes: str | None = None
+    """Every resize is refused by the API server with this reason (RBAC, an admission webhook...)."""
+    replicasets_lag: bool = False
+    """The ReplicaSet controller never observes a template change (``observedGeneration`` stays behind)."""
     reads: list[str] = field(default_factory=list)
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -146,6 +152,8 @@ class FakeCluster:
 
     def resize_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
         self._attempt()
+        if self.refuse_resizes:
+            raise ResizeRefused(self.refuse_resizes)
         pod = self._pod(name)
         updated = json_patch(pod, operations, name)
         for container in updated["spec"]["containers"]:
@@ -185,7 +193,8 @@ class FakeCluster:
             raise PatchConflict(f"ReplicaSet {name} changed while being patched")
         merge(body, patch)
         body["metadata"]["generation"] += 1
-        body["status"]["observedGeneration"] = body["metadata"]["generation"]  # observed at once
+        if not self.replicasets_lag:
+            body["status"]["observedGeneration"] = body["metadata"]["generation"]  # observed at once
         self._written("patch", f"replicasets/{name}", patch, body)
 
     def patch_autoscaler(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
@@ -356,8 +365,8 @@ class FakeCluster:
             },
             "spec": spec,
             "status": {
-                "phase": "Running",
-                "conditions": [{"type": "Ready", "status": "True"}],
+                "phase": "Pending" if self.unschedulable else "Running",
+                "conditions": [{"type": "Ready", "status": "False" if self.unschedulable else "True"}],
                 "containerStatuses": [
                     {"name": c["name"], "resources": copy.deepcopy(c.get("resources", {})), "restartCount": 0}
                     for c in spec["containers"]

@@ -166,6 +166,28 @@ class LiveCluster:
             f"{namespace}: timed out after {timeout:.0f}s waiting for {what}\n{self.describe(namespace)}"
         )
 
+    def events(self, namespace: str, reason: str) -> list[dict[str, Any]]:
+        found = json.loads(
+            self.k(
+                "get", "events", "-n", namespace, "--field-selector", f"reason={reason}", "-o", "json"
+            ).stdout
+        )
+        items: list[dict[str, Any]] = found["items"]
+        return items
+
+    def writes_in_order(self, namespace: str) -> list[str]:
+        """The operator's writes in ``namespace``, from the API server's audit log (start.sh logs every
+        write of the operator's ServiceAccount, as each completes): ``verb resource[/subresource]/name``."""
+        assert self.cluster.state_dir is not None
+        writes = []
+        for line in (self.cluster.state_dir / "logs" / "audit.log").read_text().splitlines():
+            entry = json.loads(line)
+            ref = entry.get("objectRef") or {}
+            if ref.get("namespace") == namespace and ref.get("resource"):
+                resource = "/".join(filter(None, (ref["resource"], ref.get("subresource"))))
+                writes.append(f"{entry['verb']} {resource}/{ref.get('name') or ''}")
+        return writes
+
     def _policies(self, namespace: str) -> list[dict[str, Any]]:
         return json.loads(self.k("get", "rsp", "-n", namespace, "-o", "json").stdout)["items"]
 

@@ -71,8 +71,8 @@ def adopt_template(
     """Make the template hold ``target`` (the pods already run it), writing ``annotations`` with the
     last patch. Raises ``NotYet`` when a controller is behind, ``PatchConflict`` when an object
     changed meanwhile, ``ApiException`` when refused."""
-    changes = _changes(workload, target)
-    template = _template_patch(workload, changes)
+    changes = changes_to(workload, target, writer.template)
+    template = template_patch(workload, changes)
     if workload.kind is CRONJOB:
         writer.patch({**template, "metadata": {"annotations": annotations}}, template=target)
     elif workload.kind is DEPLOYMENT:
@@ -81,11 +81,14 @@ def adopt_template(
         _adopt_by_revision(workload, pods, writer, template, target, annotations, strategy)
 
 
-def _changes(workload: WorkloadView, target: dict[str, Resources]) -> tuple[ContainerChange, ...]:
+def changes_to(
+    workload: WorkloadView, target: dict[str, Resources], current: dict[str, Resources]
+) -> tuple[ContainerChange, ...]:
+    """The template's containers going from ``current`` to ``target``."""
     return tuple(
         ContainerChange(
             ContainerKey(workload.namespace, workload.kind.name, workload.name, name),
-            workload.containers.get(name, Resources()),
+            current.get(name, Resources()),
             resources,
             "",
         )
@@ -93,7 +96,8 @@ def _changes(workload: WorkloadView, target: dict[str, Resources]) -> tuple[Cont
     )
 
 
-def _template_patch(workload: WorkloadView, changes: tuple[ContainerChange, ...]) -> dict[str, Any]:
+def template_patch(workload: WorkloadView, changes: tuple[ContainerChange, ...]) -> dict[str, Any]:
+    """A strategic-merge patch of the workload that sets ``changes`` in its pod template."""
     patch: dict[str, Any] = {}
     node = patch
     for key in workload.kind.template_path:

@@ -14,7 +14,6 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from rightsizer.apply import pod_spec_patch
 from rightsizer.change import CHANGE
 from rightsizer.change_steps import (
     AdoptTemplate,
@@ -27,12 +26,11 @@ from rightsizer.change_steps import (
     Resize,
     Step,
 )
-from rightsizer.controller.adopt import NotYet, StrategyRecord, adopt_template
+from rightsizer.controller.adopt import NotYet, StrategyRecord, adopt_template, changes_to, template_patch
 from rightsizer.controller.hpa_targets import move_targets
 from rightsizer.controller.kube import EvictionRefused, PatchConflict, ResizeRefused
 from rightsizer.controller.workload_writer import WorkloadWriter
-from rightsizer.model import ContainerKey, Resources
-from rightsizer.planning import ContainerChange
+from rightsizer.model import Resources
 from rightsizer.pods import PodView
 from rightsizer.units import RESOURCES
 
@@ -174,22 +172,7 @@ def with_resources(raw: dict[str, Any], target: Resources) -> dict[str, Any]:
 
 
 def _template_patch(writer: WorkloadWriter, target: dict[str, Resources]) -> dict[str, Any]:
-    workload = writer.workload
-    changes = tuple(
-        ContainerChange(
-            ContainerKey(workload.namespace, workload.kind.name, workload.name, name),
-            writer.template.get(name, Resources()),
-            resources,
-            "",
-        )
-        for name, resources in target.items()
-    )
-    patch: dict[str, Any] = {}
-    node = patch
-    for key in workload.kind.template_path:
-        node = node.setdefault(key, {})
-    node["spec"] = pod_spec_patch(workload, changes)
-    return patch
+    return template_patch(writer.workload, changes_to(writer.workload, target, writer.template))
 
 
 def _what(effect: Effect) -> str:

@@ -96,18 +96,7 @@ class KubernetesCluster:
     def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> str:
         """Strategic-merge patch as field manager ``rightsizer``; its new resourceVersion. A stale
         ``metadata.resourceVersion`` in the patch: PatchConflict."""
-        try:
-            updated = self._patchers[kind](
-                name,
-                namespace,
-                patch,
-                field_manager=FIELD_MANAGER,
-                _content_type="application/strategic-merge-patch+json",
-            )
-        except ApiException as error:
-            if error.status == 409:
-                raise PatchConflict(f"{kind} {namespace}/{name} changed while being evaluated") from None
-            raise
+        updated = _merge_patch(self._patchers[kind], f"{kind} {namespace}/{name}", name, namespace, patch)
         return str(self._plain(updated)["metadata"]["resourceVersion"])
 
     def pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]:
@@ -164,18 +153,8 @@ class KubernetesCluster:
 
     def patch_replicaset(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Strategic-merge patch; a stale ``metadata.resourceVersion`` in it: PatchConflict."""
-        try:
-            self._apps.patch_namespaced_replica_set(
-                name,
-                namespace,
-                patch,
-                field_manager=FIELD_MANAGER,
-                _content_type="application/strategic-merge-patch+json",
-            )
-        except ApiException as error:
-            if error.status == 409:
-                raise PatchConflict(f"ReplicaSet {namespace}/{name} changed while being patched") from None
-            raise
+        send = self._apps.patch_namespaced_replica_set
+        _merge_patch(send, f"ReplicaSet {namespace}/{name}", name, namespace, patch)
 
     def controller_revisions(self, namespace: str) -> list[dict[str, Any]]:
         return self._items(self._apps.list_namespaced_controller_revision(namespace))
@@ -217,6 +196,23 @@ class KubernetesCluster:
 
     def _items(self, listing: Any) -> list[dict[str, Any]]:
         return [self._api.sanitize_for_serialization(item) for item in listing.items]
+
+
+def _merge_patch(send: Any, what: str, name: str, namespace: str, patch: dict[str, Any]) -> Any:
+    """A strategic-merge patch as field manager ``rightsizer`` with ``send`` (the client's method);
+    refused for a stale resourceVersion: PatchConflict."""
+    try:
+        return send(
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+            _content_type="application/strategic-merge-patch+json",
+        )
+    except ApiException as error:
+        if error.status == 409:
+            raise PatchConflict(f"{what} changed while being patched") from None
+        raise
 
 
 def _test_failed(error: ApiException) -> bool:
