@@ -16,7 +16,7 @@ from rightsizer.change_method import undoable_in_place
 from rightsizer.change_steps import Observed
 from rightsizer.model import Resources
 from rightsizer.planning import directions, without_backed_off
-from rightsizer.pod_progress import PodState, Watched, pod_state, regression
+from rightsizer.pod_progress import Exposure, PodState, Watched, exposure, pod_state, regression
 from rightsizer.pods import PodView
 from rightsizer.qos import pod_qos_class
 from rightsizer.quantity import parse
@@ -224,3 +224,21 @@ def deployment_view() -> WorkloadView:
             "spec": {"template": {"spec": {"containers": [{"name": "app", "resources": BEFORE_Q}]}}},
         }
     )
+
+
+def test_a_kill_or_throttling_the_change_cannot_have_caused_is_not_its_regression():
+    """A change that raises memory is not rolled back for an OOM kill under its larger limit (the
+    container was too small before: rolled back and backed off, it would crash-loop at the old
+    limit), nor for the restart that kill made; throttling counts only under a CPU limit it lowered.
+    Seen on the real node: 64Mi -> 73Mi, killed at 73Mi, rolled back to 64Mi with memory-up backed off."""
+    raised = {"app": res({"memory": "48Mi"}, {"memory": "73Mi"})}
+    kept = {"app": res({"memory": "48Mi"}, {"memory": "64Mi"})}
+    exposed = exposure(kept, raised)
+    assert exposed == Exposure(frozenset(), cpu=False)
+    killed = pod(last_state=oom(STARTED + timedelta(minutes=1)), restarts=2)
+    assert regression(reached(killed), {}, 0.05, NOW, exposed) is None
+    assert "OOM-killed" in regression(reached(killed), {}, 0.05, NOW, exposure(raised, kept))
+    assert regression(reached(pod()), {"web-a": 0.5}, 0.05, NOW, exposed) is None
+    assert "CFS-throttled" in regression(reached(pod()), {"web-a": 0.5}, 0.05, NOW, exposure(BEFORE, AFTER))
+    # A restart with no kill to account for it is a regression whatever the change did.
+    assert "restarted 1 time(s)" in regression(reached(pod(restarts=2)), {}, 0.05, NOW, exposed)

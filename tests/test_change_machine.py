@@ -236,3 +236,13 @@ def test_a_template_that_cannot_be_made_to_match_is_rolled_back_after_its_deadli
     run.until(lambda outcome: not run.in_flight(), 20)
     assert all(holds(r, resources(BEFORE)) for r in run.running().values())
     assert holds(run.template(), resources(BEFORE))
+
+
+def test_a_change_that_raises_memory_carries_on_through_an_oom_kill_under_its_larger_limit():
+    run = ChangeRun.of("Deployment", "InPlace", target=LARGER)
+    run.evaluate()
+    run.evaluate()
+    run.oom_kill(run.record().canary_pod)
+    carried = run.until(lambda outcome: not run.in_flight())
+    assert not any(o.rolled_back for o in run.outcomes), carried
+    assert all(holds(r, resources(LARGER)) for r in run.running().values())

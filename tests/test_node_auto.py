@@ -45,6 +45,7 @@ from tests.support.scenario import (
     condition,
     namespaces_deleted_on_exit,
     pod_template,
+    shared,
     stopped_on_exit,
 )
 
@@ -61,7 +62,7 @@ NAMESPACES = (KINDS, OOM, PDB, PODS_ONLY, HPA)
 OVER = {"requests": {"cpu": "50m", "memory": "200Mi"}, "limits": {"cpu": "100m", "memory": "200Mi"}}
 """Over-provisioned for the load they run (20m and 24Mi): every change steps them down."""
 IDLE = ["-cpu", "20m", "-memory", "24Mi"]
-OOM_AFTER = 360
+OOM_AFTER = 480
 """The OOM scenario's pods hold 50Mi for this many seconds, then 150Mi: by then the canary has been
 sized (and capped at 64Mi of request, 96Mi of limit) on what it used before."""
 
@@ -129,7 +130,7 @@ def oom_objects() -> list[dict[str, Any]]:
         # cooldown 1s: after the rollback only the back-off holds the change back (the test checks it).
         "auto": {
             "updateMode": "InPlace",
-            "canary": {"duration": "5m"},
+            "canary": {"duration": "8m"},
             "maxStepPercent": 1000,
             "cooldown": "1s",
         },
@@ -219,10 +220,12 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
     ]
     with ExitStack() as started_here:
         namespaces_deleted_on_exit(started_here, node_cluster.kubeconfig, NAMESPACES)
-        prometheus = stopped_on_exit(started_here, NodePrometheus(node_cluster, state / "prometheus").start())
+        prometheus = shared(
+            started_here, "prometheus", lambda: NodePrometheus(node_cluster, state / "prometheus").start()
+        )
         k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         started = time.time()
-        recorder = stopped_on_exit(started_here, TemplateRecorder(node_cluster.kubeconfig).start())
+        recorder = shared(started_here, "recorder", lambda: TemplateRecorder(node_cluster.kubeconfig).start())
         identity = serviceaccount_kubeconfig(
             node_cluster.kubeconfig,
             "rightsizer-system",
@@ -275,7 +278,7 @@ def test_a_canary_that_gets_oom_killed_is_rolled_back_and_the_other_pods_never_t
 ) -> None:
     """cart is capped at 64Mi of memory request on what its pods used while they held 50Mi (the
     confident part of that, in place: no CPU limit added, since a rollback could not remove it);
-    6 minutes in, they hold 150Mi. The canary is OOM-killed; the operator is restarted while the
+    8 minutes in, they hold 150Mi. The canary is OOM-killed; the operator is restarted while the
     canary is watched, and still rolls it back, in place, from what the annotation kept.
 
     First in the module: it must see the canary while it is watched, minutes after the start."""
@@ -286,7 +289,7 @@ def test_a_canary_that_gets_oom_killed_is_rolled_back_and_the_other_pods_never_t
         changes = live.get("rsp", "cart", ns).get("status", {}).get("changes") or []
         return next((c for c in changes if c.get("phase") == "Canary"), None)
 
-    watching = live.wait(ns, "a canary change in flight", canary, 420)
+    watching = live.wait(ns, "a canary change in flight", canary, OOM_AFTER)
     record = json.loads(live.get("deployment", "cart", ns)["metadata"]["annotations"]["rightsizer.io/change"])
     assert record["before"]["app"]["limits"]["memory"] == "300Mi"  # the rollback point
     live.operator.restart()  # mid-canary

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from rightsizer.quantity import parse
+from tests.support.gate import PrometheusGate
 from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, wait_for_established_crd
 from tests.support.node import NodePrometheus, load_deployment
 from tests.support.operator import OperatorProcess
@@ -42,6 +43,7 @@ from tests.support.scenario import (
     TemplateRecorder,
     condition,
     namespaces_deleted_on_exit,
+    shared,
     stopped_on_exit,
 )
 
@@ -119,7 +121,8 @@ def policy_manifest(namespace: str) -> dict[str, Any]:
 class Loop(LiveCluster):
     """The scenarios' cluster, with the Prometheus and operator of the Prometheus-down scenario."""
 
-    down_prometheus: NodePrometheus = field(kw_only=True)
+    down_prometheus: PrometheusGate = field(kw_only=True)
+    """The Prometheus-down scenario's way to the node's Prometheus: closed and opened by its test."""
     down_operator: OperatorProcess = field(kw_only=True)
 
     def history(self, namespace: str) -> list[tuple[float, dict[str, Any]]]:
@@ -144,7 +147,8 @@ def loop(closed_loop_scenarios: dict[str, Any]) -> Loop:
 
 @contextmanager
 def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
-    """Start every scenario in a namespace of its own, with the operators and Prometheus servers."""
+    """Start every scenario in a namespace of its own, with the operators (the Prometheus-down one
+    reaches the node's Prometheus through a gate its test closes)."""
     state = tmp_path_factory.mktemp("loop")
 
     def k(*args: str, input: str | None = None) -> Any:
@@ -166,13 +170,13 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
             objects.append(policy_manifest(namespace))
     with ExitStack() as started_here:
         namespaces_deleted_on_exit(started_here, node_cluster.kubeconfig, SCENARIOS)
-        prometheus = stopped_on_exit(started_here, NodePrometheus(node_cluster, state / "prometheus").start())
-        down_prometheus = stopped_on_exit(
-            started_here, NodePrometheus(node_cluster, state / "down-prometheus").start()
+        prometheus = shared(
+            started_here, "prometheus", lambda: NodePrometheus(node_cluster, state / "prometheus").start()
         )
         k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         started = time.time()
-        recorder = stopped_on_exit(started_here, TemplateRecorder(node_cluster.kubeconfig).start())
+        recorder = shared(started_here, "recorder", lambda: TemplateRecorder(node_cluster.kubeconfig).start())
+        down_prometheus = stopped_on_exit(started_here, PrometheusGate(prometheus.url).start())
         identity = serviceaccount_kubeconfig(
             node_cluster.kubeconfig, "rightsizer-system", "rightsizer", state / "sa.kubeconfig"
         )

@@ -19,8 +19,9 @@ and writes nothing else. The phases (``change.Phase``), each written to the reco
   (the HPA targets a change raises are set last, then the record removed).
 - ``RollingBack``: ``change_rollback``.
 
-In every phase but ``RollingBack`` a regression of a pod the change reached (an OOM kill, a restart,
-readiness lost for 60 s, CFS throttling above the threshold) rolls the change back, backing its
+In every phase but ``RollingBack`` a regression of a pod the change reached (an OOM kill of a
+container whose memory it lowered, a restart, readiness lost for 60 s, CFS throttling above the
+threshold under a CPU limit it lowered: ``pod_progress.Exposure``) rolls the change back, backing its
 directions off; OOM kills, restarts and readiness come from the API and are judged even when
 Prometheus is unreachable, and a watch that would end without throttling judged waits for it (up
 to ``Deadlines.unjudged``, then rolled back without back-off). A template somebody else changed, or
@@ -57,7 +58,7 @@ from rightsizer.change_steps import (
 from rightsizer.change_targets import at_value, template_state
 from rightsizer.hpa import TargetRetune
 from rightsizer.planning import ContainerChange
-from rightsizer.pod_progress import PodState, Watched, pod_state, regression, restarts_of
+from rightsizer.pod_progress import PodState, Watched, exposure, pod_state, regression, restarts_of
 from rightsizer.pods import PodView
 from rightsizer.rails import IN_PLACE_OR_ROLLOUT
 from rightsizer.timestamps import format_time, parse_time
@@ -174,7 +175,8 @@ def advance(change: Change, seen: Observed, judge: Judge) -> Step:
     if template_state(change, seen.workload) not in _TEMPLATE_EXPECTED[(change.method, change.phase)]:
         why = f"the template of {seen.workload.reference_name} was changed by somebody else"
         return roll_back(change, seen, judge, why, back_off=False)
-    hurt = regression(watched(change, seen), seen.throttled, judge.throttling_threshold, seen.now)
+    exposed = exposure(change.before, change.after)
+    hurt = regression(watched(change, seen), seen.throttled, judge.throttling_threshold, seen.now, exposed)
     if hurt:
         return roll_back(change, seen, judge, hurt, back_off=True)
     return _PHASES[change.phase](change, seen, judge)
@@ -325,7 +327,9 @@ def _not_rolled_out(change: Change, seen: Observed) -> str | None:
         return seen.workload.unsettled
     if seen.workload.kind is CRONJOB:
         return None  # the jobs to come get it; the jobs running keep what they started with
-    lagging = [p.name for p in seen.pods if pod_state(p, change.after)[0] is not PodState.RESIZED]
+    # Pods not running yet ask for the change (a rollout made them): nothing else can run on them.
+    # Pods a rollout cannot place keep the workload unsettled (old pods stay), up to the deadline.
+    lagging = [p.name for p in seen.running() if pod_state(p, change.after)[0] is not PodState.RESIZED]
     return f"pod(s) {', '.join(lagging)} do not run the new resources yet" if lagging else None
 
 

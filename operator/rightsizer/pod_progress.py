@@ -15,7 +15,7 @@ from enum import StrEnum
 from rightsizer.model import Resources
 from rightsizer.pods import PodView
 from rightsizer.timestamps import parse_time
-from rightsizer.units import RESOURCES
+from rightsizer.units import CPU, MEMORY, RESOURCES
 
 READINESS_GRACE_SECONDS = 60
 """A pod not ready for this long after the change reached it has lost its readiness (a probe that
@@ -78,6 +78,38 @@ def restarts_of(pod: PodView) -> int:
 
 
 @dataclass(frozen=True)
+class Exposure:
+    """What a change can have hurt. An OOM kill is the change's doing only in a container whose memory
+    limit it lowered (or, with no limit, whose request it lowered): a container killed under a limit
+    the change kept or raised was too small before, and the kill, remembered in status, raises its
+    memory at the next change (rolling a raise back, and backing memory-up off, would leave it
+    crash-looping). CFS throttling is the doing of a lowered CPU limit only (the quota is the limit)."""
+
+    memory: frozenset[str] = frozenset()
+    """Containers whose memory the change lowered."""
+    cpu: bool = False
+    """The change lowered (or added) a CPU limit."""
+
+
+def exposure(before: Mapping[str, Resources], after: Mapping[str, Resources]) -> Exposure:
+    memory = set()
+    cpu = False
+    for name, new in after.items():
+        old = before.get(name, Resources())
+        old_limit, new_limit = old.limits.get(MEMORY), new.limits.get(MEMORY)
+        if new_limit is None:
+            old_request, new_request = old.requests.get(MEMORY), new.requests.get(MEMORY)
+            lowered = new_request is not None and (old_request is None or new_request < old_request)
+        else:
+            lowered = old_limit is None or new_limit < old_limit
+        if lowered:
+            memory.add(name)
+        old_cpu, new_cpu = old.limits.get(CPU), new.limits.get(CPU)
+        cpu = cpu or (new_cpu is not None and (old_cpu is None or new_cpu < old_cpu))
+    return Exposure(frozenset(memory), cpu)
+
+
+@dataclass(frozen=True)
 class Watched:
     """A pod the change reached, with the restarts it had and when the change reached it."""
 
@@ -87,7 +119,11 @@ class Watched:
 
 
 def regression(
-    watched: list[Watched], throttled: Mapping[str, float] | None, threshold: float, now: datetime
+    watched: list[Watched],
+    throttled: Mapping[str, float] | None,
+    threshold: float,
+    now: datetime,
+    exposed: Exposure | None = None,
 ) -> str | None:
     """Why the change hurt a pod it reached, or None.
 
@@ -95,21 +131,37 @@ def regression(
     more than it had then, stopped being ready for ``READINESS_GRACE_SECONDS`` since then while
     running, or was CFS-throttled (``throttled``: pod -> share of periods since the phase began)
     above the policy's threshold. Throttling comes from Prometheus; the rest from the API, so it is
-    judged even when ``throttled`` is None (Prometheus unreachable).
+    judged even when ``throttled`` is None (Prometheus unreachable). With ``exposed``, kills and
+    throttling the change cannot have caused are not its regressions (``Exposure``), nor are the
+    restarts those kills made.
     """
     for seen in watched:
-        pod = seen.pod
-        kills = [k for k in pod.oom_kills if parse_time(k.finished_at) > seen.since]
-        if kills:
-            return f"pod {pod.name}: container {kills[0].container} OOM-killed at {kills[0].finished_at}"
-        more = restarts_of(pod) - seen.restarts
-        if more > 0:
-            return f"pod {pod.name}: restarted {more} time(s) since the change"
-        if pod.running and pod.unready_since:
-            unready = (now - max(parse_time(pod.unready_since), seen.since)).total_seconds()
-            if unready >= READINESS_GRACE_SECONDS:
-                return f"pod {pod.name}: not ready for {unready:.0f}s"
-        share = (throttled or {}).get(pod.name)
-        if share is not None and share > threshold:
-            return f"pod {pod.name}: CFS-throttled {share:.0%} of periods (above {threshold:.0%})"
+        hurt = _hurt(seen, throttled, threshold, now, exposed)
+        if hurt:
+            return f"pod {seen.pod.name}: {hurt}"
+    return None
+
+
+def _hurt(
+    seen: Watched,
+    throttled: Mapping[str, float] | None,
+    threshold: float,
+    now: datetime,
+    exposed: Exposure | None,
+) -> str | None:
+    pod = seen.pod
+    kills = [k for k in pod.oom_kills if parse_time(k.finished_at) > seen.since]
+    theirs = [k for k in kills if exposed is None or k.container in exposed.memory]
+    if theirs:
+        return f"container {theirs[0].container} OOM-killed at {theirs[0].finished_at}"
+    more = restarts_of(pod) - seen.restarts
+    if more > 0 and not kills:  # restarts the kills of containers it did not shrink made are theirs
+        return f"restarted {more} time(s) since the change"
+    if pod.running and pod.unready_since:
+        unready = (now - max(parse_time(pod.unready_since), seen.since)).total_seconds()
+        if unready >= READINESS_GRACE_SECONDS:
+            return f"not ready for {unready:.0f}s"
+    share = (throttled or {}).get(pod.name)
+    if share is not None and share > threshold and (exposed is None or exposed.cpu):
+        return f"CFS-throttled {share:.0%} of periods (above {threshold:.0%})"
     return None

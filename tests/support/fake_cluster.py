@@ -281,7 +281,13 @@ class FakeCluster:
             self.replicasets[current["metadata"]["name"]] = current
         owner = current["metadata"]["name"]
         mine = [p for p in self.pods.values() if _owner(p) == owner]
-        for pod in [p for p in self.pods.values() if _of(p, body) and _owner(p) != owner]:
+        old = [p for p in self.pods.values() if _of(p, body) and _owner(p) != owner]
+        if self.unschedulable and old:  # a rolling update keeps the old pods while the new stay Pending
+            new = [p for p in mine if p["status"]["phase"] == "Running"]
+            self._surge(body, current, mine)
+            body["status"].update(replicas=len(old) + len(mine), updatedReplicas=len(new))
+            return
+        for pod in old:
             del self.pods[pod["metadata"]["name"]]
         hash_ = current["metadata"]["labels"]["pod-template-hash"]
         for _ in range(body["spec"]["replicas"] - len(mine)):
@@ -291,6 +297,16 @@ class FakeCluster:
             )
         replicas = body["spec"]["replicas"]
         body["status"].update(replicas=replicas, updatedReplicas=replicas)
+
+    def _surge(self, body: dict[str, Any], current: dict[str, Any], mine: list[dict[str, Any]]) -> None:
+        """One new pod beside the old ones (maxSurge 1, maxUnavailable 0): it stays Pending."""
+        if not mine:
+            hash_ = current["metadata"]["labels"]["pod-template-hash"]
+            name = f"{current['metadata']['name']}-{next(self._names)}"
+            labels = {"pod-template-hash": hash_}
+            self._create_pod(
+                name, body, current["spec"]["template"], "ReplicaSet", current["metadata"]["name"], labels
+            )
 
     def _revisioned(self, body: dict[str, Any]) -> None:
         kind, name = body["kind"], body["metadata"]["name"]
