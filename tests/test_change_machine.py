@@ -246,3 +246,13 @@ def test_a_change_that_raises_memory_carries_on_through_an_oom_kill_under_its_la
     carried = run.until(lambda outcome: not run.in_flight())
     assert not any(o.rolled_back for o in run.outcomes), carried
     assert all(holds(r, resources(LARGER)) for r in run.running().values())
+
+
+def test_a_decrease_whose_rollout_finds_no_room_is_rolled_back_without_backing_off():
+    """A decrease stuck behind a surge pod on a full node is tried again; an increase is held back."""
+    run = ChangeRun.of("Deployment", "Rollout", target=SMALLER)
+    run.cluster.unschedulable = True
+    run.evaluate()
+    rolling = run.until(lambda outcome: outcome.rolled_back, 80)
+    assert "the rollout did not finish within 600s" in rolling.rolled_back
+    assert "rightsizer.io/backoff" not in run.annotations()

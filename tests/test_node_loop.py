@@ -165,6 +165,13 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
             namespace, scenario["name"], scenario["args"], scenario["requests"], scenario["limits"]
         )
         deployment["metadata"]["labels"][LABEL] = "loop"
+        # The shared node's CPU is near its allocatable in requests: a surge pod may find no room for
+        # longer than a rollout's deadline (10 minutes: then it is rolled back). One pod is replaced
+        # at a time instead, its room freed first.
+        deployment["spec"]["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+        }
         objects.append(deployment)
         if namespace != DOWN:
             objects.append(policy_manifest(namespace))

@@ -66,7 +66,7 @@ SPIKE_AFTER = 600
 canary runs a memory limit of 96Mi (maxAllowed 64Mi of request) and is OOM-killed."""
 LEFT_FREE = "500Mi"
 """What auto-deferred's taker leaves free of the node's allocatable memory: room for the other
-scenarios' new pods (at most 400Mi), not for the canary's resize back (+576Mi)."""
+scenarios' new pods (at most 400Mi), not for the canary's resize back (+900Mi or so)."""
 
 
 def policy(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def labelled(workload: dict[str, Any]) -> dict[str, Any]:
 def spiking(namespace: str, replicas: int, memory: str) -> dict[str, Any]:
     """``cart``: 20m and 50Mi, then 150Mi from ``SPIKE_AFTER`` s, requesting ``memory`` (its limit too)."""
     args = ["-cpu", "20m", "-memory", f"50Mi@{SPIKE_AFTER}s,150Mi@1h", "-memory-rate", "32Mi"]
-    resources = {"cpu": "20m", "memory": memory}
+    resources = {"cpu": "5m", "memory": memory}
     return labelled(
         load_deployment(namespace, "cart", args, resources, {"memory": memory}, replicas=replicas)
     )
@@ -94,20 +94,26 @@ def spiking(namespace: str, replicas: int, memory: str) -> dict[str, Any]:
 
 CANARY_OOM = {
     "targetRef": {"name": "cart"},
+    # cooldown 1s: after the rollback only the back-off holds memory-down back. CPU is pinned at the
+    # 5m its pods request (no CPU limit), so that no other change starts in its stead; the shared
+    # node's CPU is near its allocatable in requests, so the scenarios of this module request little.
+    "cpu": {"noLimit": True},
     "auto": {
         "updateMode": "InPlace",
         "canary": {"duration": "10m"},
         "maxStepPercent": 1000,
         "cooldown": "1s",
     },
-    "containerPolicies": [{"containerName": "app", "maxAllowed": {"memory": "64Mi"}}],
+    "containerPolicies": [
+        {"containerName": "app", "minAllowed": {"cpu": "5m"}, "maxAllowed": {"cpu": "5m", "memory": "64Mi"}}
+    ],
 }
 
 
 def deferred_objects() -> list[dict[str, Any]]:
-    """One pod requesting 640Mi, lowered to at most 64Mi in place (a step of 1000%); a taker then
-    fills the node's memory (``taker``)."""
-    return [spiking(DEFERRED, 1, "640Mi"), policy("cart", DEFERRED, CANARY_OOM)]
+    """One pod requesting 1Gi, lowered in place to about 100Mi (the confident part, within a step of
+    1000%); a taker then fills the node's memory (``taker``)."""
+    return [spiking(DEFERRED, 1, "1Gi"), policy("cart", DEFERRED, CANARY_OOM)]
 
 
 def taker(memory: int, seconds: int) -> dict[str, Any]:
@@ -140,10 +146,12 @@ def taker(memory: int, seconds: int) -> dict[str, Any]:
 def once_objects() -> list[dict[str, Any]]:
     """40Mi under a 64Mi limit, 100Mi after 4 minutes: one OOM kill, then memory raised in place well
     before the restarted container reaches 100Mi again. CPU pinned, no CPU limit: only memory moves."""
-    args = ["-cpu", "10m", "-memory", "40Mi@240s,100Mi@1h", "-memory-rate", "32Mi"]
-    api = labelled(load_deployment(ONCE, "api", args, {"cpu": "50m", "memory": "48Mi"}, {"memory": "64Mi"}))
+    args = ["-cpu", "5m", "-memory", "40Mi@240s,100Mi@1h", "-memory-rate", "32Mi"]
+    api = labelled(load_deployment(ONCE, "api", args, {"cpu": "5m", "memory": "48Mi"}, {"memory": "64Mi"}))
     spec = {
         "targetRef": {"name": "api"},
+        # The kill counts for the whole session (an hour's window), whenever the test looks.
+        "history": {**HISTORY, "window": "60m"},
         "cpu": {"noLimit": True},
         "auto": {
             "updateMode": "InPlace",
@@ -152,24 +160,24 @@ def once_objects() -> list[dict[str, Any]]:
             "cooldown": "1s",
         },
         "containerPolicies": [
-            {"containerName": "app", "minAllowed": {"cpu": "50m"}, "maxAllowed": {"cpu": "50m"}}
+            {"containerName": "app", "minAllowed": {"cpu": "5m"}, "maxAllowed": {"cpu": "5m"}}
         ],
     }
     return [api, policy("api", ONCE, spec)]
 
 
 def down_objects() -> list[dict[str, Any]]:
-    return [spiking(DOWN, 2, "300Mi"), policy("cart", DOWN, CANARY_OOM)]
+    return [spiking(DOWN, 1, "300Mi"), policy("cart", DOWN, CANARY_OOM)]
 
 
 def fallback_objects() -> list[dict[str, Any]]:
     """Two over-provisioned pods in place cannot take: Guaranteed (requests = limits: the change's
     limit ratio makes it Burstable), and memory resized only by a restart."""
-    idle = ["-cpu", "20m", "-memory", "24Mi"]
-    same = {"cpu": "100m", "memory": "200Mi"}
+    idle = ["-cpu", "5m", "-memory", "24Mi"]
+    same = {"cpu": "10m", "memory": "200Mi"}
     guaranteed = labelled(load_deployment(FALLBACK, "guaranteed", idle, same, same))
     restarting = labelled(
-        load_deployment(FALLBACK, "restarting", idle, {"cpu": "50m", "memory": "200Mi"}, {"memory": "200Mi"})
+        load_deployment(FALLBACK, "restarting", idle, {"cpu": "5m", "memory": "200Mi"}, {"memory": "200Mi"})
     )
     restarting["spec"]["template"]["spec"]["containers"][0]["resizePolicy"] = [
         {"resourceName": "memory", "restartPolicy": "RestartContainer"}
@@ -188,10 +196,10 @@ def ready_objects() -> list[dict[str, Any]]:
     within the canary's 4 minutes of watch."""
     objects: list[dict[str, Any]] = []
     for name, unready in (("brief", "0@100s,1@40s"), ("long", "0@100s,1@90s")):
-        args = ["-cpu", "20m", "-memory", "24Mi", "-unready", unready]
+        args = ["-cpu", "5m", "-memory", "24Mi", "-unready", unready]
         workload = labelled(
             load_deployment(
-                READY, name, args, {"cpu": "50m", "memory": "200Mi"}, {"cpu": "100m", "memory": "200Mi"}
+                READY, name, args, {"cpu": "5m", "memory": "200Mi"}, {"cpu": "20m", "memory": "200Mi"}
             )
         )
         workload["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
@@ -208,17 +216,21 @@ def ready_objects() -> list[dict[str, Any]]:
 
 
 def throttle_objects() -> list[dict[str, Any]]:
-    """20m for 8 minutes, then 400m for 2: sized on the quiet minutes, the canary's CPU limit is
-    lowered far under the burst (which comes while the change is watched)."""
+    """20m for 8 minutes, then 400m for 2, under a 200m limit; the request pinned at 5m (the node's CPU
+    is short), so the change lowers the limit to 15m (the profile's 3x): the canary is throttled, in its
+    quiet minutes already and more in the burst, and rolled back."""
     args = ["-cpu", "20m@8m,400m@2m", "-memory", "24Mi"]
     batch = labelled(
         load_deployment(
-            THROTTLE, "batch", args, {"cpu": "100m", "memory": "64Mi"}, {"cpu": "200m", "memory": "64Mi"}
+            THROTTLE, "batch", args, {"cpu": "5m", "memory": "64Mi"}, {"cpu": "200m", "memory": "64Mi"}
         )
     )
     spec = {
         "targetRef": {"name": "batch"},
         "auto": {"updateMode": "InPlace", "canary": {"duration": "5m"}, "maxStepPercent": 1000},
+        "containerPolicies": [
+            {"containerName": "app", "minAllowed": {"cpu": "5m"}, "maxAllowed": {"cpu": "5m"}}
+        ],
     }
     return [batch, policy("batch", THROTTLE, spec)]
 
@@ -350,8 +362,9 @@ def running_resources(pod: dict[str, Any]) -> dict[str, Any]:
     return status.get("resources") or {}
 
 
-def canary_in_flight(live: Rollbacks, namespace: str, policy_name: str) -> dict[str, Any] | None:
-    """The change in flight once its canary runs the lowered resources (the kubelet says so)."""
+def canary_in_flight(live: Rollbacks, namespace: str, policy_name: str, memory: str) -> dict[str, Any] | None:
+    """The change in flight once its canary runs a memory limit lower than ``memory`` (the kubelet
+    says so)."""
     changes = live.get("rsp", policy_name, namespace).get("status", {}).get("changes") or []
     change = next((c for c in changes if c.get("phase") in ("Canary", "Resizing", "Template", "Watch")), None)
     if change is None:
@@ -359,7 +372,7 @@ def canary_in_flight(live: Rollbacks, namespace: str, policy_name: str) -> dict[
     pods = {p["metadata"]["name"]: p for p in live.pods(namespace)}
     canary = pods.get(change.get("canaryPod", ""))
     limit = (running_resources(canary).get("limits") or {}).get("memory") if canary else None
-    return change if limit and parse(limit) <= parse("96Mi") else None
+    return change if limit and parse(limit) < parse(memory) else None
 
 
 def rolled_back(live: Rollbacks, namespace: str, policy_name: str) -> dict[str, Any] | None:
@@ -397,14 +410,17 @@ def take_the_room(live: Rollbacks, facts: dict[str, Any]) -> None:
     change = live.wait(
         ns,
         "the canary running the lowered memory",
-        lambda: canary_in_flight(live, ns, "cart"),
+        lambda: canary_in_flight(live, ns, "cart", "1Gi"),
         SPIKE_AFTER - 30,
     )
     canary = change["canaryPod"]
     (pod,) = [p for p in live.pods(ns) if p["metadata"]["name"] == canary]
     started = parse_time(pod["status"]["startTime"]).timestamp()
+    # The room is held from just before the spike to a little after the eviction (2 minutes into the
+    # rollback): the other scenarios' new pods wait for memory no longer than that.
+    time.sleep(max(0.0, started + SPIKE_AFTER - 40 - time.time()))
     room = free_memory(live) - int(parse(LEFT_FREE))
-    live.k("apply", "-f", "-", input=json.dumps(taker(room, int(started + SPIKE_AFTER + 220 - time.time()))))
+    live.k("apply", "-f", "-", input=json.dumps(taker(room, int(started + SPIKE_AFTER + 200 - time.time()))))
     facts.update(canary=canary, lowered=running_resources(pod)["limits"]["memory"], taken=room)
 
     def deferred() -> dict[str, Any] | None:
@@ -421,9 +437,9 @@ def take_the_room(live: Rollbacks, facts: dict[str, Any]) -> None:
 def test_a_deferred_resize_back_is_resolved_by_an_eviction_and_the_pod_runs_its_old_memory_again(
     live: Rollbacks,
 ) -> None:
-    """Issue 15's full node: the canary is lowered from 640Mi to at most 64Mi of request; a taker fills
+    """Issue 15's full node: the canary is lowered from 1Gi to about 100Mi; a taker fills
     the node's memory; the canary is OOM-killed at the lowered limit; its resize back is Deferred. Two
-    minutes into the rollback it is evicted, recreated with 640Mi once the taker is gone, and never
+    minutes into the rollback it is evicted, recreated with 1Gi once the taker is gone, and never
     killed again at the lowered limit."""
     ns = DEFERRED
     facts = live.actors[ns].result(SPIKE_AFTER + 900)
@@ -431,9 +447,13 @@ def test_a_deferred_resize_back_is_resolved_by_an_eviction_and_the_pod_runs_its_
     assert canary in waiting["message"] and "OOM-killed" in waiting["rollingBack"], waiting
     assert facts["condition"]["reason"] == "RollingBack", facts["condition"]
     rolled = live.wait(ns, "the rollback, over", lambda: rolled_back(live, ns, "cart"), 600)
-    (now,) = list(live.pods(ns, "app=cart"))
-    assert now["metadata"]["name"] != canary, "the canary was evicted and replaced"
-    assert running_resources(now)["limits"]["memory"] == "640Mi", live.describe(ns)
+
+    def recreated() -> dict[str, Any] | None:
+        pods = [p for p in live.pods(ns, "app=cart") if running_resources(p)]
+        return pods[0] if len(pods) == 1 and pods[0]["metadata"]["name"] != canary else None
+
+    now = live.wait(ns, "the canary evicted and its pod recreated, running", recreated, 300)
+    assert running_resources(now)["limits"]["memory"] == "1Gi", live.describe(ns)
     assert f"create pods/eviction/{canary}" in live.writes_in_order(ns)
     assert parse_time(rolled["lastTransitionTime"]).timestamp() > live.started
     assert len(kills_at(live, ns, "cart", facts["lowered"])) == 1, live.describe(ns)
@@ -485,7 +505,7 @@ def stop_prometheus_mid_canary(live: Rollbacks, facts: dict[str, Any]) -> None:
     live.wait(
         ns,
         "the canary running the lowered memory",
-        lambda: canary_in_flight(live, ns, "cart"),
+        lambda: canary_in_flight(live, ns, "cart", "300Mi"),
         SPIKE_AFTER - 30,
     )
     live.down_prometheus.stop()

@@ -313,7 +313,8 @@ def _rollout(change: Change, seen: Observed, judge: Judge) -> Step:
     lagging = _not_rolled_out(change, seen)
     if lagging and seen.now >= deadline:
         why = f"the rollout did not finish within {judge.deadlines.rollout}s: {lagging}"
-        return roll_back(change, seen, judge, why, back_off=True)
+        # An increase that found no room is held back; a decrease stuck behind a surge is not.
+        return roll_back(change, seen, judge, why, back_off=True, increases_only=True)
     if lagging:
         return _waiting(change, seen, f"rolling out: {lagging}", deadline)
     record = change.entering(Phase.WATCH, seen.now, pods=_marks(_reached(change, seen), seen.now))

@@ -51,10 +51,15 @@ from rightsizer.pods import PodView
 from rightsizer.timestamps import format_time
 
 
-def roll_back(change: Change, seen: Observed, judge: Judge, reason: str, *, back_off: bool) -> Step:
+def roll_back(
+    change: Change, seen: Observed, judge: Judge, reason: str, *, back_off: bool, increases_only: bool = False
+) -> Step:
     """The first step of a rollback: the record enters ``RollingBack`` (a rollout's template goes back
-    in the same patch), then whatever can be put back now is."""
+    in the same patch), then whatever can be put back now is. ``back_off``: its directions are held
+    back for the policy's back-off (``increases_only``: only those that ask the nodes for more)."""
     moves = sorted(directions(change.before, change.after)) if back_off else []
+    if increases_only:
+        moves = [move for move in moves if move.endswith("-up")]
     record = change.entering(Phase.ROLLING_BACK, seen.now, rollback=Rollback(reason, tuple(moves)))
     annotations: dict[str, str | None] = {}
     if moves:

@@ -279,8 +279,9 @@ EVICTION_DEADLINE_SECONDS = 600
 ``RollbackStuck`` naming the pods and the budget) and keeps trying at every evaluation."""
 ROLLOUT_DEADLINE_SECONDS = 600
 """A rollout (a change by rollout, or its rollback) whose workload has not settled this long (pods
-Pending on a full node, say) is rolled back, backing its direction off; a rollback's rollout is
-reported stuck. The Deployment controller's own ``progressDeadlineSeconds`` defaults to the same."""
+Pending on a full node, say) is rolled back, backing off the directions that ask for more (an
+increase that found no room; a decrease stuck behind a surge pod is tried again); a rollback's
+rollout is reported stuck. The Deployment controller's ``progressDeadlineSeconds`` defaults to the same."""
 TEMPLATE_DEADLINE_SECONDS = 300
 """The template of an in-place change not made to match its pods this long (a controller that does
 not catch up, pods of two ReplicaSets) rolls the change back, without back-off."""

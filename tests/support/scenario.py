@@ -199,14 +199,16 @@ class LiveCluster:
         return items
 
     def writes_in_order(self, namespace: str) -> list[str]:
-        """The operator's writes in ``namespace``, from the API server's audit log (start.sh logs every
-        write of the operator's ServiceAccount, as each completes): ``verb resource[/subresource]/name``."""
+        """The operator's writes in ``namespace`` that went through, from the API server's audit log
+        (start.sh logs every write of the operator's ServiceAccount, as each completes; one refused, for a
+        stale resourceVersion say, is left out): ``verb resource[/subresource]/name``."""
         assert self.cluster.state_dir is not None
         writes = []
         for line in (self.cluster.state_dir / "logs" / "audit.log").read_text().splitlines():
             entry = json.loads(line)
             ref = entry.get("objectRef") or {}
-            if ref.get("namespace") == namespace and ref.get("resource"):
+            refused = int((entry.get("responseStatus") or {}).get("code", 200)) >= 300
+            if ref.get("namespace") == namespace and ref.get("resource") and not refused:
                 resource = "/".join(filter(None, (ref["resource"], ref.get("subresource"))))
                 writes.append(f"{entry['verb']} {resource}/{ref.get('name') or ''}")
         return writes
