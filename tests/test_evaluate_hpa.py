@@ -18,7 +18,7 @@ from rightsizer.controller.kube import PatchConflict
 from rightsizer.controller.outcome import Outcome
 from rightsizer.hpa import Autoscaler, retuned_utilization
 from rightsizer.model import Resources
-from rightsizer.pods import OomKill, PodContainer, PodView
+from rightsizer.pods import PodContainer, PodView
 from rightsizer.promql import LabelConfig
 from rightsizer.quantity import parse
 from rightsizer.timestamps import format_time
@@ -152,6 +152,10 @@ def test_retune_lowers_the_hpa_target_before_the_request_goes_up(prometheus, man
     assert record["autoscalers"] == [
         {"hpa": "search-hpa", "resource": "cpu", "container": None, "before": 70, "after": lowered}
     ]
+    applied = {c["type"]: c for c in outcome.status["conditions"]}["Applied"]
+    assert (
+        f"HorizontalPodAutoscaler search-hpa: CPU utilization target 70% -> {lowered}%" in applied["message"]
+    )
     retuned = [e.message for e in outcome.events if e.reason == "AutoscalerRetuned"]
     assert retuned == [
         f"HorizontalPodAutoscaler search-hpa: CPU utilization target 70% -> {lowered}%: with the requests of "
@@ -263,31 +267,30 @@ def test_a_raised_target_is_set_when_the_change_is_done(prometheus, manifests):
 
 
 def test_a_rollback_puts_the_target_back(prometheus, manifests):
-    """A pod the change reached is OOM-killed: the template goes back with the record (in one
-    patch), then the lowered target."""
+    """A pod the change reached restarts: the template goes back with the record (in one patch),
+    then the lowered target."""
     retune = {"hpa": "search-hpa", "resource": "cpu", "container": None, "before": 70, "after": 44}
     cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 44)})
     after = Resources(
         requests={"cpu": Decimal("0.4"), "memory": 512 * MIB},
         limits={"cpu": Decimal("0.5"), "memory": 1024 * MIB},
     )
-    killed = PodView(
+    restarted = PodView(
         "shop",
         "search-1",
         "Deployment",
         "search",
-        oom_kills=(OomKill("app", format_time(NOW - timedelta(minutes=5)), None),),
         running=True,
         ready=True,
-        containers={"app": PodContainer(after, after)},
+        containers={"app": PodContainer(after, after, restarts=1)},
     )
-    outcome = evaluate_in_flight(prometheus, manifests, retune, cluster, [killed])
+    outcome = evaluate_in_flight(prometheus, manifests, retune, cluster, [restarted])
     assert [kind for kind, *_ in cluster.patches] == ["Deployment", "HorizontalPodAutoscaler"]
     back = cluster.patches[0][3]
     assert back["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "250m"
     assert json.loads(back["metadata"]["annotations"]["rightsizer.io/change"])["phase"] == "RollingBack"
     assert target_of(cluster, "search-hpa") == 70
     rolled = {c["type"]: c for c in outcome.status["conditions"]}["RolledBack"]
-    assert rolled["reason"] == "RollingBack" and "OOM-killed" in rolled["message"]
+    assert rolled["reason"] == "RollingBack" and "restarted 1 time(s)" in rolled["message"]
     retuned = [e.message for e in outcome.events if e.reason == "AutoscalerRetuned"]
     assert any("CPU utilization target 44% -> 70%" in m for m in retuned), retuned

@@ -328,6 +328,7 @@ def _carry(
         said = _said(second, again)
         carried.notices += again.notices
         carried.failures += again.failures
+        carried.moved += again.moved
     return _outcome(said, carried, seen, record or change, notes)
 
 
@@ -349,7 +350,7 @@ def _outcome(
     report: Report, carried: Carried, seen: Observed, change: Change | None, notes: dict[ContainerKey, str]
 ) -> WorkloadChange:
     name = seen.workload.reference_name
-    text = f"{name}: {report.message}"
+    text = f"{name}: {report.message}" + "".join(f"; {moved}" for moved in carried.moved)
     events = tuple(_event(n, seen, change) for n in (*carried.notices, *report.notices))
     keys = [_key(seen.workload, c) for c in (change.after if change else {})]
     notes = {**notes, **{key: _note(report, change, seen.now) for key in keys}}

@@ -47,6 +47,8 @@ class Carried:
     refused: list[tuple[str, str]] = field(default_factory=list)
     """Pods whose resize the API server refused, with its reason."""
     notices: list[Notice] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+    """The HPA targets moved, as a change's message adds them (``HorizontalPodAutoscaler web: ...``)."""
 
     @property
     def ok(self) -> bool:
@@ -122,6 +124,7 @@ def _move(effect: MoveTargets, writer: WorkloadWriter, carried: Carried) -> None
         Notice(False, "AutoscalerRetuned", text) for text in moves.retuned(name, back=effect.back)
     ]
     carried.notices += [Notice(True, "AutoscalerLeftAlone", why) for _, why in moves.left_alone]
+    carried.moved += [retune.describe(back=effect.back) for retune in moves.moved]
     if moves.failure:
         carried.failures.append(moves.failure)
 
