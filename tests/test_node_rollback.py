@@ -84,8 +84,8 @@ def labelled(workload: dict[str, Any]) -> dict[str, Any]:
 
 
 def spiking(namespace: str, replicas: int, memory: str) -> dict[str, Any]:
-    """``cart``: 20m and 50Mi, then 150Mi from ``SPIKE_AFTER`` s, requesting ``memory`` (its limit too)."""
-    args = ["-cpu", "20m", "-memory", f"50Mi@{SPIKE_AFTER}s,150Mi@1h", "-memory-rate", "32Mi"]
+    """``cart``: 5m and 50Mi, then 150Mi from ``SPIKE_AFTER`` s, requesting ``memory`` (its limit too)."""
+    args = ["-cpu", "5m", "-memory", f"50Mi@{SPIKE_AFTER}s,150Mi@1h", "-memory-rate", "32Mi"]
     resources = {"cpu": "5m", "memory": memory}
     return labelled(
         load_deployment(namespace, "cart", args, resources, {"memory": memory}, replicas=replicas)
@@ -216,10 +216,10 @@ def ready_objects() -> list[dict[str, Any]]:
 
 
 def throttle_objects() -> list[dict[str, Any]]:
-    """20m for 8 minutes, then 400m for 2, under a 200m limit; the request pinned at 5m (the node's CPU
-    is short), so the change lowers the limit to 15m (the profile's 3x): the canary is throttled, in its
-    quiet minutes already and more in the burst, and rolled back."""
-    args = ["-cpu", "20m@8m,400m@2m", "-memory", "24Mi"]
+    """20m under a 200m limit; the request pinned at 5m (the node's CPU is short, in requests and in
+    use), so the change lowers the limit to 15m (the profile's 3x): the canary is throttled, and
+    rolled back."""
+    args = ["-cpu", "20m", "-memory", "24Mi"]
     batch = labelled(
         load_deployment(
             THROTTLE, "batch", args, {"cpu": "5m", "memory": "64Mi"}, {"cpu": "200m", "memory": "64Mi"}
