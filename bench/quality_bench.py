@@ -24,6 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # rightsizer_demo lives beside the package, not in it
 
+from bench.doc_sections import write_section  # noqa: E402
+
 from quality.report import render  # noqa: E402
 from quality.run import BenchConfig, run_seed  # noqa: E402
 from rightsizer_demo.prometheus import PROMETHEUS_BIN_ENV, find_binary  # noqa: E402
@@ -51,18 +53,6 @@ def environment() -> str:
     return f"{first_line}, Python {platform.python_version()}, {cpus} CPUs"
 
 
-def write_section(report: str) -> None:
-    """Replace the text between the quality markers of docs/benchmarks.md (appended if missing)."""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = f"{BEGIN}\n{report.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = BenchConfig(args.learn_days, args.score_days, args.step, tuple(args.seeds))
@@ -74,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     report = render(runs, config, time.monotonic() - started, environment())
     print(report)
     if not args.no_doc:
-        write_section(report)
+        write_section(DOC, BEGIN, END, report)
         print(f"written to {DOC.relative_to(REPO)}", file=sys.stderr)
     return 0
 

@@ -218,6 +218,15 @@ def run(args: argparse.Namespace, node: bool, stoppers: list[Callable[[], None]]
         "shop",
     ]
     subprocess.run(report, check=True)
+    days = max(1, int(args.days))
+    step(
+        "what Auto mode would have done: "
+        f"rightsizer backtest --prometheus-url {server.url} -n shop --days {days}"
+    )
+    subprocess.run(
+        [*report[:3], "backtest", "--prometheus-url", server.url, "-n", "shop", "--days", str(days)],
+        check=True,
+    )
     if args.keep:
         print(f"\nexport KUBECONFIG={plane.kubeconfig}")
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what rightsizer's tests and demo need, idempotently, on a fresh Debian machine:
-#   - Debian's prometheus (server + promtool) and openssl
+#   - Debian's prometheus (server + promtool), openssl and chromium (the HTML report's test)
 #   - as root, for the real node: Debian's containerd, runc, containernetworking-plugins,
 #     iproute2, util-linux (nsenter, setpriv) and iptables (kube-proxy); podman and mmdebstrap
 #     to build the operator's image (hack/images/operator.sh, on first use by tests/test_install.py)
@@ -25,6 +25,8 @@ missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The backtest's HTML report is opened in a real headless browser by its test (tests/test_backtest_html.py).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [[ $(id -u) -eq 0 ]]; then
   command -v containerd >/dev/null 2>&1 || missing+=(containerd)
   command -v runc >/dev/null 2>&1 || missing+=(runc)

@@ -365,7 +365,52 @@ def write_openmetrics(
     Samples are on the step grid (multiples of ``step_seconds``, timestamps in seconds), one family after
     the other, streamed series by series. Returns the number of samples written.
     """
-    history = _History.build(workloads, start, end, step_seconds, seed)
+    return _write_history(_History.build(workloads, start, end, step_seconds, seed), path)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One pod of one container whose usage was recorded elsewhere (a real trace), not simulated.
+
+    ``workload`` names it (its pod is the workload's first, as ``pod_plans`` names it) and gives its
+    requests and limits; ``times`` are its scrapes (epoch seconds, ascending; gaps where nothing was
+    scraped), ``cpu_seconds`` the CPU counter and ``memory_bytes`` the working set at each scrape. How
+    the trace's samples became scrapes is the caller's to say (bench/real_trace.py).
+    """
+
+    workload: WorkloadSpec
+    times: np.ndarray
+    cpu_seconds: np.ndarray
+    memory_bytes: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.workload.containers) != 1 or self.workload.replicas != 1:
+            raise ValueError(f"{self.workload.name}: a recording is one pod of one container")
+        if not len(self.times) == len(self.cpu_seconds) == len(self.memory_bytes):
+            raise ValueError(f"{self.workload.name}: times, CPU and memory differ in length")
+
+
+def write_recorded_openmetrics(
+    recordings: Sequence[Recording],
+    path: str | Path,
+    start: float,
+    end: float,
+    step_seconds: int,
+    *,
+    pod_series: bool = True,
+) -> int:
+    """``write_openmetrics`` for recorded usage: the same series, scrapes in [start, end] as recorded.
+
+    ``step_seconds`` is the scrape interval of the series that have no recording of their own (the
+    ReplicaSets' owners). ``pod_series=False`` leaves out the pod cgroup's and the pause container's
+    CPU and working set, which rightsizer's selectors leave out too (a third of the samples of a pod of
+    one container). Returns the number of samples written.
+    """
+    history = _History.recorded(recordings, start, end, step_seconds, pod_series)
+    return _write_history(history, path)
+
+
+def _write_history(history: _History, path: str | Path) -> int:
     samples = 0
     with Path(path).open("w", encoding="utf-8") as out:
         for family in _FAMILIES:
@@ -550,6 +595,8 @@ class _History:
     start: float
     end: float
     step: int
+    pod_series: bool = True
+    """Whether the pod cgroup's and the pause container's cAdvisor series are written too."""
 
     @classmethod
     def build(
@@ -564,6 +611,19 @@ class _History:
             if times.size and times[-1] >= start:
                 pods.append(_simulate_pod(plan, times, step, seed).since(start))
         return cls(plans, pods, start, end, step)
+
+    @classmethod
+    def recorded(
+        cls, recordings: Sequence[Recording], start: float, end: float, step: int, pod_series: bool
+    ) -> _History:
+        plans, pods = [], []
+        for recording in recordings:
+            (plan,) = pod_plans(recording.workload)
+            plans.append(plan)
+            within = (recording.times >= start) & (recording.times <= end)
+            if within.any():
+                pods.append(_recorded_pod(plan, recording, within))
+        return cls(plans, pods, start, end, step, pod_series)
 
 
 def _grid(start: float, end: float, step: int) -> np.ndarray:
@@ -584,6 +644,32 @@ def _simulate_pod(plan: PodPlan, times: np.ndarray, step: int, seed: int) -> _Po
     memory = sum(c.memory_bytes for c in containers) + PAUSE_MEMORY_BYTES
     pause_cpu = PAUSE_CPU_CORES * step * np.arange(1, len(times) + 1)
     return _PodTrace(plan, times, containers, np.cumsum(cpu * step), memory, pause_cpu)
+
+
+def _recorded_pod(plan: PodPlan, recording: Recording, within: np.ndarray) -> _PodTrace:
+    times = recording.times[within].astype(np.int64)
+    cpu_seconds = recording.cpu_seconds[within].astype(float)
+    elapsed = np.diff(times, prepend=times[0])
+    cores = np.diff(cpu_seconds, prepend=cpu_seconds[0]) / np.maximum(elapsed, 1)
+    zeros, never = np.zeros(len(times)), np.zeros(len(times), dtype=bool)
+    (spec,) = plan.containers
+    trace = _ContainerTrace(
+        spec=spec,
+        cpu_demand=cores,
+        cpu_cores=cores,
+        cpu_seconds=cpu_seconds,
+        throttled_fraction=zeros,
+        cfs_periods=zeros,
+        cfs_throttled_periods=zeros,
+        memory_bytes=recording.memory_bytes[within].astype(float),
+        oom_kill=never,
+        restarts=zeros,
+    )
+    # The pause container's counter runs from the pod's start; the pod cgroup's adds the container's.
+    pause_cpu = PAUSE_CPU_CORES * (times - times[0] + 1.0)
+    return _PodTrace(
+        plan, times, (trace,), cpu_seconds + pause_cpu, trace.memory_bytes + PAUSE_MEMORY_BYTES, pause_cpu
+    )
 
 
 def _simulate_container(
@@ -760,16 +846,18 @@ def _cpu_usage(history: _History) -> Iterator[_Series]:
     for pod in history.pods:
         for trace in pod.containers:
             yield _Series(_cadvisor(pod, trace.spec.name), pod.times, _floats(trace.cpu_seconds))
-        yield _Series(_cadvisor(pod, ""), pod.times, _floats(pod.cgroup_cpu_seconds))
-        yield _Series(_cadvisor(pod, "POD"), pod.times, _floats(pod.pause_cpu_seconds))
+        if history.pod_series:
+            yield _Series(_cadvisor(pod, ""), pod.times, _floats(pod.cgroup_cpu_seconds))
+            yield _Series(_cadvisor(pod, "POD"), pod.times, _floats(pod.pause_cpu_seconds))
 
 
 def _working_set_bytes(history: _History) -> Iterator[_Series]:
     for pod in history.pods:
         for trace in pod.containers:
             yield _Series(_cadvisor(pod, trace.spec.name), pod.times, _integers(trace.memory_bytes))
-        yield _Series(_cadvisor(pod, ""), pod.times, _integers(pod.cgroup_memory_bytes))
-        yield _Series(_cadvisor(pod, "POD"), pod.times, _constant(PAUSE_MEMORY_BYTES, pod.times))
+        if history.pod_series:
+            yield _Series(_cadvisor(pod, ""), pod.times, _integers(pod.cgroup_memory_bytes))
+            yield _Series(_cadvisor(pod, "POD"), pod.times, _constant(PAUSE_MEMORY_BYTES, pod.times))
 
 
 def _cfs_periods(history: _History) -> Iterator[_Series]:

@@ -321,6 +321,36 @@ def test_short_name_and_printer_columns(admin: Path, namespace: str) -> None:
     assert "rightsizepolicy.rightsizer.io/auto-web" in by_category
 
 
+def test_the_monthly_cost_is_kept_in_status_and_shown_wide(admin: Path, namespace: str) -> None:
+    """status.monthlyCost is in the schema (an undeclared field would be pruned) and -o wide shows
+    its difference."""
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=policy("costly", {"targetRef": {"name": "web"}}),
+        kubeconfig=admin,
+    )
+    cost = {"current": 98.39, "recommended": 73.6, "difference": -24.79}
+    patch = json.dumps({"status": {"monthlyCost": cost}})
+    kubectl(
+        "patch", "rsp", "costly", "-n", namespace, "--subresource=status", "--type=merge", "-p", patch,
+        kubeconfig=admin,
+    )  # fmt: skip
+    stored = json.loads(
+        kubectl("get", "rsp", "costly", "-n", namespace, "-o", "json", kubeconfig=admin).stdout
+    )
+    assert stored["status"]["monthlyCost"] == cost
+    wide = kubectl(
+        "get", "rsp", "costly", "-n", namespace, "-o", "wide", kubeconfig=admin
+    ).stdout.splitlines()
+    header = wide[0].split()
+    assert "MONTHLY" in header and "-24.79" in wide[1].split()
+    assert "MONTHLY" not in kubectl("get", "rsp", "-n", namespace, kubeconfig=admin).stdout.splitlines()[0]
+
+
 def test_kubectl_explain_prints_field_descriptions(admin: Path) -> None:
     def explain() -> str | None:
         result = kubectl(

@@ -19,8 +19,10 @@ from rightsizer.controller.evaluate import evaluate
 from rightsizer.controller.kube import PatchConflict
 from rightsizer.controller.outcome import Outcome, PolicyObject
 from rightsizer.controller.schedule import is_due, jitter, wait_seconds
+from rightsizer.cost import Prices
 from rightsizer.pods import PodView
 from rightsizer.promql import LabelConfig
+from rightsizer.quantity import parse
 from rightsizer.source import PrometheusSource
 from rightsizer.timestamps import format_time
 from rightsizer.workload import WorkloadView
@@ -202,6 +204,28 @@ def test_recommend_mode_writes_every_container_and_patches_nothing(prometheus, m
     assert found["Applied"]["reason"] == "RecommendMode"
     assert cluster.patches == [] and cluster.reads == []
     assert outcome.events == []
+
+
+def test_the_status_says_what_the_targets_requests_cost_a_month(prometheus, manifests):
+    """By hand: web runs 3 replicas of app (1 core, 1Gi) and log-shipper (100m, 128Mi): 3 x 730 h x
+    (1.1 cores x 0.04048 + 1.125 GiB x 0.004445) = 108.47 a month today at the default prices."""
+    outcome = run(prometheus, {"targetRef": {"name": "web"}}, deployments(manifests, "shop"))
+    cost = outcome.status["monthlyCost"]
+    assert cost["current"] == pytest.approx(108.47, abs=0.01)
+    recommended = 0.0
+    for entry in outcome.status["recommendations"]:
+        requests = entry["recommended"]["requests"]
+        cores, gib = float(parse(requests["cpu"])), float(parse(requests["memory"])) / 2**30
+        recommended += 3 * 730 * (cores * 0.04048 + gib * 0.004445)
+    assert cost["recommended"] == pytest.approx(recommended, abs=0.01)
+    assert cost["difference"] == pytest.approx(cost["recommended"] - cost["current"], abs=0.01)
+    assert cost["difference"] < 0  # web is over-provisioned
+    policy_object = policy({"targetRef": {"name": "web"}})
+    dearer = evaluate(
+        policy_object, deployments(manifests, "shop"), [], prometheus, FakeCluster(), LabelConfig(), NOW,
+        prices=Prices(cpu_per_core_hour=1.0, memory_per_gib_hour=0.0),
+    )  # fmt: skip
+    assert dearer.status["monthlyCost"]["current"] == pytest.approx(3 * 730 * 1.1)
 
 
 def test_a_policy_that_cannot_be_read_says_why(prometheus, manifests):

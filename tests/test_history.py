@@ -21,6 +21,7 @@ from rightsizer_demo.history import (
     TRUTH_COLUMNS,
     Autoscaling,
     ContainerSpec,
+    Recording,
     Rollout,
     ShortPod,
     UsageModel,
@@ -30,6 +31,7 @@ from rightsizer_demo.history import (
     pod_plans,
     window_ending_now,
     write_openmetrics,
+    write_recorded_openmetrics,
 )
 from rightsizer_demo.prometheus import load_history
 
@@ -310,6 +312,44 @@ def test_tiny_output_is_valid_openmetrics(tmp_path: Path):
     if shutil.which("promtool"):
         load_history(path, tmp_path / "tsdb")
         assert any((tmp_path / "tsdb").iterdir())
+
+
+def test_recorded_usage_is_written_as_recorded_with_the_series_of_its_pod(tmp_path: Path):
+    """A recording's scrapes (with a gap) are its container's series, the pod cgroup's adds the pause
+    container's, and kube-state-metrics' series name the pod as a Deployment's."""
+    spec = ContainerSpec("app", UsageModel(0.0, 0.0), requests={"cpu": "2", "memory": "1Gi"})
+    workload = WorkloadSpec("real", "vm-7", (spec,), created_at=T0)
+    times = np.array([T0 + 60, T0 + 120, T0 + 600, T0 + 660])
+    counter = np.array([30.0, 60.0, 90.0, 150.0])
+    memory = np.array([100, 100, 200, 300]) * MIB
+    path = tmp_path / "recorded.om"
+    recording = Recording(workload, times, counter, memory)
+    samples = write_recorded_openmetrics([recording], path, T0 + 100, T0 + 660, STEP)
+    series = read_openmetrics(path)
+    assert samples == sum(len(s) for s in series.values())
+    (pod,) = pod_plans(workload)
+    cpu = by_label(series, "container_cpu_usage_seconds_total", pod=pod.name, container="app")
+    assert list(cpu.values()) == [[(T0 + 120, 60.0), (T0 + 600, 90.0), (T0 + 660, 150.0)]]
+    working_set = by_label(series, "container_memory_working_set_bytes", container="app")
+    assert list(working_set.values()) == [
+        [(T0 + 120, 100.0 * MIB), (T0 + 600, 200.0 * MIB), (T0 + 660, 300.0 * MIB)]
+    ]
+    (cgroup,) = by_label(series, "container_cpu_usage_seconds_total", container="").values()
+    (pause,) = by_label(series, "container_cpu_usage_seconds_total", container="POD").values()
+    assert [c - p for (_, c), (_, p) in zip(cgroup, pause, strict=True)] == pytest.approx([60.0, 90.0, 150.0])
+    requests = by_label(series, "kube_pod_container_resource_requests", pod=pod.name, container="app")
+    assert {dict(k)["resource"]: s[0][1] for k, s in requests.items()} == {"cpu": 2.0, "memory": 1024.0 * MIB}
+    (owner,) = by_label(series, "kube_pod_owner", pod=pod.name).keys()
+    assert dict(owner)["owner_kind"] == "ReplicaSet" and dict(owner)["owner_name"].startswith("vm-7-")
+    without = tmp_path / "without.om"
+    write_recorded_openmetrics([recording], without, T0 + 100, T0 + 660, STEP, pod_series=False)
+    containers = {
+        dict(k)["container"]
+        for k in by_label(read_openmetrics(without), "container_memory_working_set_bytes")
+    }
+    assert containers == {"app"}
+    with pytest.raises(ValueError, match="one pod of one container"):
+        Recording(WorkloadSpec("real", "two", (spec, spec), created_at=T0), times, counter, memory)
 
 
 def test_window_ending_now_ends_on_the_last_step_boundary():

@@ -78,6 +78,7 @@ def test_the_gauges_of_a_policy_come_from_its_status_and_its_targets_annotations
         lastEvaluationTime="2026-01-02T03:04:05Z",
         conditions=CONDITIONS,
         recommendations=[entry("app", CURRENT, RECOMMENDED), entry("init", {"requests": {}}, None)],
+        monthlyCost={"current": 98.39, "recommended": 25.12, "difference": -73.27},
         observedOOMKills=[
             {"kind": "Deployment", "name": "web", "container": "app", "finishedAt": "2026-01-02T01:00:00Z"},
             {"kind": "Deployment", "name": "web", "container": "app", "finishedAt": "2026-01-02T02:00:00Z"},
@@ -98,6 +99,9 @@ def test_the_gauges_of_a_policy_come_from_its_status_and_its_targets_annotations
     assert value("rightsizer_container_recommended", **app, resource="cpu", field="limit") is None
     assert value("rightsizer_container_last_oom_kill_timestamp_seconds", **app) == 1767319200  # the later
     assert value("rightsizer_workload_last_change_timestamp_seconds", **web) == 1767268800
+    assert value("rightsizer_policy_monthly_cost", **policy, requests="current") == 98.39
+    assert value("rightsizer_policy_monthly_cost", **policy, requests="recommended") == 25.12
+    assert value("rightsizer_policy_monthly_cost_difference", **policy) == -73.27
     assert (
         value("rightsizer_container_current", **web, container="init", resource="cpu", field="request")
         is None

@@ -125,10 +125,13 @@ def test_table_and_yaml_outputs(demo_prometheus):
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["NAMESPACE", "WORKLOAD", "CONTAINER"]
-    assert lines[0].split()[-1] == "CONFIDENCE"
+    assert lines[0].split()[-3:] == ["CONFIDENCE", "MONTHLY", "COST"]
     web = next(line for line in lines if "Deployment/web" in line and " app " in line)
     assert "1 -> " in web and "%)" in web
-    assert web.rstrip().endswith("(3.0d)")  # the level, and the days of history when not high
+    assert "medium (3.0d)" in web  # the level, and the days of history when not high
+    # 3 pods x (1 core x 0.04048 + 1 GiB x 0.004445) x 730 h = 98.386 a month today
+    assert "  98.39 -> " in web
+    assert "monthly cost of the requests: " in table.stdout
     assert "shop/new-feature/app: no recommendation: insufficient history" in table.stdout
     assert "Prometheus queries" in table.stderr  # progress and summary go to stderr
 
@@ -137,6 +140,32 @@ def test_table_and_yaml_outputs(demo_prometheus):
     document = yaml.safe_load(as_yaml.stdout)
     assert [r["name"] for r in document["recommendations"]] == ["worker"]
     assert as_yaml.stderr == ""
+
+
+def test_monthly_cost_is_the_requests_at_the_prices_times_the_pods_for_730_hours(report, demo_prometheus):
+    """Checked by hand: web's app container runs 3 pods with 1 core and 1Gi requested."""
+    web = report[("shop", "web", "app")]
+    assert web["monthlyCost"]["replicas"] == 3
+    assert web["monthlyCost"]["current"] == pytest.approx(3 * (0.04048 + 0.004445) * 730, abs=0.01)
+    requests = web["recommended"]["requests"]
+    cores, gib = float(parse(requests["cpu"])), float(parse(requests["memory"])) / 2**30
+    assert web["monthlyCost"]["recommended"] == pytest.approx(
+        3 * (cores * 0.04048 + gib * 0.004445) * 730, abs=0.01
+    )
+    young = report[("shop", "new-feature", "app")]  # six hours old, one pod; no recommendation: no change
+    assert young["monthlyCost"]["replicas"] == pytest.approx(1, abs=0.1)  # its first bucket is partly covered
+    assert young["monthlyCost"]["difference"] == 0
+    # Other prices: 1 a core-hour, nothing for memory.
+    result = run_cli(
+        "recommend", "--prometheus-url", demo_prometheus.url, "-n", "shop", "-o", "json", "-q",
+        "--cpu-price", "1", "--memory-price", "0",
+    )  # fmt: skip
+    document = json.loads(result.stdout)
+    web = next(r for r in document["recommendations"] if (r["name"], r["container"]) == ("web", "app"))
+    assert web["monthlyCost"]["current"] == 3 * 730
+    assert document["monthlyCost"]["prices"] == {"cpuPerCoreHour": 1.0, "memoryPerGiBHour": 0.0}
+    total = sum(r["monthlyCost"]["current"] for r in document["recommendations"])
+    assert document["monthlyCost"]["current"] == pytest.approx(total, abs=0.05)
 
 
 def test_background_profile_and_no_cpu_limit(demo_prometheus):
@@ -225,6 +254,8 @@ def test_wrong_url_is_one_clear_line(not_prometheus):
         (["--prometheus-url", "http://x", "--header", "novalue"], 2, "not of the form 'Name: value'"),
         (["--prometheus-url", "http://x", "--ca-file", "/nonexistent/ca.pem"], 1, "does not exist"),
         (["--prometheus-url", "http://x", "--no-such-flag"], 2, "unrecognized arguments"),
+        (["--prometheus-url", "http://x", "--cpu-price", "-1"], 2, "must be a number >= 0"),
+        (["--prometheus-url", "http://x", "--memory-price", "cheap"], 2, "is not a number"),
     ],
 )
 def test_errors_are_one_line_with_an_exit_code(args, code, message):

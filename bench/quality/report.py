@@ -272,10 +272,11 @@ def _kills_conclusion(rs: StrategyScore, krr: StrategyScore, table: pd.DataFrame
         f"**Fewer OOM kills than KRR: {'met' if met else 'not met'}.** rightsizer "
         f"{_count(rs.oom_kills)} kills ({_count(rs.killed_containers)} containers) against KRR's "
         f"{_count(krr.oom_kills)} ({_count(krr.killed_containers)}) in the scoring period. KRR sets the "
-        "memory limit at the request, peak x 1.15; rightsizer's request is the recent level x 1.10 (a "
-        "growing container's projected a week ahead), its limit 1.5x above that (latency-sensitive profile) "
-        "and at least the peak plus half its height above the level, so growth between evaluations hits a "
-        "limit about 65% above the level instead of 15% above the peak:\n",
+        "memory limit at the request, peak x 1.15; rightsizer's request is the level and the peak's swing "
+        "above the half-hourly means x 1.10 (a growing container's projected a week ahead), its limit 1.5x "
+        "above that (latency-sensitive profile) and at least the peak plus 1.5x its height above the typical "
+        "level, so growth between evaluations hits a limit well above the level instead of 15% above the "
+        "peak:\n",
     ]
     kills = table.pivot(index="container", columns="strategy", values="oom_kills")
     for container, row in kills[(kills[KRR] > 0) | (kills[RIGHTSIZER] > 0)].iterrows():
@@ -308,8 +309,8 @@ def _memory_conclusion(rs: StrategyScore, krr: StrategyScore, table: pd.DataFram
         f"**No more memory reserved than KRR: {'met' if met else 'not met'}.** rightsizer reserves "
         f"{rs.reserved_memory / GIB:.2f} GiB, KRR {krr.reserved_memory / GIB:.2f} GiB "
         f"({difference / MIB:+.0f} Mi, {difference / krr.reserved_memory:+.1%}). KRR takes the highest "
-        "sample x 1.15; rightsizer the p99 of half-hourly means x 1.10, projected a week ahead where it "
-        "grows; where they differ (reserved = request x replicas):\n",
+        "sample x 1.15; rightsizer the p99 of half-hourly means and the peak's swing above them x 1.10, "
+        "projected a week ahead where it grows; where they differ (reserved = request x replicas):\n",
     ]
     memory = table.pivot(index="container", columns="strategy", values="memory_request")
     pods = table.pivot(index="container", columns="strategy", values="replicas")[RIGHTSIZER]
@@ -340,7 +341,7 @@ def _memory_reason(table: pd.DataFrame, container: str) -> str:
         return f"grew {growth:.0f}Mi a day while learning: rightsizer projects it a week ahead"
     if abs(rows.loc[KRR, "memory_request"] - KRR_MIN_MEMORY) < 1:
         return "KRR's 100Mi floor"
-    return "rightsizer: the level below short peaks; KRR: the highest sample"
+    return "rightsizer: the level and the swing x 1.10; KRR: the highest sample x 1.15"
 
 
 def _peak_conclusion(rs: StrategyScore, means: dict[str, StrategyScore], table: pd.DataFrame) -> str:
@@ -366,7 +367,7 @@ def _peak_reason(row: pd.Series) -> str:
         return row["note"]
     if row["peak_from_busy_bucket"] >= 0.5:
         return (
-            "sized for each day's busiest sustained half hour: its busiest hour runs at "
+            "sized for the busiest half hour of its typical day: its busiest hour runs at "
             f"{row['busy_to_request']:.2f} of the request (the busy-hour aim); the p95 of all its windows "
             "is idle time"
         )
@@ -475,7 +476,8 @@ def _engine_findings(means: dict[str, StrategyScore], table: pd.DataFrame) -> st
     oom_bump = (
         "- *Memory: the OOM bump* (`engine._memory_request`). After an OOM kill the **request** is raised to "
         "max(killed x 1.2, killed + 100Mi). Without it the request is the level (the p99 of half-hourly "
-        "means, just below the memory that was killed) x 1.10, and the limit 1.5x that, already above the "
+        "means, just below the memory that was killed, and the swing) x 1.10, and the limit 1.5x that, "
+        "above the "
         f"killed amount; the bump raises both ({'; '.join(limits)}). Without it (what-if) rightsizer "
         f"reserves {(rs.reserved_memory - bump.reserved_memory) / MIB:.0f} Mi less, and the containers "
         f"OOM-killed while learning get {_count(bump.oom_kills - rs.oom_kills)} more kills "

@@ -129,9 +129,9 @@ def pattern_workloads(start: float, end: float) -> list[ExtraWorkload]:
             (
                 Aim("no OOM kill while scored", "oom_kills", high=0),
                 Aim(
-                    "memory request below the spikes' 600Mi (they are what the limit is for)",
-                    "memory_request_mib",
-                    high=600,
+                    "working set above the memory request in < 0.5% of samples (issue 16)",
+                    "above_memory_request",
+                    high=0.005,
                 ),
             ),
         ),

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+from rightsizer import kustomize
 from rightsizer.duration import format_duration
 from rightsizer.errors import ConfigurationError
 from rightsizer.options import (
     EXIT_RUNTIME,
     EXIT_USAGE,
     OneLineParser,
+    add_price_arguments,
     add_prometheus_arguments,
     duration,
     fraction,
     labels_from_args,
     listen_address,
+    prices_from_args,
     prometheus_from_args,
 )
 from rightsizer.promql import PromQLError
-from rightsizer.report import FORMATS, render
+from rightsizer.report import FORMATS, Costing, render
 from rightsizer.scan import ScanRequest, scan
 from rightsizer.settings import (
+    BACKTEST_DAYS,
+    BACKTEST_STEP_SECONDS,
     CPU_WINDOW_SECONDS,
     DEFAULTS,
     HISTORY_WINDOW_SECONDS,
@@ -35,6 +41,8 @@ from rightsizer.settings import (
     SettingsError,
 )
 from rightsizer.source import PrometheusUnavailable
+
+BACKTEST_FORMATS = ("table", "json", "html")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,11 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a request a HorizontalPodAutoscaler scales on: keep it, or recommend it and the HPA target "
         f"that scales out at the same usage (default {HPA_MODE})",
     )
-    rec.add_argument("-o", "--output", choices=FORMATS, default="table")
+    rec.add_argument(
+        "-o",
+        "--output",
+        choices=(*FORMATS, "kustomize"),
+        default="table",
+        help="table, json, yaml, or kustomize: one patch per workload and a Component in --output-dir",
+    )
+    rec.add_argument(
+        "--output-dir", type=Path, help="where -o kustomize writes its patches (docs/operator.md, GitOps)"
+    )
     rec.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_price_arguments(rec)
     rec.set_defaults(run=run_recommend)
+    add_backtest_parser(commands)
     op = commands.add_parser("operator", help="run the Kubernetes operator (RightSizePolicy controller)")
     add_prometheus_arguments(op)
+    add_price_arguments(op)
     op.add_argument("--namespace", dest="namespaces", action="append", default=[], help="watch only these")
     op.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="Kopf liveness endpoint")
     op.add_argument(
@@ -145,6 +165,93 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_backtest_parser(commands: argparse._SubParsersAction[OneLineParser]) -> None:
+    bt = commands.add_parser(
+        "backtest",
+        help="replay a policy over the past: what it would have changed, broken and saved",
+        description="Replay a RightSizePolicy (or the defaults) over the last days of Prometheus' history: "
+        "its recommendations, Auto mode's rails, and what those requests and limits would have met. "
+        "Reads only; changes nothing (docs/backtest.md).",
+    )
+    add_prometheus_arguments(bt)
+    bt.add_argument("-n", "--namespace", action="append", default=[], help="namespace (repeatable)")
+    bt.add_argument("--policy", type=Path, help="a RightSizePolicy YAML file (default: the CRD's defaults)")
+    bt.add_argument(
+        "--days", type=int, default=BACKTEST_DAYS, help=f"days replayed, up to now (default {BACKTEST_DAYS})"
+    )
+    bt.add_argument(
+        "--step",
+        type=duration,
+        default=BACKTEST_STEP_SECONDS,
+        help=f"replay step: an evaluation every STEP, besides those at would-be OOM kills and after the "
+        f"cooldown of a partial change (default {format_duration(BACKTEST_STEP_SECONDS)}; docs/backtest.md)",
+    )
+    bt.add_argument(
+        "--jobs",
+        type=int,
+        default=min(len(os.sched_getaffinity(0)), 8),
+        help="processes the replay runs in (default: the CPUs this process may use, up to 8)",
+    )
+    bt.add_argument("-o", "--format", dest="format", choices=BACKTEST_FORMATS, default="table")
+    bt.add_argument(
+        "--output", dest="report", type=Path, metavar="FILE", help="write the report here, not to stdout"
+    )
+    bt.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_price_arguments(bt)
+    bt.set_defaults(run=run_backtest_command)
+
+
+def run_backtest_command(args: argparse.Namespace) -> int:
+    from rightsizer.backtest.report import render_json, render_table
+    from rightsizer.backtest.run import BacktestRequest, load_policy, run_backtest
+
+    policy = load_policy(args.policy)
+    namespaces = tuple(args.namespace) or ((policy.namespace,) if policy.namespace else ())
+    if not namespaces:
+        raise SettingsError("-n NAMESPACE is needed (or a --policy file with metadata.namespace)")
+    if not 1 <= args.days <= 90:
+        raise SettingsError("--days must be between 1 and 90")
+    if args.format == "html" and args.report is None:
+        raise SettingsError("-o html needs --output FILE (a file, not the terminal)")
+    if args.jobs < 1:
+        raise SettingsError("--jobs must be at least 1")
+    request = BacktestRequest(namespaces, args.days, policy, args.step, labels_from_args(args), args.jobs)
+    started = time.monotonic()
+    result = run_backtest(
+        prometheus_from_args(args),
+        request,
+        prices_from_args(args),
+        progress=None if args.quiet else stderr_progress,
+    )
+    if args.format == "html":
+        from rightsizer.backtest.html import render_html
+
+        text = render_html(result)
+    else:
+        text = render_json(result) if args.format == "json" else render_table(result)
+    if args.report is None:
+        print(text)
+    else:
+        try:
+            args.report.write_text(text)
+        except OSError as error:
+            raise SettingsError(f"cannot write {args.report}: {error.strerror}") from None
+    if not args.quiet:
+        stderr_progress(
+            f"{sum(len(w.containers) for n in result.namespaces for w in n.workloads)} containers replayed "
+            f"in {len(result.namespaces)} namespaces: {result.queries_sent} Prometheus queries "
+            f"({result.fetch_seconds:.1f}s), replay {result.replay_seconds:.1f}s of CPU, "
+            f"{time.monotonic() - started:.1f}s in all" + (f"; wrote {args.report}" if args.report else "")
+        )
+    failed = [scope.name for n in result.namespaces for scope in n.failed]
+    if failed:
+        stderr_progress(
+            f"rightsizer: error: Prometheus could not answer for {'; '.join(failed)} (a partial report)"
+        )
+        return EXIT_RUNTIME
+    return 0
+
+
 def stderr_progress(message: str) -> None:
     """The report's progress and summary, on stderr beside the report on stdout."""
     print(message, file=sys.stderr, flush=True)
@@ -161,6 +268,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     settings = RecommendationSettings.for_profile(args.profile, **overrides)
     if args.resolution * 2 > args.history:
         raise SettingsError(f"--resolution must be at most half of --history ({args.history}s)")
+    if (args.output == "kustomize") != (args.output_dir is not None):
+        raise SettingsError("-o kustomize and --output-dir go together")
     request = ScanRequest(
         tuple(args.namespace), args.history, labels_from_args(args), args.resolution, args.hpa
     )
@@ -168,7 +277,15 @@ def run_recommend(args: argparse.Namespace) -> int:
     result = scan(
         prometheus_from_args(args), request, settings, progress=None if args.quiet else stderr_progress
     )
-    print(render(result.recommendations, args.output, end=result.end, failed=result.failed))
+    if args.output == "kustomize":
+        written = kustomize.write(result.recommendations, args.output_dir)
+        if not args.quiet:
+            stderr_progress(f"wrote {len(written)} files into {args.output_dir}")
+    else:
+        costing = Costing(result.replicas, prices_from_args(args))
+        print(
+            render(result.recommendations, args.output, end=result.end, failed=result.failed, costing=costing)
+        )
     if not args.quiet:
         ready = sum(1 for r in result.recommendations if r.ready)
         stderr_progress(
@@ -195,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except (SettingsError, PromQLError, ConfigurationError) as error:
+    except (SettingsError, PromQLError, ConfigurationError, kustomize.KustomizeError) as error:
         print(f"rightsizer: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except PrometheusUnavailable as error:

@@ -58,8 +58,9 @@ def assess(
     elif cpu_request is not None:
         bounds[CPU] = (cpu_request, cpu_request)
     if memory is not None and not usage.oom_kills:
-        lower = ceil_memory(Decimal(str(memory.daily.quantile(low))) * headroom / widen)
-        upper = ceil_memory(Decimal(str(memory.daily.quantile(high))) * headroom * widen)
+        swing = Decimal(str(memory.swing))  # the request covers the samples' swing above the means
+        lower = ceil_memory((Decimal(str(memory.daily.quantile(low))) + swing) * headroom / widen)
+        upper = ceil_memory((Decimal(str(memory.daily.quantile(high))) + swing) * headroom * widen)
         bounds[MEMORY] = (min(lower, memory_request), max(upper, memory_request))
     else:
         bounds[MEMORY] = (memory_request, max(memory_request, _widened(memory_request, widen)))
@@ -72,7 +73,8 @@ def assess(
     )
     lower_bound = _scaled(recommended, {r: b[0] for r, b in bounds.items()})
     upper_bound = _scaled(recommended, {r: b[1] for r, b in bounds.items()})
-    confident = _confident(current, recommended, bounds, cpu_limit_floor)
+    floors = {CPU: cpu_limit_floor, MEMORY: _memory_peak(usage)}
+    confident = _confident(current, recommended, bounds, floors)
     return Trust(confidence, lower_bound, upper_bound, confident)
 
 
@@ -80,17 +82,37 @@ def _confident(
     current: Resources,
     recommended: Resources,
     bounds: dict[str, tuple[Decimal, Decimal]],
-    cpu_limit_floor: Decimal | None,
+    floors: dict[str, Decimal | None],
 ) -> Resources:
-    """Each current request moved toward the recommendation, no further than the far bound."""
+    """Each current request moved toward the recommendation, no further than the far bound; each
+    limit with it, in proportion, but never past the limit in force against the recommendation's
+    direction, and never below its floor (CPU: the band's; memory: the window's peak).
+
+    Kept in proportion alone, a memory limit could go *down* in a change that raises memory: a
+    request moved up only to its lower bound (256Mi -> 266Mi of a 2418Mi recommendation with a 1.5x
+    limit) took the 512Mi limit to 399Mi, below what the container had already used.
+    """
     requests = {}
     for resource, (lower, upper) in bounds.items():
         now = current.requests.get(resource)
         requests[resource] = recommended.requests[resource] if not now else min(max(now, lower), upper)
     confident = _scaled(recommended, requests)
-    if cpu_limit_floor is not None and CPU in confident.limits:
-        confident.limits[CPU] = max(confident.limits[CPU], cpu_limit_floor)
+    for resource, limit in confident.limits.items():
+        in_force, wanted = current.limits.get(resource), recommended.limits[resource]
+        if in_force is not None:
+            limit = max(limit, min(in_force, wanted))  # not below the limit in force when going up
+            limit = min(limit, max(in_force, wanted))  # nor above it when going down
+        floor = floors.get(resource)
+        if floor is not None:
+            limit = max(limit, min(floor, wanted))
+        confident.limits[resource] = max(limit, confident.requests.get(resource, limit))
     return confident
+
+
+def _memory_peak(usage: ContainerUsage) -> Decimal | None:
+    """The window's highest working set, which no memory limit goes below."""
+    peak = usage.memory_peak_bytes
+    return ceil_memory(Decimal(str(peak))) if peak else None
 
 
 def _scaled(recommended: Resources, requests: dict[str, Decimal]) -> Resources:

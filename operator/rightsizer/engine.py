@@ -14,7 +14,7 @@ from decimal import Decimal
 from rightsizer.confidence import Trust, assess
 from rightsizer.duration import format_duration
 from rightsizer.model import ContainerKey, ContainerUsage, PodThrottling, Recommendation, Resources
-from rightsizer.peaks import CpuPeakTime, MemoryLevels, cpu_peak_time, memory_levels
+from rightsizer.peaks import CpuPeakTime, MemoryLevels, cpu_peak_time, memory_levels, throttled_multiple
 from rightsizer.qos import qos_class
 from rightsizer.settings import DAY_SECONDS, RecommendationSettings
 from rightsizer.units import (
@@ -163,20 +163,20 @@ def _memory_limit(
 ) -> Decimal:
     """Request x the profile's ratio, and at least the window's peak plus room for a higher spike.
 
-    The room is ``memory_spike_room`` of the peak's height above the level the request covers, so a
-    steady container keeps the profile's ratio and a spiky one gets more: its next spike may be
-    higher than the last, and a limit only as high as the last spike would kill it.
+    The room is ``memory_spike_room`` times the peak's height above the typical (median half-hourly)
+    working set, so a steady container keeps the profile's ratio and one that swings gets more: its
+    next swing may go higher than the last, and a limit only as high as the last would kill it.
     """
     limit = request * Decimal(str(settings.memory_limit_ratio))
     if memory is not None:
-        peak, level = Decimal(str(memory.peak)), Decimal(str(memory.level))
-        spike_floor = peak + Decimal(str(settings.memory_spike_room)) * max(Decimal(0), peak - level)
+        peak, typical = Decimal(str(memory.peak)), Decimal(str(memory.typical))
+        spike_floor = peak + Decimal(str(settings.memory_spike_room)) * max(Decimal(0), peak - typical)
         if spike_floor > limit:
             limit = spike_floor
             notes.append(
                 f"memory limit at least the peak {format_memory(ceil_memory(peak))} + "
-                f"{settings.memory_spike_room:.0%} of its height above the level -> "
-                f"{format_memory(ceil_memory(limit))}"
+                f"{settings.memory_spike_room:g}x its height above the typical "
+                f"{format_memory(ceil_memory(typical))} -> {format_memory(ceil_memory(limit))}"
             )
     return _limit_bounded(ceil_memory(limit), request, MEMORY, settings, notes)
 
@@ -233,6 +233,7 @@ def usage_evidence(
     if found.cpu is not None:
         evidence["cpuPeakTime"] = format_cpu(ceil_cpu(found.cpu.cores, 1))
         evidence["cpuPeakTimeFrom"] = found.cpu.source
+        evidence["cpuPeakTimeDays"] = round(found.cpu.days, 1)
         evidence["cpuMax"] = format_cpu(ceil_cpu(found.cpu.maximum, 1))
     if usage.throttled_ratio is not None:
         evidence["throttledRatio"] = round(usage.throttled_ratio, 4)
@@ -246,6 +247,9 @@ def usage_evidence(
     if found.memory is not None:
         evidence["memoryPeak"] = format_memory(ceil_memory(found.memory.peak))
         evidence["memoryLevel"] = format_memory(ceil_memory(found.memory.level))
+        evidence["memoryTypical"] = format_memory(ceil_memory(found.memory.typical))
+        if found.memory.swing > 0:
+            evidence["memorySwing"] = format_memory(ceil_memory(found.memory.swing))
         if found.memory.growth_per_second > 0:
             evidence["memoryGrowthPerDay"] = format_memory(
                 ceil_memory(found.memory.growth_per_second * DAY_SECONDS)
@@ -278,12 +282,18 @@ def _cpu_request(found: Evidence, settings: RecommendationSettings, notes: list[
     limit show the real demand, and once the throttled pods leave the window, the estimate goes too.
     """
     assert found.cpu is not None
-    peak = Decimal(str(found.cpu.cores))
-    days = found.cpu.daily.covered_days
-    measured = f"CPU peak time {format_cpu(ceil_cpu(peak, 1))} ({found.cpu.source} of the day"
-    measured += (
-        f" over {days:.1f} days, p{settings.peak_day_percentile * 100:g} of the days)" if days > 1 else ")"
-    )
+    cpu = found.cpu
+    peak = Decimal(str(cpu.cores))
+    days = f"the {cpu.days:.1f} days since the load changed" if cpu.changed else f"{cpu.days:.1f} days"
+    if cpu.source.startswith("busiest"):
+        measured = (
+            f"CPU peak time {format_cpu(ceil_cpu(peak, 1))} ({cpu.source} of the typical day, "
+            f"p{settings.peak_day_percentile * 100:g} of {days}: more than "
+            f"{throttled_multiple(settings):.3g}x the p{settings.cpu_percentile * 100:g} "
+            f"{format_cpu(ceil_cpu(cpu.percentile, 1))}, whose limit would throttle it)"
+        )
+    else:
+        measured = f"CPU peak time {format_cpu(ceil_cpu(peak, 1))} ({cpu.source} of {days})"
     if found.throttled:
         measured += (
             f" with the usage of {len(found.throttled)} throttled pod(s) counted "
@@ -374,8 +384,12 @@ def _cpu_limit(
 def _memory_request(
     memory: MemoryLevels | None, usage: ContainerUsage, settings: RecommendationSettings, notes: list[str]
 ) -> Decimal:
-    """The recent working-set level, projected when it grows, plus headroom; after OOM kills, at least
-    the bump above the memory that was killed."""
+    """The working-set level, projected when it grows, plus the swing of the samples above their
+    half-hour's mean and headroom; after OOM kills, at least the bump above the memory that was killed.
+
+    The level is of half-hourly means, which are below the samples they average: a working set that
+    swings (a garbage collector's sawtooth, bursts of work) is above its half-hour's mean half the
+    time. The peak's height above the highest mean is how far it swung at the top."""
     level = Decimal(str(memory.level)) if memory is not None else Decimal(0)
     if memory is not None:
         described = (
@@ -387,6 +401,12 @@ def _memory_request(
             horizon = format_duration(settings.memory_trend_horizon_seconds)
             per_day = format_memory(ceil_memory(memory.growth_per_second * DAY_SECONDS))
             described += f" growing {per_day} a day: {format_memory(ceil_memory(level))} in {horizon}"
+        if memory.swing > 0:
+            level += Decimal(str(memory.swing))
+            described += (
+                f" + the peak's swing {format_memory(ceil_memory(memory.swing))} above the highest "
+                "half-hour mean"
+            )
         request = level * (1 + Decimal(str(settings.memory_headroom)))
         notes.append(f"{described} + {settings.memory_headroom:.0%} -> {format_memory(ceil_memory(request))}")
     else:

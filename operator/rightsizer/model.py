@@ -8,6 +8,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rightsizer.units import RESOURCES, format_quantity
@@ -122,7 +123,12 @@ class ContainerUsage:
         """How much of the window some pod ran: per bucket the largest coverage of any pod."""
         if self.grid is None or self.history.empty:
             return 0.0
-        return float(self.history.groupby("time")["coverage"].max().sum() * self.grid.bucket_seconds)
+        # numpy, not a pandas groupby: this is read at every evaluation (a tenth of the engine's time
+        # on a 14-day history; rightsizer backtest calls the engine thousands of times).
+        times, per_time = np.unique(self.history["time"].to_numpy(float), return_inverse=True)
+        covered = np.full(len(times), np.nan)
+        np.fmax.at(covered, per_time, self.history["coverage"].to_numpy(float))
+        return float(np.nansum(covered) * self.grid.bucket_seconds)
 
     @cached_property
     def span_seconds(self) -> float:

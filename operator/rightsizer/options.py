@@ -4,13 +4,15 @@ types that fail with one clear line, and the Prometheus flags turned into a ``Pr
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import NoReturn
 
+from rightsizer.cost import Prices
 from rightsizer.duration import format_duration, parse_duration
 from rightsizer.promql import LabelConfig, Matcher, PromQLError
-from rightsizer.settings import PROMETHEUS_TIMEOUT_SECONDS
+from rightsizer.settings import CPU_PRICE_PER_CORE_HOUR, MEMORY_PRICE_PER_GIB_HOUR, PROMETHEUS_TIMEOUT_SECONDS
 from rightsizer.source import PrometheusAuth, PrometheusSource, PrometheusUnavailable, url_error
 
 EXIT_RUNTIME = 1
@@ -49,6 +51,39 @@ def listen_address(text: str) -> tuple[str, int] | None:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (or 'off')")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def price(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number >= 0")
+    return value
+
+
+def add_price_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cpu-price`` and ``--memory-price`` (``recommend``, ``backtest``, ``operator``)."""
+    group = parser.add_argument_group("prices (docs/recommendations.md, Money)")
+    group.add_argument(
+        "--cpu-price",
+        type=price,
+        default=CPU_PRICE_PER_CORE_HOUR,
+        metavar="PRICE",
+        help=f"per core-hour of CPU request (default {CPU_PRICE_PER_CORE_HOUR}, USD: AWS Fargate's price)",
+    )
+    group.add_argument(
+        "--memory-price",
+        type=price,
+        default=MEMORY_PRICE_PER_GIB_HOUR,
+        metavar="PRICE",
+        help=f"per GiB-hour of memory request (default {MEMORY_PRICE_PER_GIB_HOUR}, USD, the same list)",
+    )
+
+
+def prices_from_args(args: argparse.Namespace) -> Prices:
+    return Prices(args.cpu_price, args.memory_price)
 
 
 def _url(text: str) -> str:

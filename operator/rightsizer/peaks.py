@@ -5,7 +5,9 @@ how long it ran: a pod's bucket weighs the share of the bucket it covered, so a 
 minutes is 15 minutes of evidence among the days of the others, not a pod as heavy as any other.
 
 Days are the 24-hour periods counted back from the evaluation time (the whole window when it is
-shorter than a day). A day weighs ``0.5 ** (age / half_life)`` times the share of it the pods covered.
+shorter than a day). CPU pools the windows of the days since the load last changed (``load_change_days``);
+the days' own values (``Daily``), each weighing ``0.5 ** (age / half_life)`` times the share of it the pods
+covered, give the bounds and the confidence.
 """
 
 from __future__ import annotations
@@ -56,15 +58,22 @@ class CpuPeakTime:
     """Peak-time CPU of a workload container (cores) and the days it comes from."""
 
     cores: float
-    """``peak_day_percentile`` of the days' peak times: what the request is sized from."""
+    """What the request is sized from: ``percentile``, or the typical day's busiest half hour when
+    that is a load the percentile's request would throttle (``recurring_load``)."""
     daily: Daily
-    """Each day's peak time: the larger of its ``cpu_percentile`` of CPU windows and its busiest
-    sustained bucket."""
+    """Each day's peak time (its ``cpu_percentile`` of CPU windows, or its load in the half hour of
+    the day that set ``cores``): the bounds and the confidence."""
     source: str
-    """What set the peak time of the day the result comes from: ``p95`` (of the CPU windows), or
-    ``busiest 30m`` (the busiest sustained bucket: a nightly batch, busy less than 72 minutes a day)."""
+    """What set the peak time: ``p95`` (of the CPU windows), or ``busiest 30m`` (the busiest half hour
+    of the typical day: a nightly batch, busy less than 72 minutes a day)."""
     maximum: float
     """The highest CPU window of any pod (cores), throttled pods as measured."""
+    percentile: float
+    """The ``cpu_percentile`` of all pods' CPU windows over the days pooled."""
+    days: float
+    """The days pooled, counted by how much of each the pods covered."""
+    changed: bool
+    """Those days are the ones since the load stepped up or down (``load_change_days``)."""
 
 
 @dataclass(frozen=True)
@@ -72,14 +81,19 @@ class MemoryLevels:
     """The working set of a workload container (bytes)."""
 
     level: float
-    """``memory_percentile`` of the hourly mean working sets, pooled over pods by time and weighted
-    by recency: the level the request covers."""
+    """``memory_percentile`` of the half-hourly mean working sets of the window, pooled over pods by
+    the time they ran: the level the request covers."""
     peak: float
     """The highest sample of the window, any pod, however old: the limit never goes below it."""
     growth_per_second: float
     """Steady growth of the pods' current containers (0 when there is none to speak of)."""
     daily: Daily
-    """Each day's highest hourly mean working set."""
+    """Each day's highest half-hourly mean working set."""
+    typical: float
+    """The median half-hourly mean working set: the level spikes are measured from."""
+    swing: float
+    """How far the peak rose above the highest half-hourly mean: samples swing above the mean of
+    their half hour (a garbage collector's sawtooth, bursts of work) by at least this much at the top."""
 
 
 def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
@@ -118,8 +132,9 @@ def cpu_peak_time(
     settings: RecommendationSettings,
     throttled_pods: Collection[str] = (),
 ) -> CpuPeakTime | None:
-    """Peak-time CPU: per day, the larger of the ``cpu_percentile`` of all pods' CPU windows and the
-    busiest sustained bucket; then the ``peak_day_percentile`` of the days.
+    """Peak-time CPU: the ``cpu_percentile`` of all pods' CPU windows over the days since the load last
+    changed (``days_since_change``; all the days when it did not), or the busiest half hour of the
+    typical day when the percentile's request would throttle it (``busiest_time_of_day``).
 
     A bucket holds ``n`` CPU windows of which the history keeps the highest and the mean: it counts
     as one window at its peak and the others at the mean of the rest, so a bucket's mean and peak
@@ -145,43 +160,116 @@ def cpu_peak_time(
     day_list, percentile = grouped_quantile(
         day_of_window, window_values, window_weights, settings.cpu_percentile
     )
-    busy = np.zeros(len(day_list))
+    # To the nanocore: 200m x 1.5 is 300m, not 300.00000000000006m (which rounds up to 305m).
+    percentile = np.round(percentile, 9)
+    since = days_since_change(percentile, settings.load_change_days)
+    last_day = day_list[since - 1]
+    pooled = day_of_window <= last_day
+    pooled_percentile = round(
+        weighted_quantile(window_values[pooled], window_weights[pooled], settings.cpu_percentile), 9
+    )
+    cores, values, source = pooled_percentile, percentile, f"p{settings.cpu_percentile * 100:g}"
     if grid.bucket_seconds >= settings.sustained_load_seconds:
         # A bucket's sustained level: the median pod by time (a minority pod, a canary or one hot
-        # replica, does not make the workload busy), the day's busiest bucket.
+        # replica, does not make the workload busy).
         bucket_times, level = grouped_quantile(times, mean, coverage, 0.5)
-        busy_days, busiest = _grouped_max(day_index(bucket_times, grid), level)
-        busy = busiest[np.searchsorted(busy_days, day_list)]
-    # To the nanocore: 200m x 1.5 is 300m, not 300.00000000000006m (which rounds up to 305m).
-    values = np.round(np.maximum(percentile, busy), 9)
+        kept = day_index(bucket_times, grid) <= last_day
+        busiest, slot = busiest_time_of_day(bucket_times[kept], level[kept], grid, settings)
+        if busiest > throttled_multiple(settings) * cores:
+            in_slot = time_of_day(bucket_times, grid) == slot
+            slot_days, slot_levels = _grouped_max(day_index(bucket_times[in_slot], grid), level[in_slot])
+            on_day = np.zeros(len(day_list))
+            on_day[np.isin(day_list, slot_days)] = slot_levels[np.isin(slot_days, day_list)]
+            values = np.maximum(percentile, np.round(on_day, 9))
+            cores, source = round(busiest, 9), f"busiest {format_duration(grid.bucket_seconds)}"
     daily = _daily(day_list, values, history, grid, settings)
-    cores = daily.quantile(settings.peak_day_percentile)
-    chosen = int(np.flatnonzero(values == cores)[0])
-    if busy[chosen] > percentile[chosen]:
-        source = f"busiest {format_duration(grid.bucket_seconds)}"
-    else:
-        source = f"p{settings.cpu_percentile * 100:g}"
-    return CpuPeakTime(cores, daily, source, float(rows["cpu_peak"].max()))
+    return CpuPeakTime(
+        cores=cores,
+        daily=daily,
+        source=source,
+        maximum=float(rows["cpu_peak"].max()),
+        percentile=pooled_percentile,
+        days=float(daily.coverage[:since].sum()),
+        changed=since < len(day_list),
+    )
+
+
+def days_since_change(values: np.ndarray, least: int) -> int:
+    """How many of the newest days to pool (``values``: one a day, newest first): those since the load
+    last stepped up or down, when at least ``least`` of the newest days are all below, or all above,
+    the ``least`` or more days before them; else all of them. Where several splits would do, the one
+    with the widest gap between the two sides (a step is one clean gap; days that happen to be low
+    just before it leave a narrow one).
+
+    One day apart is not a step (a quiet Sunday, a load test), and on days that vary by chance, the
+    newest two being below (or above) all twelve before them happens about once in 45 histories: the
+    days of a steady load are all pooled, and the more of them, the steadier their percentile."""
+    since, widest = len(values), 0.0
+    top = float(values.max()) if len(values) else 0.0
+    for newest in range(least, len(values) - least + 1):
+        recent, before = values[:newest], values[newest:]
+        gap = max(before.min() - recent.max(), recent.min() - before.max())
+        if gap > widest:
+            since, widest = newest, float(gap)
+    return since if top > 0 else len(values)
+
+
+def time_of_day(times: np.ndarray, grid: HistoryGrid) -> np.ndarray:
+    """Which bucket of the day (counted back from the evaluation time) each bucket end is."""
+    per_day = max(1, _period(grid) // grid.bucket_seconds)
+    return np.round(((grid.end - times) % _period(grid)) / grid.bucket_seconds).astype(int) % per_day
+
+
+def busiest_time_of_day(
+    bucket_times: np.ndarray, levels: np.ndarray, grid: HistoryGrid, settings: RecommendationSettings
+) -> tuple[float, int]:
+    """The busiest half hour of the typical day: for each bucket of the day (the same time every day),
+    the ``peak_day_percentile`` of its days' levels; the highest, and which bucket of the day it is.
+
+    A load that comes back at the same time every day (a nightly batch, a daily report) is in the
+    typical day; the busiest half hour of each day, on real machines most often a burst at a time of
+    its own, is not."""
+    slots, typical = grouped_quantile(
+        time_of_day(bucket_times, grid), levels, np.ones(len(levels)), settings.peak_day_percentile
+    )
+    busiest = int(np.argmax(typical))
+    return float(typical[busiest]), int(slots[busiest])
+
+
+def throttled_multiple(settings: RecommendationSettings) -> float:
+    """How far above the percentile a load must be for the percentile's request to throttle it: the
+    limit goes at most the band (``cpu_limit_ratio_max``) above a request of percentile / target, so a
+    load below band / target times the percentile runs under the limit (4 / 0.75: 5.3x)."""
+    band = max(settings.cpu_limit_ratio_max, settings.cpu_limit_ratio or 1.0)
+    return band / settings.cpu_target_utilization
 
 
 def memory_levels(
     history: pd.DataFrame, grid: HistoryGrid, settings: RecommendationSettings, peak: float | None
 ) -> MemoryLevels | None:
-    """The recent working-set level, the current growth and the days' levels; ``peak`` is the
-    window's highest sample. None without working-set samples, or when they are all zero."""
+    """The working-set level, the typical level, the swing above the means, the current growth and the
+    days' levels; ``peak`` is the window's highest sample. None without working-set samples, or when
+    they are all zero.
+
+    Every half hour of the window counts alike (by the time the pods ran): memory is not compressible,
+    and a level the container held in the window is one it may hold again (the recent days alone
+    under-sized real machines, docs/recommendations.md)."""
     rows = history[history["memory_mean"].notna() & (history["samples"] > 0)]
     if rows.empty or not peak or rows["memory_mean"].max() <= 0:
         return None
     times = rows["time"].to_numpy(float)
     means = rows["memory_mean"].to_numpy(float)
-    recency = np.power(0.5, (grid.end - times) / settings.half_life_seconds)
-    level = weighted_quantile(means, rows["coverage"].to_numpy(float) * recency, settings.memory_percentile)
+    coverage = rows["coverage"].to_numpy(float)
+    level = weighted_quantile(means, coverage, settings.memory_percentile)
     days, highest = _grouped_max(day_index(times, grid), means)
+    peak = max(peak, level)
     return MemoryLevels(
         level=level,
-        peak=max(peak, level),
+        peak=peak,
         growth_per_second=memory_growth(rows, settings),
         daily=_daily(days, highest, history, grid, settings),
+        typical=weighted_quantile(means, coverage, 0.5),
+        swing=max(0.0, peak - float(means.max())),
     )
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import yaml
 
-from rightsizer.model import Recommendation, Resources
+from rightsizer.cost import DEFAULT_PRICES, MonthlyCost, Prices, recommendation_cost
+from rightsizer.model import ContainerKey, Recommendation, Resources
+from rightsizer.settings import HOURS_PER_MONTH
 from rightsizer.shards import FailedScope
 from rightsizer.timestamps import format_time
 from rightsizer.units import CPU, MEMORY, format_quantity
@@ -26,7 +29,26 @@ COLUMNS = (
     "MEMORY LIMIT",
     "QOS",
     "CONFIDENCE",
+    "MONTHLY COST",
 )
+
+
+@dataclass(frozen=True)
+class Costing:
+    """What the report prices requests with: ``prices``, and each container's pods (``replicas``)."""
+
+    replicas: Mapping[ContainerKey, float] = field(default_factory=dict)
+    prices: Prices = DEFAULT_PRICES
+
+    def of(self, rec: Recommendation) -> MonthlyCost:
+        return recommendation_cost(rec, self.replicas.get(rec.key, 1.0), self.prices)
+
+    def describe(self) -> str:
+        return (
+            f"{self.prices.cpu_per_core_hour:g} per core-hour, {self.prices.memory_per_gib_hour:g} per "
+            f"GiB-hour of request, {HOURS_PER_MONTH} h a month, x the pods that ran on average over the "
+            "last day"
+        )
 
 
 def render(
@@ -35,13 +57,15 @@ def render(
     *,
     end: float | None = None,
     failed: Mapping[FailedScope, list[str]] | None = None,
+    costing: Costing | None = None,
 ) -> str:
     """The report in one of ``FORMATS``; ``failed``: pods Prometheus could not answer for, and the
-    workloads left out for them."""
+    workloads left out for them; ``costing``: how requests are priced (default prices, 1 pod each)."""
     failed = failed or {}
+    costing = costing or Costing()
     if output == "table":
-        return render_table(recommendations, failed)
-    document = to_document(recommendations, end)
+        return render_table(recommendations, failed, costing)
+    document = to_document(recommendations, end, costing)
     if failed:
         document["failedScopes"] = [
             {**scope.to_dict(), "workloads": names} for scope, names in failed.items()
@@ -51,24 +75,49 @@ def render(
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def to_document(recommendations: list[Recommendation], end: float | None = None) -> dict[str, Any]:
-    document: dict[str, Any] = {"recommendations": [r.to_dict() for r in recommendations]}
+def to_document(
+    recommendations: list[Recommendation], end: float | None = None, costing: Costing | None = None
+) -> dict[str, Any]:
+    costing = costing or Costing()
+    entries = []
+    for rec in recommendations:
+        entry = rec.to_dict()
+        replicas = costing.replicas.get(rec.key, 1.0)
+        entry["monthlyCost"] = {**costing.of(rec).to_dict(), "replicas": round(replicas, 2)}
+        entries.append(entry)
+    total = total_of(recommendations, costing)
+    document: dict[str, Any] = {
+        "recommendations": entries,
+        "monthlyCost": {
+            **total.to_dict(),
+            "hoursPerMonth": HOURS_PER_MONTH,
+            "prices": costing.prices.to_dict(),
+        },
+    }
     if end is not None:
         document["evaluatedAt"] = format_time(datetime.fromtimestamp(end, UTC))
     return document
 
 
+def total_of(recommendations: list[Recommendation], costing: Costing) -> MonthlyCost:
+    costs = [costing.of(rec) for rec in recommendations]
+    return MonthlyCost(sum(c.current for c in costs), sum(c.recommended for c in costs))
+
+
 def render_table(
-    recommendations: list[Recommendation], failed: Mapping[FailedScope, list[str]] | None = None
+    recommendations: list[Recommendation],
+    failed: Mapping[FailedScope, list[str]] | None = None,
+    costing: Costing | None = None,
 ) -> str:
-    """Current -> recommended per resource, with the change; reasons, warnings and the scopes
-    Prometheus could not answer for below the table."""
+    """Current -> recommended per resource, with the change, and what the requests cost a month;
+    the total, reasons, warnings and the scopes Prometheus could not answer for below the table."""
+    costing = costing or Costing()
     rows = [COLUMNS]
     notes = []
     for rec in recommendations:
         workload = f"{rec.key.kind}/{rec.key.name}"
         if rec.recommended is None:
-            rows.append((rec.key.namespace, workload, rec.key.container, "-", "-", "-", "-", "-", "-"))
+            rows.append((rec.key.namespace, workload, rec.key.container, *("-",) * 7))
             notes.append(
                 f"{rec.key.namespace}/{rec.key.name}/{rec.key.container}: no recommendation: {rec.reason}"
             )
@@ -84,6 +133,7 @@ def render_table(
                     change(rec.current, rec.recommended, "limits", MEMORY),
                     rec.qos_class or "-",
                     confidence(rec),
+                    money_change(costing.of(rec)),
                 )
             )
         notes.extend(
@@ -92,6 +142,9 @@ def render_table(
     for scope, names in (failed or {}).items():
         left_out = f" (no recommendation for {', '.join(names)})" if names else ""
         notes.append(f"{scope.name}: ERROR: Prometheus could not answer{left_out}: {scope.error}")
+    if recommendations:
+        total = total_of(recommendations, costing)
+        notes.insert(0, f"monthly cost of the requests: {money_change(total)} ({costing.describe()})")
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     if not recommendations:
@@ -107,6 +160,14 @@ def change(current: Resources, recommended: Resources, kind: str, resource: str)
     if before and after is not None and before > 0:
         percent = (after - before) / before * 100
         text += f" ({percent:+.0f}%)"
+    return text
+
+
+def money_change(cost: MonthlyCost) -> str:
+    """``98.38 -> 31.20 (-68%)``: a month at today's requests, at the recommended ones."""
+    text = f"{cost.current:.2f} -> {cost.recommended:.2f}"
+    if cost.current > 0:
+        text += f" ({cost.difference / cost.current * 100:+.0f}%)"
     return text
 
 

@@ -6,9 +6,10 @@ import time
 from dataclasses import dataclass, field
 
 from rightsizer.collect import failed_workloads, workload_containers
+from rightsizer.cost import running_replicas
 from rightsizer.engine import recommend
 from rightsizer.hpa import from_state_metrics, with_autoscalers
-from rightsizer.model import Recommendation
+from rightsizer.model import ContainerKey, Recommendation
 from rightsizer.promql import LabelConfig, QueryScope
 from rightsizer.settings import CPU_WINDOW_SECONDS, HISTORY_WINDOW_SECONDS, HPA_MODE, RecommendationSettings
 from rightsizer.shards import FailedScope
@@ -35,6 +36,8 @@ class ScanResult:
     end: float
     failed: dict[FailedScope, list[str]] = field(default_factory=dict)
     """Pods Prometheus could not answer for, and the workloads (``Kind/name``) left out for them."""
+    replicas: dict[ContainerKey, float] = field(default_factory=dict)
+    """Pods of each container that ran on average over its last day (``cost.running_replicas``)."""
 
 
 def scan(
@@ -54,17 +57,17 @@ def scan(
     autoscalers = from_state_metrics(source.autoscalers(hpa_scope, end))
     recommendations: list[Recommendation] = []
     failed: dict[FailedScope, list[str]] = {}
+    replicas: dict[ContainerKey, float] = {}
     for index, namespace in enumerate(namespaces, start=1):
         scope = QueryScope((namespace,), request.history_seconds, request.labels, request.cpu_window_seconds)
         frames = source.fetch(scope, end)
-        found = [
-            recommend(item.key, item.usage, item.current, settings)
-            for item in workload_containers(frames, request.labels)
-        ]
+        items = workload_containers(frames, request.labels)
+        found = [recommend(item.key, item.usage, item.current, settings) for item in items]
+        replicas |= {item.key: running_replicas(item.usage) for item in items}
         recommendations += with_autoscalers(found, autoscalers, request.hpa)
         failed |= {gone: [] for gone in frames.failed}
         for (_, kind, name), gone in sorted(failed_workloads(frames).items()):
             failed[gone].append(f"{kind}/{name}")
         if progress:
             progress(f"[{index}/{len(namespaces)}] {namespace}: {len(recommendations)} containers so far")
-    return ScanResult(recommendations, namespaces, source.queries_sent, end, failed)
+    return ScanResult(recommendations, namespaces, source.queries_sent, end, failed, replicas)

@@ -62,6 +62,23 @@ keep that request (the HPA's scale-out point stays where it is), or recommend it
 HPA's target utilization so that it scales out at the same usage."""
 HPA_MODE = HPA_MODES[0]
 """KeepRequest: the HPA's owner chose its scale-out point; rightsizer does not move it unasked."""
+BACKTEST_DAYS = 28
+"""Days ``rightsizer backtest`` replays: four of every weekday (Prometheus keeps 15 days by default:
+with less, the replay starts where the history does, as a policy created then would have)."""
+BACKTEST_STEP_SECONDS = DAY_SECONDS
+"""``rightsizer backtest --step``: a replayed evaluation every day, besides those at would-be OOM kills
+and after every change's cooldown (docs/backtest.md, "The replay step", measures why a day)."""
+CPU_PRICE_PER_CORE_HOUR = 0.04048
+"""What a core of CPU request costs an hour (``--cpu-price``), in US dollars: AWS Fargate's on-demand
+list price per vCPU-hour, Linux/x86, US East (N. Virginia), https://aws.amazon.com/fargate/pricing/
+(read 2026-12). Fargate bills the CPU and memory a pod requests, as a node's capacity is spent by
+requests, not by use, which is what rightsizer changes. Set your own: on-demand nodes, discounts and
+other regions differ (docs/recommendations.md, "Money")."""
+MEMORY_PRICE_PER_GIB_HOUR = 0.004445
+"""What a GiB of memory request costs an hour (``--memory-price``), in US dollars: the same list's
+price per GB-hour (Fargate's memory sizes are binary: 0.5 GB is 512 MiB)."""
+HOURS_PER_MONTH = 730
+"""A month, for monthly costs: 365 days x 24 h / 12 (cloud price lists use the same)."""
 METRICS_LISTEN = "0.0.0.0:8081"
 """Where ``rightsizer operator`` serves ``/metrics`` (``--metrics-listen``; docs/operator.md, "Metrics"),
 beside Kopf's liveness endpoint on 8080."""
@@ -73,24 +90,31 @@ class RecommendationSettings:
 
     profile: Profile = Profile.LATENCY_SENSITIVE
     cpu_percentile: float = 0.95
-    """Which percentile of a day's short-window (5 min) CPU usage, all pods pooled by the time they
-    ran, counts as that day's peak time: p95 is the busiest 72 minutes of the day, inside the daily
-    peak of a service busy a few hours a day, without chasing spikes (those are for the limit)."""
+    """Which percentile of the short-window (5 min) CPU usage, all pods pooled by the time they ran,
+    over the days since the load last changed (``load_change_days``), is the peak time: p95 is the
+    busiest 72 minutes of a day, inside the daily peak of a service busy a few hours a day, without
+    chasing spikes (those are for the limit). Pooled over the days, not taken per day: on the real
+    trace a day's own p95 follows that day's chance, and sizing on recent days' p95s cost 10 cores
+    more for the same protection (docs/recommendations.md)."""
+    load_change_days: int = 2
+    """The load changed when at least this many of the newest days are all below (or all above) every
+    day before them: only those days are pooled then. A step down shows after two days, a step up
+    as soon as it is 5% of the pooled windows (17 hours of 14 days) or two days old; one quiet or
+    busy day (a Sunday, a load test) is not a change. Accepted: >= 1."""
     sustained_load_seconds: int = 1800
     """Load that fills a whole history bucket (half an hour, for windows of days) is sustained when
-    the bucket is at least this long: a day's busiest bucket counts as its peak time even when the
-    load lasts less than the 72 minutes of the p95 (a nightly 1-hour batch fills a bucket whatever
-    the clock). Shorter load is a spike, for the limit; windows cut into shorter buckets (minutes)
-    have the p95 only. Accepted: >= 1 s."""
+    the bucket is at least this long: the busiest half hour of the typical day (``peak_day_percentile``)
+    is the peak time when the p95's request would throttle it, even when the load lasts less than the
+    72 minutes of the p95 (a nightly 1-hour batch fills a bucket whatever the clock). Shorter load is
+    a spike, for the limit; windows cut into shorter buckets (minutes) have the p95 only. Accepted:
+    >= 1 s."""
     peak_day_percentile: float = 0.6
-    """Peak time is this percentile of the days' peak times, each day weighted by its recency and by
-    how much of it the pods covered. p60 leans to the busier days: a load increase shows as soon as
-    the last 24 hours hold 72 minutes of it (that day weighs about half of all), a decrease once the
-    days after it weigh 60% (about 32 hours at a 24 h half-life); one unusual day (a load test) sets
-    the request only while it is among the newest."""
+    """The typical day: for each half hour of the day, this percentile of the days' sustained loads at
+    that time. p60 leans to the busier days: a nightly batch that ran on most days is in it, a burst
+    that came once at that time is not."""
     half_life_seconds: int = DAY_SECONDS
-    """Recency: a day (for memory, a bucket) this much older weighs half as much. 24 h as VPA's
-    recommender: a load step shows in the median within about a day, and older days still count."""
+    """Recency of the days' values that bound a recommendation and score its confidence: a day this
+    much older weighs half as much (24 h, as VPA's recommender)."""
     cpu_limit_ratio_max: float = PROFILE_RATIOS[Profile.LATENCY_SENSITIVE][2]
     """The top of the profile's band of CPU limit / request (latency-sensitive 2-4x, background
     1.5-2x): throttling and observed maxima raise the limit up to it, never beyond; a limit that
@@ -110,21 +134,23 @@ class RecommendationSettings:
     throttling_limit_bump: float = 1.5
     """When throttled, the new CPU limit is at least this multiple of the limit that throttled."""
     memory_headroom: float = 0.10
-    """Memory request = the recent working-set level (``memory_percentile``) x (1 + headroom). 10%,
-    not the 15% that KRR and VPA use, because here the request is not what kills: the limit sits
-    ``memory_limit_ratio`` above it and absorbs growth, so the request (what nodes reserve) needs less
-    margin. docs/benchmarks.md measures the trade: fewer OOM kills than KRR with less memory reserved."""
+    """Memory request = (the working-set level (``memory_percentile``) + the swing of the samples above
+    their half-hour's mean) x (1 + headroom). 10%, not the 15% that KRR and VPA use, because here the
+    request is not what kills: the limit sits ``memory_limit_ratio`` above it and absorbs growth, so the
+    request (what nodes reserve) needs less margin. docs/benchmarks.md measures the trade."""
     memory_percentile: float = 0.99
-    """The memory level the request covers: this percentile of the pods' hourly mean working sets,
-    pooled by the time they ran and weighted by recency. p99 covers every hour but the top 1% (a
-    quarter of an hour a day): a working set that holds a level for an hour is covered, a 2-minute
-    spike is not (it is what the limit is for: ``memory_spike_room``)."""
+    """The memory level the request covers: this percentile of the pods' half-hourly mean working sets
+    over the window, pooled by the time they ran. p99 covers every half hour but the top 1% (a
+    quarter of an hour a day). A mean is below the samples it averages: the request adds the swing
+    of the samples above the highest half-hourly mean (the window's peak above it)."""
     memory_limit_ratio: float = PROFILE_RATIOS[Profile.LATENCY_SENSITIVE][1]
     """Memory limit = ratio x memory request (>= 1), at least: the room steady containers get."""
-    memory_spike_room: float = 0.5
-    """The memory limit is at least the window's highest sample plus this share of its height above
-    the request's level: spiky containers get more room above the request than steady ones, for a
-    next spike higher than the last. Accepted: >= 0."""
+    memory_spike_room: float = 1.5
+    """The memory limit is at least the window's highest sample plus this multiple of its height above
+    the typical (median half-hourly) working set: a container that swung far above its typical level
+    gets room for a next swing higher than the last. On the real trace the containers whose working
+    set later went past their peak were those that had swung most (docs/benchmarks.md): 1.5 left 12
+    of 310 would-OOM, the seed rule's 2x the peak 14, 0.5 23. Accepted: >= 0."""
     memory_trend_window_seconds: int = DAY_SECONDS
     """A working set that grew steadily over the last day of a pod's current container (since its
     last restart) is a leak or a growing cache: its growth is projected (``memory_trend_horizon``).
@@ -181,6 +207,7 @@ class RecommendationSettings:
         checks: list[tuple[str, bool, str]] = [
             ("cpu_percentile", 0 < self.cpu_percentile <= 1, "must be in (0, 1]"),
             ("sustained_load_seconds", self.sustained_load_seconds >= 1, "must be >= 1"),
+            ("load_change_days", self.load_change_days >= 1, "must be >= 1"),
             ("peak_day_percentile", 0 < self.peak_day_percentile <= 1, "must be in (0, 1]"),
             ("half_life_seconds", self.half_life_seconds >= 1, "must be >= 1"),
             ("cpu_target_utilization", 0 < self.cpu_target_utilization <= 1, "must be in (0, 1]"),

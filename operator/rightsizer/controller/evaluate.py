@@ -22,6 +22,7 @@ from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.kube import Cluster
 from rightsizer.controller.outcome import Event, Outcome, PolicyObject
 from rightsizer.controller.status_budget import bounded_message, bounded_recommendations
+from rightsizer.cost import DEFAULT_PRICES, Prices, total_cost
 from rightsizer.engine import recommend
 from rightsizer.hpa import RETUNE, Autoscaler, with_autoscalers
 from rightsizer.model import ContainerKey, ContainerUsage, Recommendation, Resources
@@ -90,6 +91,7 @@ def evaluate(
     batches: SharedBatches | None = None,
     *,
     autoscalers: Sequence[Autoscaler] = (),
+    prices: Prices = DEFAULT_PRICES,
 ) -> Outcome:
     """Recommend for the policy's targets (and apply in Auto mode); the status to write and events.
 
@@ -97,7 +99,7 @@ def evaluate(
     operator's indexes): a request an HPA scales on is kept, or the HPA's target moved with it in Auto
     mode, per ``spec.hpa`` (``rightsizer.hpa``). With
     ``batches``, the namespace's Prometheus batch is shared with its other policies' evaluations
-    in the same interval (``controller/batches.py``).
+    in the same interval (``controller/batches.py``). ``prices`` give ``status.monthlyCost``.
     """
     run = Evaluation(policy, now)
     try:
@@ -131,6 +133,8 @@ def evaluate(
     run.notes.update(left_alone)
     evaluated = [r for r in recommendations if r.key not in left_alone]
     ready = sum(r.ready for r in evaluated)
+    replicas = {(w.kind.name, w.name): float(w.replicas) for w in targets}
+    seen["monthlyCost"] = total_cost(evaluated, replicas, prices).to_dict()
     _set_readiness(run, targets, missing, evaluated)
     ctx = _auto_context(run, spec, cluster, prometheus, labels, autoscalers)
     seen["changes"] = _auto_mode(run, ctx, targets, workloads, pods, evaluated if spec.mode == AUTO else None)

@@ -16,6 +16,7 @@ from rightsizer.controller.deletion import release
 from rightsizer.controller.evaluate import evaluate
 from rightsizer.controller.outcome import Event, PolicyObject
 from rightsizer.controller.schedule import is_due
+from rightsizer.cost import DEFAULT_PRICES
 from rightsizer.hpa import Autoscaler
 from rightsizer.pods import PodView, workload_owner
 from rightsizer.settings import HANDLER_THREADS
@@ -112,6 +113,7 @@ def tick(
             now,
             memo.batches,
             autoscalers=list(autoscalers),
+            prices=memo.get("prices") or DEFAULT_PRICES,
         )
     except Exception:
         metrics.observe_evaluation(policy.namespace, policy.name, time.monotonic() - started, metrics.ERROR)

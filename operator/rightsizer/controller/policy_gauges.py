@@ -21,6 +21,9 @@ metric                                                      labels (after ``name
 ``rightsizer_container_recommended``                        the same
 ``rightsizer_container_last_oom_kill_timestamp_seconds``    ``workload_kind``, ``workload``,
                                                             ``container`` (``status.observedOOMKills``)
+``rightsizer_policy_monthly_cost``                          ``requests`` (current, recommended):
+                                                            ``status.monthlyCost``
+``rightsizer_policy_monthly_cost_difference``               none (recommended - current)
 ==========================================================  =========================================
 """
 
@@ -77,6 +80,19 @@ LAST_OOM_KILL = SERIES.family(
     CONTAINER,
 )
 
+MONTHLY_COST = SERIES.family(
+    "rightsizer_policy_monthly_cost",
+    "What the requests of the policy's target containers cost a month, today's and the recommended "
+    "ones (status.monthlyCost: the operator's --cpu-price and --memory-price, 730 h)",
+    "gauge",
+    ("requests",),
+)
+MONTHLY_DIFFERENCE = SERIES.family(
+    "rightsizer_policy_monthly_cost_difference",
+    "The recommended requests' monthly cost minus today's (below zero: a saving)",
+    "gauge",
+)
+
 
 def observe(body: Mapping[str, Any], workloads: Iterable[WorkloadView]) -> None:
     """Set the gauges of one policy (a plain ``body``); those it no longer has are dropped."""
@@ -111,6 +127,12 @@ def state_of(body: Mapping[str, Any], workloads: Iterable[WorkloadView]) -> dict
         key: Series = (LAST_OOM_KILL, (kill["kind"], kill["name"], kill["container"]))
         if finished is not None:
             values[key] = max(values.get(key, finished), finished)
+    cost = status.get("monthlyCost") or {}
+    for requests in ("current", "recommended"):
+        if isinstance(cost.get(requests), int | float):
+            values[(MONTHLY_COST, (requests,))] = float(cost[requests])
+    if isinstance(cost.get("difference"), int | float):
+        values[(MONTHLY_DIFFERENCE, ())] = float(cost["difference"])
     for workload in workloads:
         changed = _timestamp(workload.annotations.get(APPLIED_AT))
         if (workload.kind.name, workload.name) in targets and changed is not None:

@@ -14,7 +14,7 @@ from rightsizer.controller import main as registrations
 from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.election import AlwaysLeading, Leadership, LeaseElection, lease_namespace
 from rightsizer.controller.kube import KubernetesCluster, load_credentials
-from rightsizer.options import labels_from_args, prometheus_from_args
+from rightsizer.options import labels_from_args, prices_from_args, prometheus_from_args
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         labels=labels_from_args(args),
         leadership=leadership_from_args(args),
         namespaces=args.namespaces,
+        prices=prices_from_args(args),
     )
     if args.metrics_listen is not None:
         metrics.serve(*args.metrics_listen)

@@ -1,0 +1,1 @@
+"""``rightsizer backtest``: replay a policy over the past and score what it would have done."""
