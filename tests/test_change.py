@@ -12,10 +12,9 @@ import pytest
 from rightsizer.apply import backoff_annotation, backoff_until
 from rightsizer.change import CHANGE, Change, Method, Phase, PodMark, Rollback
 from rightsizer.change_machine import watched
-from rightsizer.change_method import undoable_in_place
 from rightsizer.change_steps import Observed
 from rightsizer.model import Resources
-from rightsizer.planning import directions, without_backed_off
+from rightsizer.planning import directions, undoable_in_place, without_backed_off
 from rightsizer.pod_progress import Exposure, PodState, Watched, exposure, pod_state, regression
 from rightsizer.pods import PodView
 from rightsizer.qos import pod_qos_class

@@ -14,10 +14,10 @@ from typing import Any
 
 from rightsizer.model import Recommendation
 from rightsizer.planning import ApplyPlan, ContainerChange, WorkloadHistory, plan_step
-from rightsizer.rails import AutoRails
+from rightsizer.rails import ROLLOUT, AutoRails
 from rightsizer.timestamps import format_time, parse_time
 from rightsizer.units import RESOURCES
-from rightsizer.workload import ANNOTATION_PREFIX, WorkloadView
+from rightsizer.workload import ANNOTATION_PREFIX, CRONJOB, Kind, WorkloadView
 
 APPLIED_AT = ANNOTATION_PREFIX + "applied-at"
 APPLIED_BY = ANNOTATION_PREFIX + "applied-by"
@@ -39,10 +39,17 @@ def plan_changes(
     workload: WorkloadView, recommendations: list[Recommendation], rails: AutoRails, now: datetime
 ) -> ApplyPlan:
     """What Auto mode applies to one workload now: nothing while it is not settled (mid-rollout,
-    paused), else ``planning.plan_step`` with its history."""
+    paused), else ``planning.plan_step`` with its history, shaped for in place when it goes so."""
     if workload.unsettled:
         return ApplyPlan(blocked=workload.unsettled)
-    return plan_step(recommendations, rails, now, history_of(workload))
+    in_place = goes_in_place(rails, workload.kind)
+    return plan_step(recommendations, rails, now, history_of(workload), in_place=in_place)
+
+
+def goes_in_place(rails: AutoRails, kind: Kind) -> bool:
+    """Whether a change reaches the pods by resizing them: any ``auto.updateMode`` but Rollout, except
+    for a CronJob (its template only reaches the jobs to come; there is nothing to resize)."""
+    return rails.update_mode != ROLLOUT and kind is not CRONJOB
 
 
 def backoff_until(annotations: dict[str, str]) -> dict[str, datetime]:

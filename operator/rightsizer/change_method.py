@@ -1,18 +1,16 @@
-"""How a planned change reaches the pods (``auto.updateMode``), and the shape an in-place change must
-take so that its rollback can undo it. Pure: the workload and its pods come in as views.
+"""How a planned change reaches the pods (``auto.updateMode``). Pure: the workload and its pods come
+in as views. (The shape an in-place change must take so that its rollback can undo it is planned
+with the rest of the rails: ``planning.undoable_in_place``.)
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from rightsizer.change import Method
-from rightsizer.model import Resources
 from rightsizer.planning import ContainerChange
 from rightsizer.pods import PodView
 from rightsizer.qos import pod_qos_class
 from rightsizer.rails import IN_PLACE, PODS_ONLY, ROLLOUT
-from rightsizer.units import RESOURCES, format_quantity
+from rightsizer.units import RESOURCES
 from rightsizer.workload import CRONJOB, WorkloadView
 
 
@@ -76,27 +74,3 @@ def _moves(change: ContainerChange, resource: str) -> bool:
         getattr(change.before, kind).get(resource) != getattr(change.after, kind).get(resource)
         for kind in ("requests", "limits")
     )
-
-
-def undoable_in_place(before: Resources, after: Resources) -> tuple[Resources, tuple[str, ...]]:
-    """``after`` as an in-place change can take it and a rollback can undo it, with what was left out.
-
-    Kubernetes resizes a running container's existing requests and limits, and adds limits, but
-    never removes one in place ("resource limits cannot be removed"). A limit added in place could
-    not be taken away by a rollback, so it is not added; a limit ``after`` drops is kept where it
-    is (raised to the request if the request passes it). The rest of the change goes ahead.
-    """
-    limits: dict[str, Decimal] = {}
-    left_out = []
-    for resource in RESOURCES:
-        old, new = before.limits.get(resource), after.limits.get(resource)
-        if old is None:
-            if new is not None:
-                left_out.append(f"{resource} limit {format_quantity(resource, new)} not added")
-            continue
-        if new is None:
-            left_out.append(f"{resource} limit kept (a limit cannot be removed in place)")
-            new = old
-        request = after.requests.get(resource)
-        limits[resource] = max(new, request) if request is not None else new
-    return Resources(dict(after.requests), limits), tuple(left_out)

@@ -19,7 +19,7 @@ from typing import Any
 from rightsizer.change import Change
 from rightsizer.hpa import Autoscaler, TargetRetune
 from rightsizer.model import Resources
-from rightsizer.pod_progress import PodState, pod_state
+from rightsizer.pod_progress import pod_state
 from rightsizer.pods import PodView
 from rightsizer.settings import (
     EVICTION_DEADLINE_SECONDS,
@@ -273,7 +273,3 @@ def status_of(
 
 def after_seconds(start: str, seconds: int) -> datetime:
     return parse_time(start) + timedelta(seconds=seconds)
-
-
-def resized_states(pods: list[PodView], target: Mapping[str, Resources]) -> dict[str, tuple[PodState, str]]:
-    return {p.name: pod_state(p, target) for p in pods}

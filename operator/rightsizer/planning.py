@@ -12,6 +12,8 @@ Pure and part of the core (neither Kopf nor the Kubernetes client): the operator
 4. **Step cap** (``auto.maxStepPercent``): each value moves at most that far from where it is.
 5. **Back-off**: a direction a rollback backed off (``memory-down``...) is held back until its time
    (``WorkloadHistory.backed_off``).
+6. **In place** (``in_place``: any ``auto.updateMode`` but Rollout, and not a CronJob): the change
+   as a resize of running containers can take it and a rollback can undo it (``undoable_in_place``).
 
 What comes after, and needs the cluster, is the controller's: whether the workload is settled, what
 the namespace admits and the nodes fit, and how the change reaches the pods.
@@ -27,7 +29,7 @@ from decimal import Decimal
 from rightsizer.model import ContainerKey, Recommendation, Resources
 from rightsizer.rails import AutoRails
 from rightsizer.timestamps import format_time
-from rightsizer.units import RESOURCES, ceil_cpu, ceil_memory
+from rightsizer.units import RESOURCES, ceil_cpu, ceil_memory, format_quantity
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,12 @@ def plan_step(
     rails: AutoRails,
     now: datetime,
     history: WorkloadHistory = WorkloadHistory(),
+    *,
+    in_place: bool = False,
 ) -> ApplyPlan:
     """What Auto mode applies to one workload now, given its containers' recommendations (each
-    with its ``current`` resources), the policy's rails and the workload's history."""
+    with its ``current`` resources), the policy's rails and the workload's history; ``in_place``
+    when the change is to reach running pods by resizing them."""
     blocked = cooldown(history.last_applied_at, rails.cooldown_seconds, now)
     if blocked:
         return ApplyPlan(blocked=blocked)
@@ -81,7 +86,8 @@ def plan_step(
             skipped[rec.key] = why
         else:
             changes.append(change)
-    return _without_backed_off(ApplyPlan(tuple(changes), skipped), history.backed_off, now, rails)
+    plan = _without_backed_off(ApplyPlan(tuple(changes), skipped), history.backed_off, now, rails)
+    return _undoable_in_place(plan, rails.min_change_percent) if in_place else plan
 
 
 def cooldown(last_applied_at: datetime | None, cooldown_seconds: int, now: datetime) -> str | None:
@@ -203,4 +209,46 @@ def _without_backed_off(
             skipped[change.key] = f"{resource} held back: rolled back before, backed off ({moves})"
         if is_significant(change.before, after, rails.min_change_percent):
             kept.append(replace(change, after=after))
+    return replace(plan, changes=tuple(kept), skipped=skipped)
+
+
+def undoable_in_place(before: Resources, after: Resources) -> tuple[Resources, tuple[str, ...]]:
+    """``after`` as an in-place change can take it and a rollback can undo it, with what was left out.
+
+    Kubernetes resizes a running container's existing requests and limits, and adds limits, but
+    never removes one in place ("resource limits cannot be removed"). A limit added in place could
+    not be taken away by a rollback, so it is not added; a limit ``after`` drops is kept where it
+    is (raised to the request if the request passes it). The rest of the change goes ahead.
+    """
+    limits: dict[str, Decimal] = {}
+    left_out = []
+    for resource in RESOURCES:
+        old, new = before.limits.get(resource), after.limits.get(resource)
+        if old is None:
+            if new is not None:
+                left_out.append(f"{resource} limit {format_quantity(resource, new)} not added")
+            continue
+        if new is None:
+            left_out.append(f"{resource} limit kept (a limit cannot be removed in place)")
+            new = old
+        request = after.requests.get(resource)
+        limits[resource] = max(new, request) if request is not None else new
+    return Resources(dict(after.requests), limits), tuple(left_out)
+
+
+def _undoable_in_place(plan: ApplyPlan, min_change_percent: int) -> ApplyPlan:
+    """The plan as in-place resizes can apply it and a rollback can undo it: limits are changed,
+    never added or removed; what is left out is in the change's reason, or in ``skipped`` when the
+    rest is below the minimum."""
+    kept, skipped = [], dict(plan.skipped)
+    for change in plan.changes:
+        after, left_out = undoable_in_place(change.before, change.after)
+        if not left_out:
+            kept.append(change)
+            continue
+        why = f"{'; '.join(left_out)}: in place, Kubernetes cannot take a limit away again"
+        if is_significant(change.before, after, min_change_percent):
+            kept.append(replace(change, after=after, reason=f"{change.reason} ({why})"))
+        else:
+            skipped[change.key] = f"{why}, and the rest is below the minimum change"
     return replace(plan, changes=tuple(kept), skipped=skipped)

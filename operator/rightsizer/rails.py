@@ -12,7 +12,6 @@ ROLLOUT = "Rollout"
 IN_PLACE = "InPlace"
 IN_PLACE_OR_ROLLOUT = "InPlaceOrRollout"
 PODS_ONLY = "PodsOnly"
-UPDATE_MODES = (ROLLOUT, IN_PLACE, IN_PLACE_OR_ROLLOUT, PODS_ONLY)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Auto mode for one workload: start a change, or move the one in flight on by a step.
 
 Thin: the decisions are pure functions elsewhere. A change is started when nothing is in flight:
-planned (``apply.plan_changes``: the rails of ``planning``), shaped for in place, checked against
+planned (``apply.plan_changes``: the rails of ``planning``, in-place shaping included), checked against
 what the namespace admits and the nodes fit (``constraints``), given a method
 (``change_method``), and begun (``change_machine.begin``). A change in flight is moved on by
 ``change_machine.advance``. Either way one step (``change_steps.Step``) is carried out by
@@ -19,7 +19,7 @@ from typing import Any
 from rightsizer.apply import plan_changes
 from rightsizer.change import Change, Method, Phase
 from rightsizer.change_machine import advance, begin, cannot_resize, throttling_window
-from rightsizer.change_method import method_for, undoable_in_place
+from rightsizer.change_method import method_for
 from rightsizer.change_steps import ChangeStatus, Deadlines, Judge, Notice, Observed, Report, Step, StepKind
 from rightsizer.constraints import limit_range_violations, node_fit_violations, quota_violations
 from rightsizer.controller.change_executor import Carried, carry_out
@@ -28,10 +28,10 @@ from rightsizer.controller.outcome import Event, PolicyObject
 from rightsizer.controller.workload_writer import WorkloadWriter
 from rightsizer.hpa import Autoscaler, TargetRetune, retunes_for_change
 from rightsizer.model import ContainerKey, Recommendation, Resources
-from rightsizer.planning import ApplyPlan, ContainerChange, is_significant
+from rightsizer.planning import ContainerChange
 from rightsizer.pods import PodView
 from rightsizer.policy import selector_from
-from rightsizer.rails import IN_PLACE_OR_ROLLOUT, ROLLOUT, AutoRails
+from rightsizer.rails import IN_PLACE_OR_ROLLOUT, AutoRails
 from rightsizer.settings import DEFAULTS
 from rightsizer.timestamps import format_time
 from rightsizer.workload import CRONJOB, WorkloadView
@@ -230,8 +230,6 @@ def _start(
     if plan.blocked:
         notes.update({rec.key: f"not applied: {plan.blocked}" for rec in recommendations})
         return WorkloadChange(blocked=f"{workload.reference_name}: {plan.blocked}", notes=notes)
-    if ctx.rails.update_mode != ROLLOUT and workload.kind is not CRONJOB:
-        plan = _undoable_in_place(plan, ctx.rails.min_change_percent, notes)
     if not plan.changes:
         return WorkloadChange(notes=notes)
     blocked = _why_not(workload, pods, plan.changes, ctx)
@@ -270,23 +268,6 @@ def _why_not(
         notes = {c.key: f"not applied: {why}" for c in changes}
         return WorkloadChange(blocked=f"{workload.reference_name}: {why}", notes=notes)
     return method, why
-
-
-def _undoable_in_place(plan: ApplyPlan, min_change_percent: int, notes: dict[ContainerKey, str]) -> ApplyPlan:
-    """The plan as in-place resizes can apply it and a rollback can undo it (``undoable_in_place``):
-    limits are changed, never added or removed; what is left out is noted."""
-    kept = []
-    for change in plan.changes:
-        after, left_out = undoable_in_place(change.before, change.after)
-        if not left_out:
-            kept.append(change)
-            continue
-        why = f"{'; '.join(left_out)}: in place, Kubernetes cannot take a limit away again"
-        if is_significant(change.before, after, min_change_percent):
-            kept.append(replace(change, after=after, reason=f"{change.reason} ({why})"))
-        else:
-            notes[change.key] = f"not applied: {why}, and the rest is below the minimum change"
-    return replace(plan, changes=tuple(kept))
 
 
 # ---------------------------------------------------------------- moving a change on

@@ -126,12 +126,7 @@ def evaluate(
     _set_reachable(run, prometheus.url, batch)
     seen["failedScopes"] = [scope.to_dict() for scope in batch.failed]
 
-    usage = _usage_by_container(batch, oom_kills)
-    recommendations, left_alone = _recommend_targets(spec, targets, usage, batch.failed_workloads)
-    init = {key for key, why in left_alone.items() if why == INIT_CONTAINER}
-    recommendations = with_autoscalers(recommendations, autoscalers, spec.hpa, skip=init)
-    run.notes.update(left_alone)
-    evaluated = [r for r in recommendations if r.key not in left_alone]
+    recommendations, evaluated = _recommendations(run, spec, targets, batch, oom_kills, autoscalers)
     ready = sum(r.ready for r in evaluated)
     replicas = {(w.kind.name, w.name): float(w.replicas) for w in targets}
     seen["monthlyCost"] = total_cost(evaluated, replicas, prices).to_dict()
@@ -143,6 +138,24 @@ def evaluate(
     return run.outcome(
         recommendations, **seen, consecutiveFailures=0, readyContainers=f"{ready}/{len(evaluated)}"
     )
+
+
+def _recommendations(
+    run: Evaluation,
+    spec: PolicySpec,
+    targets: list[WorkloadView],
+    batch: CollectedBatch,
+    oom_kills: list[ObservedOomKill],
+    autoscalers: Sequence[Autoscaler],
+) -> tuple[list[Recommendation], list[Recommendation]]:
+    """Every target container's recommendation (an HPA's request kept or its target moved), and those
+    of the containers evaluated (not left alone: init containers, failed scopes...)."""
+    usage = _usage_by_container(batch, oom_kills)
+    recommendations, left_alone = _recommend_targets(spec, targets, usage, batch.failed_workloads)
+    init = {key for key, why in left_alone.items() if why == INIT_CONTAINER}
+    recommendations = with_autoscalers(recommendations, autoscalers, spec.hpa, skip=init)
+    run.notes.update(left_alone)
+    return recommendations, [r for r in recommendations if r.key not in left_alone]
 
 
 def _fetch(

@@ -18,8 +18,6 @@ from rightsizer.model import Resources
 from rightsizer.pod_progress import holds
 from rightsizer.workload import WorkloadView
 
-_KEEP = object()
-
 
 class WorkloadWriter:
     def __init__(self, cluster: Cluster, workload: WorkloadView) -> None:
