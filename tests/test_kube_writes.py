@@ -1,11 +1,12 @@
 """The operator's fenced writes against a real kube-apiserver (``controller/kube.KubernetesCluster``):
 a guarded ``pods/resize`` (JSON patch with ``test`` operations), a guarded relabel, an eviction of
-one pod by its uid, a workload patch carrying a stale resourceVersion. What ``tests/support/fake_cluster``
-assumes of the API server, checked on the real one."""
+one pod by its uid, a workload patch carrying a stale resourceVersion, an Event posted at once. What
+``tests/support/fake_cluster`` assumes of the API server, checked on the real one."""
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,9 @@ from kubernetes import config
 
 from rightsizer.change_steps import Resize
 from rightsizer.controller.change_executor import resize_operations
+from rightsizer.controller.handlers import _post
 from rightsizer.controller.kube import KubernetesCluster, PatchConflict, ResizeRefused
+from rightsizer.controller.outcome import Event
 from rightsizer.pods import PodView
 from rightsizer.workload import resources_of
 from tests.support.k8s import ControlPlane, kubectl
@@ -142,3 +145,41 @@ def test_a_workload_patch_with_a_stale_resource_version_is_a_conflict(api, clust
     assert newer != version
     with pytest.raises(PatchConflict):
         api.patch_workload("Deployment", namespace, "web", patch)
+
+
+def test_an_event_is_posted_at_once_about_the_policy_or_its_target(api, cluster, namespace):
+    """``handlers._post`` writes the Event from the handler's thread, before the handler returns (an
+    operator stopped right after a change started lost the change's Events with Kopf's queue)."""
+    policy = {
+        "apiVersion": "rightsizer.io/v1alpha1",
+        "kind": "RightSizePolicy",
+        "metadata": {"name": "web", "namespace": namespace, "uid": str(uuid.uuid4())},
+    }
+    seen = pod(cluster, namespace)
+    target = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": seen.name, "namespace": namespace}}
+    logger = logging.getLogger("test")
+    started = "Deployment/web: canary pod web-0 resized in place"
+    _post(api, Event("Normal", "Applied", started), policy, logger)
+    _post(api, Event("Warning", "RightSized", "x" * 2000, target), policy, logger)
+    listed = json.loads(
+        kubectl("get", "events", "-n", namespace, "-o", "json", kubeconfig=cluster.kubeconfig).stdout
+    )["items"]
+    by_reason = {e["reason"]: e for e in listed}
+    applied = by_reason["Applied"]
+    assert applied["involvedObject"]["kind"] == "RightSizePolicy"
+    assert applied["involvedObject"]["uid"] == policy["metadata"]["uid"]
+    assert applied["message"] == started
+    assert applied["source"]["component"] == "rightsizer"
+    sized = by_reason["RightSized"]
+    assert (sized["type"], sized["involvedObject"]["name"]) == ("Warning", seen.name)
+    assert len(sized["message"]) == 1024
+
+
+def test_an_event_the_api_server_refuses_is_logged_and_the_evaluation_goes_on(api, namespace, caplog):
+    policy = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "no-such-namespace"},
+    }
+    _post(api, Event("Normal", "Applied", "lost"), policy, logging.getLogger("test"))
+    assert "could not post the Event Applied 'lost'" in caplog.text

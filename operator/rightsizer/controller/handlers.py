@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from rightsizer.admission import mutated_containers, pod_resources
 from rightsizer.controller import metrics, policy_gauges
 from rightsizer.controller.deletion import release
 from rightsizer.controller.evaluate import evaluate
-from rightsizer.controller.outcome import Event, PolicyObject
+from rightsizer.controller.kube import Cluster
+from rightsizer.controller.outcome import Event, PolicyObject, event_body
 from rightsizer.controller.schedule import is_due
 from rightsizer.cost import DEFAULT_PRICES
 from rightsizer.hpa import Autoscaler
@@ -30,7 +33,7 @@ DELETION_RETRY = 10.0
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """Kopf settings: no peering CRD, handler logs stay in the log (we post our own Events), and a
+    """Kopf settings: no peering CRD, handler logs stay in the log (we post our own Events, ``_post``), and a
     fixed number of handler threads (``HANDLER_THREADS``: Python's default grows with the node's cores).
 
     A deleted policy keeps Kopf's finalizer until its timer has stopped; a timer caught in the middle
@@ -122,7 +125,7 @@ def tick(
     metrics.observe_evaluation(policy.namespace, policy.name, time.monotonic() - started, failure)
     patch.status.update(outcome.status)
     for event in outcome.events:
-        _post(event, body)
+        _post(memo.cluster, event, raw, logger)
     logger.info("evaluated: %s", _summary(outcome.status))
 
 
@@ -147,7 +150,7 @@ def policy_deleted(
         policy, deleted_at, datetime.now(UTC), memo.cluster, list(workloads), list(pods), list(autoscalers)
     )
     for event in released.events:
-        _post(event, body)
+        _post(memo.cluster, event, raw, logging.getLogger(__name__))
     if released.in_flight:
         raise kopf.TemporaryError(f"rolling back: {'; '.join(released.in_flight)}", delay=DELETION_RETRY)
 
@@ -157,15 +160,19 @@ def forget_policy(namespace: str, name: str) -> None:
     metrics.forget(namespace, name)
 
 
-def _post(event: Event, body: Mapping[str, Any]) -> None:
-    # Any object's body will do (kopf reads its apiVersion, kind and metadata); the annotation
-    # names only kopf.Body.
-    kopf.event(
-        event.target or body,  # type: ignore[arg-type]
-        type=event.type,
-        reason=event.reason,
-        message=event.message[:1024],
-    )
+def _post(
+    cluster: Cluster,
+    event: Event,
+    policy: Mapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
+    """Post ``event`` now, from the handler's thread, so that it is written before the handler
+    returns (the operator stopped right after a change started kept the change and lost its Events
+    with Kopf's queue). An Event that cannot be posted is logged, and the evaluation goes on."""
+    try:
+        cluster.post_event(policy["metadata"]["namespace"], event_body(event, policy, datetime.now(UTC)))
+    except (ApiException, HTTPError, OSError) as error:
+        logger.warning("could not post the Event %s %r: %s", event.reason, event.message, error)
 
 
 def _summary(status: dict[str, Any]) -> str:

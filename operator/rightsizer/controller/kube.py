@@ -14,6 +14,9 @@ from rightsizer.errors import ConfigurationError
 FIELD_MANAGER = "rightsizer"
 """Who rightsizer's patches are recorded as (managedFields): GitOps tools can be told to ignore it."""
 JSON_PATCH = "application/json-patch+json"
+EVENT_TIMEOUT_SECONDS = 10
+"""An Event is auxiliary: an API server that does not take it in this time does not hold up the
+evaluation's status."""
 JSON_PATCH_NOT_APPLIED = "the server rejected our request due to an error in our request"
 
 
@@ -47,6 +50,7 @@ class Cluster(Protocol):
     def read_autoscaler(self, namespace: str, name: str) -> dict[str, Any]: ...
     def patch_autoscaler(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
     def update_webhook_configuration(self, name: str, ca_pem: bytes, url: str | None) -> None: ...
+    def post_event(self, namespace: str, body: dict[str, Any]) -> None: ...
 
 
 def load_credentials() -> None:
@@ -190,6 +194,12 @@ class KubernetesCluster:
         admission.patch_mutating_webhook_configuration(
             name, {"webhooks": webhooks}, field_manager=FIELD_MANAGER
         )
+
+    def post_event(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create a core/v1 Event (``outcome.event_body``), at once: Kopf's own posting queues Events
+        and drops those still queued when the operator stops."""
+        event: Any = body  # the client sends a plain body as it is
+        self._core.create_namespaced_event(namespace, event, _request_timeout=EVENT_TIMEOUT_SECONDS)
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         return dict(self._api.sanitize_for_serialization(obj))
