@@ -100,12 +100,20 @@ def total_cost(
 def running_replicas(usage: ContainerUsage) -> float:
     """Pods of the container that ran on average over the last day of its history, from its first
     bucket in that day to the last: 3 replicas are 3, an autoscaled 2 to 6 its daily mean, a workload
-    six hours old its pods, a CronJob's job that runs an hour a day about 1/24. 0 without history."""
+    six hours old its pods, a CronJob's job that runs an hour a day about 1/24. 0 without history.
+
+    The last bucket with samples is left out when there are others: the history may end inside it
+    (the scrape behind, or a history that stopped before the window's end), and its partial coverage
+    would count as fewer pods (3 pods read as 2.98 ten minutes after the demo's history ended)."""
     history = usage.history
     if usage.grid is None or history.empty:
         return 0.0
     times = history["time"].to_numpy(float)
+    coverage = history["coverage"].to_numpy(float)
+    complete = times < times.max()
+    if complete.any():
+        times, coverage = times[complete], coverage[complete]
     last = times.max()
     recent = times > last - DAY_SECONDS
     buckets = round((last - times[recent].min()) / usage.grid.bucket_seconds) + 1
-    return float(history["coverage"].to_numpy(float)[recent].sum() / buckets)
+    return float(coverage[recent].sum() / buckets)
