@@ -1,9 +1,8 @@
-"""Auto mode on a workload: its annotations (the history ``planning`` plans from), and the patches
-that change its pod template.
+"""Auto mode on a workload: its annotations (the history ``planning`` plans from), the plan of a
+change to it, and the part of a pod spec that sets the changed containers' resources.
 
-Pure; the controller sends the patches. A patch touches nothing but the chosen containers'
-resources and rightsizer's own annotations, and carries the resourceVersion it was planned from,
-so a concurrent edit makes it fail instead of being overwritten.
+Pure; the controller sends the patches (``controller/workload_writer``: fenced by the
+resourceVersion they were decided from).
 """
 
 from __future__ import annotations
@@ -66,32 +65,6 @@ def backoff_annotation(annotations: dict[str, str], moves: set[str], now: dateti
     kept = {d: t for d, t in backoff_until(annotations).items() if t > now}
     kept.update(dict.fromkeys(moves, now + timedelta(seconds=seconds)))
     return json.dumps({d: format_time(t) for d, t in sorted(kept.items())})
-
-
-def build_patch(
-    workload: WorkloadView, changes: tuple[ContainerChange, ...], policy: str, now: datetime
-) -> dict[str, Any]:
-    """A strategic-merge patch of the changed containers' resources in the pod template, plus the
-    audit annotations, carrying the resourceVersion the change was planned from."""
-    record = {
-        c.container: {"from": c.before.to_quantities(), "to": c.after.to_quantities(), "reason": c.reason}
-        for c in changes
-    }
-    patch: dict[str, Any] = {
-        "metadata": {
-            "resourceVersion": workload.resource_version,
-            "annotations": {
-                APPLIED_AT: format_time(now),
-                APPLIED_BY: f"RightSizePolicy/{policy}",
-                LAST_CHANGE: json.dumps(record, sort_keys=True),
-            },
-        },
-    }
-    node = patch
-    for key in workload.kind.template_path:
-        node = node.setdefault(key, {})
-    node["spec"] = pod_spec_patch(workload, changes)
-    return patch
 
 
 def pod_spec_patch(workload: WorkloadView, changes: tuple[ContainerChange, ...]) -> dict[str, Any]:
