@@ -1,13 +1,16 @@
 """Auto-mode planning: minimum change, step cap, cooldown, rollout state, and the patch itself."""
 
-import json
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from rightsizer.apply import APPLIED_AT, LAST_CHANGE, build_patch, describe, plan_changes
+from rightsizer.apply import APPLIED_AT, describe, plan_changes
+from rightsizer.controller.adopt import template_patch
 from rightsizer.model import ContainerKey, Recommendation, Resources
-from rightsizer.policy import AutoRails
+from rightsizer.planning import WorkloadHistory, plan_step
 from rightsizer.quantity import parse
+from rightsizer.rails import AutoRails
 from rightsizer.workload import WorkloadView
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -112,12 +115,11 @@ def test_no_recommendation_means_no_change():
     assert plan.skipped[ContainerKey("shop", "Deployment", "web", "app")].startswith("no recommendation")
 
 
-def test_patch_touches_only_the_changed_container_and_records_why():
+def test_patch_touches_only_the_changed_container_and_says_what_moved():
     before = res({"cpu": "100m"}, {"cpu": "1"})
     target = res({"cpu": "200m", "memory": "300Mi"}, {"memory": "450Mi"})
     plan = plan_changes(deployment(), [rec("app", before, target)], AutoRails(), NOW)
-    patch = build_patch(deployment(), plan.changes, "web-policy", NOW)
-    assert patch["metadata"]["resourceVersion"] == "42"
+    patch = template_patch(deployment(), plan.changes)
     (container,) = patch["spec"]["template"]["spec"]["containers"]
     assert container == {
         "name": "app",
@@ -126,12 +128,7 @@ def test_patch_touches_only_the_changed_container_and_records_why():
             "limits": {"cpu": None, "memory": "450Mi"},  # the CPU limit is removed explicitly
         },
     }
-    assert set(patch) == {"metadata", "spec"}
-    annotations = patch["metadata"]["annotations"]
-    assert annotations[APPLIED_AT] == "2026-11-23T12:00:00Z"
-    record = json.loads(annotations[LAST_CHANGE])
-    assert record["app"]["from"]["limits"] == {"cpu": "1"}
-    assert record["app"]["reason"] == "because"
+    assert set(patch) == {"spec"}
     assert (
         describe(plan.changes[0])
         == "app: requests cpu 100m->200m, memory none->300Mi; limits cpu 1->none, memory none->450Mi"
@@ -186,3 +183,21 @@ def test_a_confident_part_equal_to_the_recommendation_is_the_whole_change():
     sure = replace(rec("app", CURRENT, recommended), confident=recommended)
     (change,) = plan_changes(deployment(), [sure], AutoRails(max_step_percent=1000), NOW).changes
     assert change.after == recommended and change.reason == "because"
+
+
+def test_the_rails_replay_offline_from_a_pure_function_without_the_kubernetes_client():
+    """``planning.plan_step`` (what ``rightsizer backtest`` replays) imports neither Kopf nor the
+    Kubernetes client, and holds a backed-off direction back while its back-off lasts."""
+    code = (
+        "import sys, rightsizer.planning; "
+        "assert not {'kubernetes', 'kopf'} & set(sys.modules), sorted(m for m in sys.modules if 'kube' in m)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    down = res({"cpu": "50m", "memory": "128Mi"})
+    history = WorkloadHistory(backed_off={"memory-down": NOW + timedelta(hours=1)})
+    (change,) = plan_step([rec("app", CURRENT, down)], AutoRails(), NOW, history).changes
+    assert change.after.requests == {"cpu": parse("50m"), "memory": parse("256Mi")}  # memory held back
+    plan = plan_step([rec("app", CURRENT, down)], AutoRails(), NOW + timedelta(hours=2), history)
+    assert plan.changes[0].after.requests["memory"] == parse("128Mi")  # the back-off is over
+    recent = WorkloadHistory(last_applied_at=NOW - timedelta(minutes=5))
+    assert plan_step([rec("app", CURRENT, down)], AutoRails(), NOW, recent).blocked.startswith("cooldown")

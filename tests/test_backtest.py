@@ -17,9 +17,11 @@ import pytest
 import yaml
 
 from rightsizer.backtest import operator_parts
+from rightsizer.backtest.replay import ReplayConfig, _Replay, _Watch
 from rightsizer.backtest.timeline import Timeline
 from rightsizer.engine import recommend
 from rightsizer.model import ContainerKey, ContainerUsage, Resources
+from rightsizer.policy import parse_policy
 from rightsizer.promql import EXACT_TERM_LABEL, LabelConfig
 from rightsizer.quantity import parse
 from rightsizer.scan import ScanRequest, scan
@@ -321,3 +323,27 @@ def test_the_replay_in_worker_processes_gives_what_one_process_gives(demo_promet
         for move in container["moves"]
     ]
     assert any((t - start) % DAY for t in times)
+
+
+@pytest.mark.parametrize(
+    ("limit_after", "rolled_back"),
+    [(300, True), (500, False)],
+    ids=["a kill under a lowered limit: the change's", "a kill under a raised limit: the container's"],
+)
+def test_a_watched_change_is_rolled_back_only_for_what_it_can_have_caused(limit_after, rolled_back):
+    """The operator's rule (``pod_progress.exposure``): a kill rolls a change back only in a container
+    whose memory limit it lowered; one killed under a limit it raised was too small before, and the
+    kill raises memory next (rolling the raise back, and backing memory-up off, would not)."""
+    tl = timeline(hours=4)
+    tl.memory_max[4] = 600 * MIB  # above either limit, in the watch
+    before = Resources({"memory": Decimal(256 * MIB)}, {"memory": Decimal(400 * MIB)})
+    after = Resources({"memory": Decimal(256 * MIB)}, {"memory": Decimal(limit_after * MIB)})
+    spec = parse_policy({"targetRef": {"kind": "Deployment", "name": "w"}, "mode": "Auto"})
+    start = float(tl.time[0]) - 1800
+    replay = _Replay([tl], ReplayConfig(spec, start, float(tl.time[-1]), 1800, DAY))
+    replay.resources["app"] = after
+    replay.watch = _Watch(float(tl.time[-1]), {"app": before}, {"app": after})
+    event, rolled = replay._advance(start, float(tl.time[-1]))
+    assert event == float(tl.time[4])  # the would-be kill, either way
+    assert rolled is rolled_back
+    assert (replay.resources["app"] == before) is rolled_back

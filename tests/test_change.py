@@ -1,5 +1,5 @@
 """Auto mode's change record: kept in an annotation, read back whole; how far a pod got; what counts
-as a regression; which directions a rollback backs off."""
+as a regression (judged from when the change reached each pod); which directions a rollback backs off."""
 
 from __future__ import annotations
 
@@ -9,25 +9,18 @@ from typing import Any
 
 import pytest
 
-from rightsizer.change import (
-    CHANGE,
-    Change,
-    Method,
-    Phase,
-    PodState,
-    backoff_annotation,
-    backoff_until,
-    directions,
-    pod_state,
-    regression,
-    undoable_in_place,
-    without_backed_off,
-)
+from rightsizer.apply import backoff_annotation, backoff_until
+from rightsizer.change import CHANGE, Change, Method, Phase, PodMark, Rollback
+from rightsizer.change_machine import watched
+from rightsizer.change_steps import Observed
 from rightsizer.model import Resources
+from rightsizer.planning import directions, undoable_in_place, without_backed_off
+from rightsizer.pod_progress import Exposure, PodState, Watched, exposure, pod_state, regression
 from rightsizer.pods import PodView
 from rightsizer.qos import pod_qos_class
 from rightsizer.quantity import parse
 from rightsizer.timestamps import format_time
+from rightsizer.workload import WorkloadView
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 STARTED = NOW - timedelta(minutes=5)
@@ -54,7 +47,7 @@ def change(**overrides: Any) -> Change:
         after=AFTER,
         reason="over-provisioned",
         canary_pod="web-a",
-        restarts={"web-a": 1},
+        pods={"web-a": PodMark(1, format_time(STARTED))},
     )
     values.update(overrides)
     return Change(**values)
@@ -103,7 +96,9 @@ BEFORE_Q = {"requests": {"cpu": "200m", "memory": "200Mi"}, "limits": {"cpu": "4
 
 
 def test_the_record_reads_back_whole_and_an_unreadable_one_is_not_dropped():
-    record = change(fell_back="no", template_done=True, settled=True, strategy={"type": "RollingUpdate"})
+    record = change(
+        fell_back="no", strategy={"type": "RollingUpdate"}, rollback=Rollback("hurt", ("cpu-down",))
+    )
     assert Change.from_annotations({CHANGE: record.to_annotation()}) == record
     assert Change.from_annotations({}) is None
     with pytest.raises(ValueError, match="fix or remove it by hand"):
@@ -132,30 +127,40 @@ def oom(at: datetime) -> dict[str, Any]:
     return {"terminated": {"reason": "OOMKilled", "finishedAt": format_time(at)}}
 
 
-def test_an_oom_kill_after_the_change_is_a_regression_one_before_is_not():
+def reached(*pods: PodView, since: datetime = STARTED, restarts: int = 1) -> list[Watched]:
+    return [Watched(p, restarts, since) for p in pods]
+
+
+def test_an_oom_kill_after_the_change_reached_the_pod_is_a_regression_one_before_is_not():
     after_start = pod(last_state=oom(STARTED + timedelta(minutes=1)), restarts=1)
-    assert "OOM-killed" in regression(change(), [after_start], {}, 0.05, NOW)
+    assert "OOM-killed" in regression(reached(after_start), {}, 0.05, NOW)
     before_start = pod(last_state=oom(STARTED - timedelta(minutes=1)), restarts=1)
-    assert regression(change(), [before_start], {}, 0.05, NOW) is None
+    assert regression(reached(before_start), {}, 0.05, NOW) is None
+    # Killed after the change began but before it reached this pod: not the change's doing.
+    assert regression(reached(after_start, since=STARTED + timedelta(minutes=2)), {}, 0.05, NOW) is None
 
 
-def test_more_restarts_lost_readiness_and_throttling_are_regressions():
-    assert "restarted 2 time(s)" in regression(change(), [pod(restarts=3)], {}, 0.05, NOW)
-    assert "not ready for 90s" in regression(change(), [pod(ready=False)], {}, 0.05, NOW)
-    assert "CFS-throttled 20%" in regression(change(), [pod()], {"web-a": 0.2}, 0.05, NOW)
-    assert regression(change(), [pod()], {"web-a": 0.01}, 0.05, NOW) is None
+def test_more_restarts_and_throttling_are_regressions():
+    assert "restarted 2 time(s)" in regression(reached(pod(restarts=3)), {}, 0.05, NOW)
+    assert "CFS-throttled 20%" in regression(reached(pod()), {"web-a": 0.2}, 0.05, NOW)
+    assert regression(reached(pod()), {"web-a": 0.01}, 0.05, NOW) is None
 
 
-def test_the_canary_phase_watches_the_canary_only_then_every_pod():
-    other = pod("web-b", restarts=4)
-    assert regression(change(), [pod(), other], {}, 0.05, NOW) is None
-    watching = change(phase=Phase.WATCH, restarts={"web-a": 1, "web-b": 0})
-    assert "pod web-b" in regression(watching, [pod(), other], {}, 0.05, NOW)
+def test_readiness_lost_for_60s_is_a_regression_59s_is_not():
+    """The pod stopped being ready 90 s before NOW (``pod(ready=False)``)."""
+    unready = pod(ready=False)
+    assert "not ready for 90s" in regression(reached(unready), {}, 0.05, NOW)
+    assert "not ready for 60s" in regression(reached(unready), {}, 0.05, NOW - timedelta(seconds=30))
+    assert regression(reached(unready), {}, 0.05, NOW - timedelta(seconds=31)) is None
+    # Not ready since before the change reached it: counted from when it did.
+    assert regression(reached(unready, since=NOW - timedelta(seconds=59)), {}, 0.05, NOW) is None
 
 
-def test_a_pod_a_rollout_created_counts_every_restart():
-    rollout = change(method=Method.ROLLOUT, phase=Phase.WATCH, restarts={})
-    assert "restarted 1 time(s)" in regression(rollout, [pod("web-new", restarts=1)], {}, 0.05, NOW)
+def test_without_throttling_shares_the_api_signals_are_still_judged():
+    """Prometheus unreachable (None): an OOM kill, restarts and readiness still count."""
+    killed = pod(last_state=oom(STARTED + timedelta(minutes=1)), restarts=1)
+    assert "OOM-killed" in regression(reached(killed), None, 0.05, NOW)
+    assert regression(reached(pod()), None, 0.05, NOW) is None
 
 
 def test_rollbacks_back_off_the_directions_they_undo():
@@ -197,3 +202,42 @@ def test_in_place_a_limit_is_changed_never_added_or_removed_so_a_rollback_can_un
     assert left_out == ("cpu limit kept (a limit cannot be removed in place)",)
     # Values that only change pass unchanged.
     assert undoable_in_place(with_cpu_limit, with_cpu_limit) == (with_cpu_limit, ())
+
+
+def test_the_canary_phase_watches_the_canary_only_then_every_pod_the_change_reached():
+    asked = {"requests": {"cpu": "100m", "memory": "100Mi"}, "limits": {"cpu": "300m", "memory": "150Mi"}}
+    canary, other = pod("web-a", desired=asked), pod("web-b", desired=asked, restarts=4)
+    seen = Observed(deployment_view(), (canary, other, pod("web-c")), NOW)
+    assert [w.pod.name for w in watched(change(), seen)] == ["web-a"]
+    resizing = change(phase=Phase.RESIZING, pods={"web-a": PodMark(1, format_time(STARTED))})
+    assert [w.pod.name for w in watched(resizing, seen)] == ["web-a", "web-b"]  # web-c: not reached
+    # web-b is not marked (a pod a rollout made, or the webhook gave the change): every restart counts.
+    assert "pod web-b: restarted 4 time(s)" in regression(watched(resizing, seen), {}, 0.05, NOW)
+
+
+def deployment_view() -> WorkloadView:
+    return WorkloadView.from_body(
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "resources": BEFORE_Q}]}}},
+        }
+    )
+
+
+def test_a_kill_or_throttling_the_change_cannot_have_caused_is_not_its_regression():
+    """A change that raises memory is not rolled back for an OOM kill under its larger limit (the
+    container was too small before: rolled back and backed off, it would crash-loop at the old
+    limit), nor for the restart that kill made; throttling counts only under a CPU limit it lowered.
+    Seen on the real node: 64Mi -> 73Mi, killed at 73Mi, rolled back to 64Mi with memory-up backed off."""
+    raised = {"app": res({"memory": "48Mi"}, {"memory": "73Mi"})}
+    kept = {"app": res({"memory": "48Mi"}, {"memory": "64Mi"})}
+    exposed = exposure(kept, raised)
+    assert exposed == Exposure(frozenset(), cpu=False)
+    killed = pod(last_state=oom(STARTED + timedelta(minutes=1)), restarts=2)
+    assert regression(reached(killed), {}, 0.05, NOW, exposed) is None
+    assert "OOM-killed" in regression(reached(killed), {}, 0.05, NOW, exposure(raised, kept))
+    assert regression(reached(pod()), {"web-a": 0.5}, 0.05, NOW, exposed) is None
+    assert "CFS-throttled" in regression(reached(pod()), {"web-a": 0.5}, 0.05, NOW, exposure(BEFORE, AFTER))
+    # A restart with no kill to account for it is a regression whatever the change did.
+    assert "restarted 1 time(s)" in regression(reached(pod(restarts=2)), {}, 0.05, NOW, exposed)

@@ -1,6 +1,7 @@
 """One evaluation, as the operator runs it, without Kopf: ``evaluate`` against a fake ``Cluster``
-(it records what would be patched and serves LimitRanges, quotas and nodes) and the real demo
-Prometheus; and ``is_due``, the schedule of evaluations."""
+(it records what would be patched and serves LimitRanges, quotas and nodes; changes in flight are
+``tests/test_change_machine.py``'s, on a fake that keeps its objects) and the real demo Prometheus;
+and ``is_due``, the schedule of evaluations."""
 
 from __future__ import annotations
 
@@ -58,22 +59,29 @@ class FakeCluster:
         self.reads.append("nodes")
         return self.node_items
 
-    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> str:
         if self.fail_with is not None:
             raise self.fail_with
         self.patches.append((kind, namespace, name, patch))
+        return str(len(self.patches) + 7)
 
     def pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]:
         self.reads.append("budgets")
         return self.budget_items
 
-    def resize_pod(self, namespace: str, name: str, pod_spec: dict[str, Any]) -> None:
-        self.resizes.append((name, pod_spec))
+    def resize_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        self.resizes.append((name, operations))
+
+    def evict_pod(self, namespace: str, name: str, uid: str) -> None:
+        raise AssertionError("not evicted in these tests")
 
     def read_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """Read after a refused patch (to retry it): whatever refused it refuses this too."""
+        if self.fail_with is not None:
+            raise self.fail_with
         raise AssertionError("not read in these tests")
 
-    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+    def label_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
         raise AssertionError("not labelled in these tests")
 
     def read_replicaset(self, namespace: str, name: str) -> dict[str, Any]:

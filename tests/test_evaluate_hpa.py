@@ -18,7 +18,7 @@ from rightsizer.controller.kube import PatchConflict
 from rightsizer.controller.outcome import Outcome
 from rightsizer.hpa import Autoscaler, retuned_utilization
 from rightsizer.model import Resources
-from rightsizer.pods import OomKill, PodContainer, PodView
+from rightsizer.pods import PodContainer, PodView
 from rightsizer.promql import LabelConfig
 from rightsizer.quantity import parse
 from rightsizer.timestamps import format_time
@@ -133,19 +133,22 @@ def target_of(cluster: FakeCluster, name: str) -> int:
 
 def test_retune_lowers_the_hpa_target_before_the_request_goes_up(prometheus, manifests):
     """search's CPU request goes up from 250m: its HPA's 70% (175m a pod) becomes 70 x 250m / new,
-    set first, so that no pod runs the higher request under the old target (it would scale out later)."""
+    set first, so that no pod runs the higher request under the old target (it would scale out later).
+    The change's record is written before anything else, so an operator stopped in between knows."""
     cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 70)})
     outcome = run_with(prometheus, manifests, RETUNE_SEARCH, cpu_hpa("search", 70), cluster)
     assert [(kind, name) for kind, _, name, _ in cluster.patches] == [
+        ("Deployment", "search"),
         ("HorizontalPodAutoscaler", "search-hpa"),
         ("Deployment", "search"),
     ]
-    patch = cluster.patches[1][3]
-    new = parse(patch["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+    recorded, template = cluster.patches[0][3], cluster.patches[2][3]
+    assert "spec" not in recorded  # the record alone: the template is patched after the HPA
+    new = parse(template["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
     assert new > Decimal("0.25")
     lowered = retuned_utilization(70, Decimal("0.25"), new)
     assert target_of(cluster, "search-hpa") == lowered < 70
-    record = json.loads(patch["metadata"]["annotations"]["rightsizer.io/change"])
+    record = json.loads(recorded["metadata"]["annotations"]["rightsizer.io/change"])
     assert record["autoscalers"] == [
         {"hpa": "search-hpa", "resource": "cpu", "container": None, "before": 70, "after": lowered}
     ]
@@ -153,35 +156,40 @@ def test_retune_lowers_the_hpa_target_before_the_request_goes_up(prometheus, man
     assert (
         f"HorizontalPodAutoscaler search-hpa: CPU utilization target 70% -> {lowered}%" in applied["message"]
     )
-    assert "AutoscalerRetuned" in [e.reason for e in outcome.events]
+    retuned = [e.message for e in outcome.events if e.reason == "AutoscalerRetuned"]
+    assert retuned == [
+        f"HorizontalPodAutoscaler search-hpa: CPU utilization target 70% -> {lowered}%: with the requests of "
+        "Deployment/search it scales out at the same usage"
+    ]
 
 
 def test_retune_waits_when_the_hpa_cannot_be_patched(prometheus, manifests):
-    """Without the HPA retuned, a raised request would move its scale-out point: nothing is patched."""
+    """Without the HPA retuned, a raised request would move its scale-out point: the template is not
+    patched, and the change waits (the HPA retried at every evaluation, up to the rollout's deadline)."""
     cluster = FakeCluster(
         autoscaler_items={"search-hpa": hpa_body("search", 70)},
         autoscaler_fail_with=ApiException(status=403, reason="Forbidden"),
     )
     outcome = run_with(prometheus, manifests, RETUNE_SEARCH, cpu_hpa("search", 70), cluster)
-    assert cluster.patches == [] and target_of(cluster, "search-hpa") == 70
-    applied = {c["type"]: c for c in outcome.status["conditions"]}["Applied"]
-    assert applied["reason"] == "Blocked"
+    ((kind, _, _, recorded),) = cluster.patches
+    assert kind == "Deployment" and "spec" not in recorded and target_of(cluster, "search-hpa") == 70
+    (change,) = outcome.status["changes"]
+    assert change["phase"] == "Rollout"
     assert (
-        "the HorizontalPodAutoscaler must be retuned first: HorizontalPodAutoscaler search-hpa not patched: "
-        "403 Forbidden, retried at the next evaluation"
-    ) in applied["message"]
-    assert entries(outcome)["search/app"]["autoApply"].startswith("not applied: the HorizontalPodAutoscaler")
+        "HorizontalPodAutoscaler search-hpa not patched: 403 Forbidden, retried at the next evaluation"
+        in (change["message"])
+    )
 
 
-def test_a_workload_patch_that_fails_puts_the_lowered_target_back(prometheus, manifests):
+def test_a_record_that_cannot_be_written_touches_nothing_else(prometheus, manifests):
     cluster = FakeCluster(
         autoscaler_items={"search-hpa": hpa_body("search", 70)},
         fail_with=PatchConflict("Deployment shop/search changed while being evaluated"),
     )
     outcome = run_with(prometheus, manifests, RETUNE_SEARCH, cpu_hpa("search", 70), cluster)
-    assert [kind for kind, *_ in cluster.patches] == ["HorizontalPodAutoscaler"] * 2
-    assert target_of(cluster, "search-hpa") == 70
-    assert {c["type"]: c for c in outcome.status["conditions"]}["Applied"]["reason"] == "Blocked"
+    assert cluster.patches == [] and target_of(cluster, "search-hpa") == 70
+    applied = {c["type"]: c for c in outcome.status["conditions"]}["Applied"]
+    assert applied["reason"] == "Blocked" and "retried at the next evaluation" in applied["message"]
 
 
 def test_a_target_somebody_else_changed_is_left_alone(prometheus, manifests):
@@ -189,9 +197,8 @@ def test_a_target_somebody_else_changed_is_left_alone(prometheus, manifests):
     and the change goes ahead without it."""
     cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 65)})
     outcome = run_with(prometheus, manifests, RETUNE_SEARCH, cpu_hpa("search", 70), cluster)
-    assert [kind for kind, *_ in cluster.patches] == ["Deployment"] and target_of(cluster, "search-hpa") == 65
-    record = json.loads(cluster.patches[0][3]["metadata"]["annotations"]["rightsizer.io/change"])
-    assert record["autoscalers"] == []
+    assert [kind for kind, *_ in cluster.patches] == ["Deployment", "Deployment"]
+    assert target_of(cluster, "search-hpa") == 65
     (warning,) = [e for e in outcome.events if e.reason == "AutoscalerLeftAlone"]
     assert "the target is 65%, not 70%; somebody else changed it" in warning.message
 
@@ -216,27 +223,30 @@ def evaluate_in_flight(
     )
 
 
-def in_flight(retune: dict[str, Any], **record: Any) -> Callable[[dict[str, Any]], None]:
-    """An edit of search's body: a rolled-out change in flight, watched for an hour already, that
-    moves ``retune`` (a TargetRetune as the change annotation keeps it)."""
+BEFORE = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+AFTER = {"requests": {"cpu": "400m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+
+
+def in_flight(retune: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """An edit of search's body: a change rolled out (its template holds it), watched for an hour
+    already, that moves ``retune`` (a TargetRetune as the change record keeps it)."""
     started = format_time(NOW - timedelta(hours=1))
     change = {
+        "version": 2,
         "policy": "p",
         "method": "Rollout",
         "phase": "Watch",
         "startedAt": started,
         "phaseStartedAt": started,
-        "before": {"app": {"requests": {"cpu": "250m", "memory": "256Mi"}}},
-        "after": {"app": {"requests": {"cpu": "400m", "memory": "256Mi"}}},
+        "before": {"app": BEFORE},
+        "after": {"app": AFTER},
         "reason": "test",
-        "templateDone": True,
-        "settled": True,
         "autoscalers": [retune],
-        **record,
     }
 
     def edit(body: dict[str, Any]) -> None:
         body["metadata"].setdefault("annotations", {})["rightsizer.io/change"] = json.dumps(change)
+        body["spec"]["template"]["spec"]["containers"][0]["resources"] = AFTER
 
     return edit
 
@@ -251,27 +261,36 @@ def test_a_raised_target_is_set_when_the_change_is_done(prometheus, manifests):
     assert target_of(cluster, "search-hpa") == 90
     assert cluster.patches[1][3]["metadata"]["annotations"]["rightsizer.io/change"] is None
     applied = {c["type"]: c for c in outcome.status["conditions"]}["Applied"]
-    assert "change done" in applied["message"] and "CPU utilization target 70% -> 90%" in applied["message"]
+    assert "change done" in applied["message"]
+    retuned = [e.message for e in outcome.events if e.reason == "AutoscalerRetuned"]
+    assert any("CPU utilization target 70% -> 90%" in m for m in retuned), retuned
 
 
 def test_a_rollback_puts_the_target_back(prometheus, manifests):
-    """A pod the change reached is OOM-killed: the requests go back, and the lowered target too."""
+    """A pod the change reached restarts: the template goes back with the record (in one patch),
+    then the lowered target."""
     retune = {"hpa": "search-hpa", "resource": "cpu", "container": None, "before": 70, "after": 44}
     cluster = FakeCluster(autoscaler_items={"search-hpa": hpa_body("search", 44)})
-    after = Resources(requests={"cpu": Decimal("0.4"), "memory": 256 * MIB})
-    killed = PodView(
+    after = Resources(
+        requests={"cpu": Decimal("0.4"), "memory": 512 * MIB},
+        limits={"cpu": Decimal("0.5"), "memory": 1024 * MIB},
+    )
+    restarted = PodView(
         "shop",
         "search-1",
         "Deployment",
         "search",
-        oom_kills=(OomKill("app", format_time(NOW - timedelta(minutes=5)), None),),
         running=True,
         ready=True,
-        containers={"app": PodContainer(after, after)},
+        containers={"app": PodContainer(after, after, restarts=1)},
     )
-    outcome = evaluate_in_flight(prometheus, manifests, retune, cluster, [killed])
+    outcome = evaluate_in_flight(prometheus, manifests, retune, cluster, [restarted])
     assert [kind for kind, *_ in cluster.patches] == ["Deployment", "HorizontalPodAutoscaler"]
+    back = cluster.patches[0][3]
+    assert back["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "250m"
+    assert json.loads(back["metadata"]["annotations"]["rightsizer.io/change"])["phase"] == "RollingBack"
     assert target_of(cluster, "search-hpa") == 70
     rolled = {c["type"]: c for c in outcome.status["conditions"]}["RolledBack"]
-    assert "OOM-killed" in rolled["message"]
-    assert "HorizontalPodAutoscaler search-hpa: CPU utilization target 44% -> 70%" in rolled["message"]
+    assert rolled["reason"] == "RollingBack" and "restarted 1 time(s)" in rolled["message"]
+    retuned = [e.message for e in outcome.events if e.reason == "AutoscalerRetuned"]
+    assert any("CPU utilization target 44% -> 70%" in m for m in retuned), retuned

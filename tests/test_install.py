@@ -152,8 +152,9 @@ POLICY = {
         "mode": "Auto",
         "interval": "10s",
         "history": {"window": "10m", "minimum": "1m", "resolution": "15s"},
-        # One change, then nothing for an hour: any second patch would be a change applied twice.
-        "auto": {"cooldown": "1h"},
+        # One change, watched for half an hour: its record, not a cooldown (1s), is what keeps a second
+        # one from starting, so a new leader that applied it again would be seen doing so.
+        "auto": {"cooldown": "1s", "canary": {"duration": "30m"}},
     },
 }
 
@@ -291,8 +292,11 @@ def handover(install: Install, old_leader: str, stop: Callable[[], None], name: 
     install.wait("the new leader's first evaluation", lambda: "evaluated:" in install.log(new_leader) or None)
     evaluated_after(install, stopped)
     install.report(f"{name}: to two evaluations by the new leader", time.time() - stopped)
-    # Nothing applied twice: the one change stands, no second patch, no second rollout.
+    # Nothing applied twice: the one change stands, carried on from its record (started once), no
+    # second patch, no second rollout.
     assert applied_once(install) == (applied_at, resources), install.describe()
+    record = json.loads(install.web()["metadata"]["annotations"]["rightsizer.io/change"])
+    assert record["startedAt"] == applied_at, record
     replica_sets = install.get("replicasets", "-n", SHOP, "-l", "app=web")["items"]
     assert len(replica_sets) == 2, "one rollout: the template before and after the one change"
     return new_leader

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from rightsizer.quantity import parse
+from tests.support.gate import PrometheusGate
 from tests.support.k8s import ControlPlane, kubectl, serviceaccount_kubeconfig, wait_for_established_crd
 from tests.support.node import NodePrometheus, load_deployment
 from tests.support.operator import OperatorProcess
@@ -42,6 +43,7 @@ from tests.support.scenario import (
     TemplateRecorder,
     condition,
     namespaces_deleted_on_exit,
+    shared,
     stopped_on_exit,
 )
 
@@ -66,9 +68,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "requests": {"cpu": "50m", "memory": "48Mi"},
         "limits": {"cpu": "200m", "memory": "64Mi"},
         "auto": {"maxStepPercent": 300},
-        # Its kills are remembered for the window: 20 minutes, so that they are still in status when
-        # its test runs on the shared node, after test_node_auto's (about 11 minutes in).
-        "history": {**HISTORY, "window": "20m"},
+        # Its kills are remembered for the window: an hour, longer than the whole node session, so
+        # that they are in status whenever its test looks (it runs after other modules' tests).
+        "history": {**HISTORY, "window": "60m"},
     },
     # 300m wanted under a 200m limit: throttled in most CFS periods.
     "loop-throttle": {
@@ -119,7 +121,8 @@ def policy_manifest(namespace: str) -> dict[str, Any]:
 class Loop(LiveCluster):
     """The scenarios' cluster, with the Prometheus and operator of the Prometheus-down scenario."""
 
-    down_prometheus: NodePrometheus = field(kw_only=True)
+    down_prometheus: PrometheusGate = field(kw_only=True)
+    """The Prometheus-down scenario's way to the node's Prometheus: closed and opened by its test."""
     down_operator: OperatorProcess = field(kw_only=True)
 
     def history(self, namespace: str) -> list[tuple[float, dict[str, Any]]]:
@@ -144,7 +147,8 @@ def loop(closed_loop_scenarios: dict[str, Any]) -> Loop:
 
 @contextmanager
 def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
-    """Start every scenario in a namespace of its own, with the operators and Prometheus servers."""
+    """Start every scenario in a namespace of its own, with the operators (the Prometheus-down one
+    reaches the node's Prometheus through a gate its test closes)."""
     state = tmp_path_factory.mktemp("loop")
 
     def k(*args: str, input: str | None = None) -> Any:
@@ -161,18 +165,25 @@ def scenarios(node_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFacto
             namespace, scenario["name"], scenario["args"], scenario["requests"], scenario["limits"]
         )
         deployment["metadata"]["labels"][LABEL] = "loop"
+        # The shared node's CPU is near its allocatable in requests: a surge pod may find no room for
+        # longer than a rollout's deadline (10 minutes: then it is rolled back). One pod is replaced
+        # at a time instead, its room freed first.
+        deployment["spec"]["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+        }
         objects.append(deployment)
         if namespace != DOWN:
             objects.append(policy_manifest(namespace))
     with ExitStack() as started_here:
         namespaces_deleted_on_exit(started_here, node_cluster.kubeconfig, SCENARIOS)
+        # Its own Prometheus (the other closed-loop modules share one): the throttled loop reads its
+        # first minutes of CFS throttling back from it.
         prometheus = stopped_on_exit(started_here, NodePrometheus(node_cluster, state / "prometheus").start())
-        down_prometheus = stopped_on_exit(
-            started_here, NodePrometheus(node_cluster, state / "down-prometheus").start()
-        )
         k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         started = time.time()
-        recorder = stopped_on_exit(started_here, TemplateRecorder(node_cluster.kubeconfig).start())
+        recorder = shared(started_here, "recorder", lambda: TemplateRecorder(node_cluster.kubeconfig).start())
+        down_prometheus = stopped_on_exit(started_here, PrometheusGate(prometheus.url).start())
         identity = serviceaccount_kubeconfig(
             node_cluster.kubeconfig, "rightsizer-system", "rightsizer", state / "sa.kubeconfig"
         )
@@ -241,10 +252,12 @@ def test_a_throttled_container_gets_a_higher_cpu_limit_that_then_stops_rising(lo
     )
     # Real CFS throttling first: 300m of demand under a 200m limit (read from Prometheus' record:
     # the scenario started with the others, minutes before this test may run).
+    # (98% of the periods on a quiet node; on the shared node, busy with the other modules' scenarios,
+    # the container gets its 200m less often, and about half of them are throttled: 0.48 was seen.)
     loop.wait(
         ns,
-        "real throttling (over half of the CFS periods)",
-        lambda: _above_since(loop, share, loop.started, 0.5),
+        "real throttling (over a quarter of the CFS periods)",
+        lambda: _above_since(loop, share, loop.started, 0.25),
         240,
     )
 
@@ -365,12 +378,11 @@ def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: 
         return None
 
     raised_at, raised_request = loop.wait(ns, "Auto to raise the memory limit above 96Mi", raised, 300)
-    # The kills go on every 8 s until the raise, so the last is at most a minute before it, and it
-    # counts while it is in the policy's 20-minute window; checked here within 5 minutes of the raise,
-    # a margin that holds for any window of 6 minutes and more.
-    remembered_until = raised_at + 300
-    if time.time() < remembered_until:
-        assert loop.policy(ns)["status"]["observedOOMKills"], "the OOM kills seen are remembered in status"
+    # The kills went on every 8 s until the raise; they are remembered in status for the policy's
+    # window (an hour: the whole session), wherever their pods went.
+    remembered = loop.policy(ns)["status"]["observedOOMKills"]
+    assert remembered, "the OOM kills seen are remembered in status"
+    assert {k["memoryLimit"] for k in remembered} == {"64Mi"}, remembered
 
     def running_three_minutes() -> bool:
         pods = [p for p in loop.pods(ns) if not p["metadata"].get("deletionTimestamp")]
@@ -385,16 +397,14 @@ def test_an_oom_killed_container_gets_more_memory_and_is_not_killed_again(loop: 
         return bool(running) and time.time() - max(running) >= 180 and time.time() - raised_at >= 180
 
     loop.wait(ns, "the container to run three minutes", running_three_minutes, 600)
-    remembered = loop.policy(ns)["status"].get("observedOOMKills") or []
-    assert all(timestamp(k["finishedAt"]) <= raised_at for k in remembered), remembered
-    # Memory was never lowered back into the kill while it counted, though the pod that was killed
-    # was gone; and never below the 96Mi the container holds, after.
+    remembered = loop.policy(ns)["status"]["observedOOMKills"]
+    assert remembered and all(timestamp(k["finishedAt"]) <= raised_at for k in remembered), remembered
+    # Memory was never lowered back into the kills while they count (the whole test), though the
+    # pods that were killed are gone; and never below the 96Mi the container holds.
     for seen, resources in loop.history(ns):
         if seen >= raised_at:
             request = quantity(resources, "requests", "memory")
-            assert request is not None and request >= parse("96Mi"), loop.describe(ns)
-            if seen < remembered_until:
-                assert request >= raised_request, loop.describe(ns)
+            assert request is not None and request >= max(raised_request, parse("96Mi")), loop.describe(ns)
 
 
 # ---------------------------------------------------------------- Prometheus stopped mid-loop

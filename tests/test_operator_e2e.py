@@ -482,19 +482,25 @@ def test_prometheus_down_flips_the_condition_keeps_recommendations_and_patches_n
             k, own, "web", ns, lambda p: condition(p, "PrometheusReachable").get("status") == "False"
         )
         assert "cannot connect to Prometheus" in condition(down, "PrometheusReachable")["message"]
-        generation = get(k, "deployment", "web", ns)["metadata"]["generation"]
+        # The change in flight is carried on (its record moves; a Deployment's generation counts its
+        # annotations), but no new one starts: the template stays as it is, applied-at too.
+        before = get(k, "deployment", "web", ns)
         failures = down["status"]["consecutiveFailures"]
         policy = wait_for(k, own, "web", ns, lambda p: p["status"]["consecutiveFailures"] >= failures + 3)
         app = by_container(policy)[("web", "app")]
         deployment = get(k, "deployment", "web", ns)
         assert app["recommended"]["requests"] != template_resources(deployment)["app"]["requests"]
-        assert deployment["metadata"]["generation"] == generation
+        assert template_resources(deployment) == template_resources(before)
+        applied_at = "rightsizer.io/applied-at"
+        assert (
+            deployment["metadata"]["annotations"][applied_at] == before["metadata"]["annotations"][applied_at]
+        )
         events = k("get", "events", "-n", ns, "--field-selector", "reason=PrometheusUnreachable").stdout
         assert "PrometheusUnreachable" in events
         server.start()
         wait_for(k, own, "web", ns, lambda p: condition(p, "PrometheusReachable").get("status") == "True")
         deadline = time.monotonic() + WAIT_SECONDS
-        while get(k, "deployment", "web", ns)["metadata"]["generation"] == generation:
+        while template_resources(get(k, "deployment", "web", ns)) == template_resources(before):
             assert time.monotonic() < deadline, f"the steps did not resume:\n{own.log_tail()}"
             time.sleep(1)
     finally:
@@ -502,19 +508,20 @@ def test_prometheus_down_flips_the_condition_keeps_recommendations_and_patches_n
         server.stop()
 
 
-def test_deleting_a_policy_leaves_the_deployments_as_they_are(k, operator):
+def test_deleting_a_policy_rolls_its_change_in_flight_back_before_it_goes(k, operator):
+    """A change in flight belongs to its policy: deleting the policy rolls it back (docs/operator.md,
+    "The change machine"), and the policy goes once the template is as it was."""
     ns = "e2e-delete"
+    before = template_resources(get(k, "deployment", "cart", ns))
     apply_policy(
         k, "cart", ns, {"targetRef": {"name": "cart"}, "mode": "Auto", "auto": {"maxStepPercent": 300}}
     )
     wait_for(k, operator, "cart", ns, lambda p: condition(p, "Applied").get("status") == "True")
-    before = get(k, "deployment", "cart", ns)
-    k("delete", "rsp", "cart", "-n", ns, "--wait=true", "--timeout=30s")
-    # A barrier, not a sleep: once the operator has evaluated a policy created after the deletion,
-    # it has seen the deletion too.
-    apply_policy(k, "after", ns, {"targetRef": {"name": "web"}})
-    wait_for(k, operator, "after", ns, lambda p: "lastEvaluationTime" in p.get("status", {}))
+    assert template_resources(get(k, "deployment", "cart", ns)) != before  # the change, in flight
+    k("delete", "rsp", "cart", "-n", ns, "--wait=true", "--timeout=120s")
     after = get(k, "deployment", "cart", ns)
-    assert template_resources(after) == template_resources(before)
-    assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
-    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert template_resources(after) == before
+    annotations = after["metadata"]["annotations"]
+    assert "rightsizer.io/change" not in annotations
+    assert json.loads(annotations["rightsizer.io/rolled-back"])["reason"] == "the policy was deleted"
+    assert "rightsizer.io/backoff" not in annotations  # the change did not hurt: nothing backed off

@@ -42,6 +42,7 @@ ALLOWED_WRITES = {
     "cronjobs": {"patch"},
     "pods": {"patch"},
     "pods/resize": {"patch"},
+    "pods/eviction": {"create"},  # a rollback's pod whose resize back stays Deferred
     "replicasets": {"patch"},
     "horizontalpodautoscalers": {"patch"},  # spec.hpa Retune in Auto mode
     "events": {"create", "patch"},
@@ -57,6 +58,7 @@ EXPECTED_RULES = {
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch", "patch"},
     ("", "pods/resize"): {"patch"},
+    ("", "pods/eviction"): {"create"},
     ("apps", "replicasets"): {"get", "patch"},
     ("apps", "controllerrevisions"): {"list"},
     ("policy", "poddisruptionbudgets"): {"get", "list"},
@@ -434,12 +436,15 @@ def test_rbac_never_grants_secrets_wildcards_or_extra_writes(manifests: list[dic
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
         for resource in rule["resources"]:
             assert resource != "secrets", rule
-            # Pods are read and resized in place (and a revision label set), never created, deleted,
-            # exec'd into, attached to or evicted.
-            assert resource in ("pods", "pods/resize") or not resource.startswith("pods/"), rule
+            # Pods are read and resized in place (and a revision label set), evicted through the
+            # Eviction API by a rollback (budgets respected), never created, deleted, exec'd into or
+            # attached to.
+            pod_resources = ("pods", "pods/resize", "pods/eviction")
+            assert resource in pod_resources or not resource.startswith("pods/"), rule
             assert resource not in ("pods", "pods/resize") or not {"create", "delete", "update"} & set(
                 rule["verbs"]
             )
+            assert resource != "pods/eviction" or set(rule["verbs"]) == {"create"}, rule
             writes = WRITE_VERBS & set(rule["verbs"])
             assert writes <= ALLOWED_WRITES.get(resource, set()), f"unexpected write {writes} on {resource}"
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from rightsizer.apply import ContainerChange, build_patch
+from rightsizer.controller.adopt import template_patch
 from rightsizer.model import ContainerKey, Resources
+from rightsizer.planning import ContainerChange
 from rightsizer.quantity import parse
 from rightsizer.workload import WorkloadView
 
@@ -97,8 +98,8 @@ def test_the_patch_follows_each_kind_to_its_pod_template_and_sidecars_to_init_co
     cronjob = WorkloadView.from_body(
         body("CronJob", {"jobTemplate": {"spec": {"template": {"spec": POD_SPEC}}}})
     )
-    patch = build_patch(
-        cronjob, (change(cronjob, "app", {"cpu": "300m"}), change(cronjob, "proxy", {"cpu": "20m"})), "p", NOW
+    patch = template_patch(
+        cronjob, (change(cronjob, "app", {"cpu": "300m"}), change(cronjob, "proxy", {"cpu": "20m"}))
     )
     pod_spec = patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod_spec["containers"] == [
@@ -107,11 +108,10 @@ def test_the_patch_follows_each_kind_to_its_pod_template_and_sidecars_to_init_co
     assert pod_spec["initContainers"] == [
         {"name": "proxy", "resources": {"requests": {"cpu": "20m"}, "limits": {}}}
     ]
-    assert patch["metadata"]["resourceVersion"] == "9"
     statefulset = WorkloadView.from_body(body("StatefulSet", {"template": {"spec": POD_SPEC}}))
     assert (
         "containers"
-        in build_patch(statefulset, (change(statefulset, "app", {"cpu": "1"}),), "p", NOW)["spec"][
-            "template"
-        ]["spec"]
+        in template_patch(statefulset, (change(statefulset, "app", {"cpu": "1"}),))["spec"]["template"][
+            "spec"
+        ]
     )

@@ -103,20 +103,20 @@ def running_replicas(usage: ContainerUsage) -> float:
     six hours old its pods, a CronJob's job that runs an hour a day about 1/24. 0 without history.
 
     A pod's share of a bucket is its coverage (from its own samples, ``collect.bucket_coverage``): 1 in
-    every bucket it ran whole, wherever its scrapes fall. The window's last bucket is left out when
+    every bucket it ran whole, wherever its scrapes fall. The last bucket with samples is left out when
     there are others: the history ends inside it (the last scrape, minutes before the query on a slow
-    run), so its coverage is the part of it the history reached, not the part the pods ran. 3 steady
-    pods are 3, exactly, however late the query comes."""
+    run, or a history that stopped before the window's end), so its coverage is the part of it the
+    history reached, not the part the pods ran. 3 steady pods are 3, exactly, however late the query
+    comes."""
     history = usage.history
     if usage.grid is None or history.empty:
         return 0.0
     times = history["time"].to_numpy(float)
     coverage = history["coverage"].to_numpy(float)
+    complete = times < times.max()
+    if complete.any():
+        times, coverage = times[complete], coverage[complete]
     last = times.max()
-    if last >= usage.grid.end and (times < last).any():
-        before_end = times < last
-        times, coverage = times[before_end], coverage[before_end]
-        last = times.max()
     recent = times > last - DAY_SECONDS
     buckets = round((last - times[recent].min()) / usage.grid.bucket_seconds) + 1
     return float(coverage[recent].sum() / buckets)

@@ -21,9 +21,10 @@ from typing import Any
 
 import yaml
 
-from rightsizer.apply import ContainerChange, resources_patch
+from rightsizer.apply import resources_patch
 from rightsizer.errors import ConfigurationError
 from rightsizer.model import Recommendation
+from rightsizer.planning import ContainerChange
 from rightsizer.workload import KINDS
 
 COMPONENT_API_VERSION = "kustomize.config.k8s.io/v1alpha1"

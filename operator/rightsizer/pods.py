@@ -48,6 +48,10 @@ class PodContainer:
     restarts: int = 0
     restart_on_resize: frozenset[str] = frozenset()
     """Resources whose ``resizePolicy`` is ``RestartContainer``: resizing them restarts it."""
+    spec_path: str = ""
+    """JSON pointer to the container in the pod (``/spec/containers/0``; sidecars are init containers)."""
+    raw_resources: dict[str, Any] = field(default_factory=dict)
+    """Its ``resources`` in the spec as the API serves them: what a guarded resize tests first."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class PodView:
     resize_pending: str | None = None
     """``PodResizePending``: ``Infeasible: ...`` or ``Deferred: ...`` with the kubelet's message."""
     resize_in_progress: bool = False
+    uid: str = ""
+    phase: str = ""
+    """``status.phase``: Pending (not scheduled, or not started yet), Running, Succeeded, Failed."""
 
     @classmethod
     def from_body(cls, body: Any) -> PodView:
@@ -104,6 +111,8 @@ class PodView:
                 else None
             ),
             resize_in_progress=(conditions.get("PodResizeInProgress") or {}).get("status") == "True",
+            uid=metadata.get("uid", ""),
+            phase=str(status.get("phase", "")),
         )
 
 
@@ -130,9 +139,14 @@ def _containers(spec: dict[str, Any], status: dict[str, Any]) -> dict[str, PodCo
         s["name"]: s
         for s in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
     }
-    sized = [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+    sized = [
+        (f"/spec/initContainers/{index}", c)
+        for index, c in enumerate(spec.get("initContainers") or [])
+        if c.get("restartPolicy") == "Always"
+    ]
+    plain = [(f"/spec/containers/{index}", c) for index, c in enumerate(spec.get("containers") or [])]
     containers = {}
-    for container in [*sized, *(spec.get("containers") or [])]:
+    for path, container in [*sized, *plain]:
         name = container["name"]
         state = statuses.get(name, {})
         containers[name] = PodContainer(
@@ -144,6 +158,8 @@ def _containers(spec: dict[str, Any], status: dict[str, Any]) -> dict[str, PodCo
                 for p in container.get("resizePolicy") or []
                 if p.get("restartPolicy") == "RestartContainer"
             ),
+            spec_path=path,
+            raw_resources=dict(container.get("resources") or {}),
         )
     return containers
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from rightsizer.duration import format_duration, parse_duration
 from rightsizer.quantity import QuantityError, parse
+from rightsizer.rails import AutoRails
 from rightsizer.settings import (
     CPU_WINDOW_SECONDS,
     DEFAULTS,
@@ -67,30 +68,6 @@ class ContainerPolicy:
     mode: str = AUTO
     min_allowed: ResourceBounds = field(default_factory=ResourceBounds)
     max_allowed: ResourceBounds = field(default_factory=ResourceBounds)
-
-
-ROLLOUT = "Rollout"
-IN_PLACE = "InPlace"
-IN_PLACE_OR_ROLLOUT = "InPlaceOrRollout"
-PODS_ONLY = "PodsOnly"
-UPDATE_MODES = (ROLLOUT, IN_PLACE, IN_PLACE_OR_ROLLOUT, PODS_ONLY)
-
-
-@dataclass(frozen=True)
-class AutoRails:
-    """Auto mode's safety rails (see the CRD's spec.auto)."""
-
-    min_change_percent: int = 10
-    max_step_percent: int = 100
-    cooldown_seconds: int = 3600
-    update_mode: str = ROLLOUT
-    """How a change reaches the pods: a rollout of the template, ``pods/resize`` in place, in place
-    where the kubelet can and a rollout where it cannot, or in place without ever editing the
-    template (new pods get the resources from the admission webhook)."""
-    canary_seconds: int = 600
-    """How long a change is watched (its canary pod, then every pod) before it counts as done."""
-    rollback_backoff_seconds: int = 86400
-    """After a rollback, the direction rolled back (``memory-down``...) is not tried for this long."""
 
 
 @dataclass(frozen=True)

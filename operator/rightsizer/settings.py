@@ -298,3 +298,31 @@ most this much, room for 3,000 containers and more; beyond it containers are onl
 rest of the status the object stays under half the 1.5 MiB the API server and etcd accept."""
 STATUS_MESSAGE_CHARS = 2048
 """A condition message listing containers is cut at this length, with the number left out."""
+
+
+# Auto mode's waits (docs/operator.md, "The phases of a change"): every wait of a change in flight
+# ends at one of these, with the outcome the docs give.
+
+RESIZE_DEADLINE_SECONDS = 120
+"""An in-place resize the kubelet has not carried out this long after it was sent (still
+``Deferred`` or ``Infeasible``, or the resize not even accepted) is resolved: a change going forward
+falls back to a rollout (InPlaceOrRollout) or is rolled back; a rollback evicts the pod so that it
+is recreated with the old resources. The VPA updater waits 5 minutes for a deferred resize."""
+EVICTION_DEADLINE_SECONDS = 600
+"""A rollback whose evictions a PodDisruptionBudget refuses (429) this long says so (a Warning Event
+``RollbackStuck`` naming the pods and the budget) and keeps trying at every evaluation."""
+ROLLOUT_DEADLINE_SECONDS = 600
+"""A rollout (a change by rollout, or its rollback) whose workload has not settled this long (pods
+Pending on a full node, say) is rolled back, backing off the directions that ask for more (an
+increase that found no room; a decrease stuck behind a surge pod is tried again); a rollback's
+rollout is reported stuck. The Deployment controller's ``progressDeadlineSeconds`` defaults to the same."""
+TEMPLATE_DEADLINE_SECONDS = 300
+"""The template of an in-place change not made to match its pods this long (a controller that does
+not catch up, pods of two ReplicaSets) rolls the change back, without back-off."""
+UNJUDGED_DEADLINE_SECONDS = 900
+"""A change whose watch is over but whose throttling cannot be judged (Prometheus unreachable) waits
+for Prometheus this long past the end of the watch, then is rolled back, without back-off."""
+DELETION_DEADLINE_SECONDS = 900
+"""A deleted Auto policy is held (its finalizer) while its changes in flight are rolled back, at most
+this long; then the records of those still in flight are removed, each with a Warning
+``RollbackAbandoned`` on its workload naming the pods left as they are, and the policy goes."""

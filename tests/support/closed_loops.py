@@ -1,4 +1,5 @@
-"""One node for the closed-loop modules (tests/test_node_auto.py, tests/test_node_loop.py).
+"""One node for the closed-loop modules (tests/test_node_auto.py, tests/test_node_rollback.py,
+tests/test_node_loop.py).
 
 Each of them runs scenarios of minutes of real usage, read by its tests as they go. On one node,
 started together, their minutes overlap instead of adding up: when the first test of either module
@@ -20,7 +21,7 @@ import pytest
 
 from tests.support.k8s import start_control_plane
 
-MODULES = ("test_node_auto", "test_node_loop")
+MODULES = ("test_node_auto", "test_node_rollback", "test_node_loop")
 """In the order their scenarios start (test_node_auto's canary must be seen minutes after its start)."""
 
 _running: ExitStack | None = None

@@ -49,6 +49,29 @@ def stopped_on_exit(stack: ExitStack, started: S) -> S:
     return started
 
 
+_shared: dict[str, Any] = {}
+_users: dict[str, int] = {}
+
+
+def shared(stack: ExitStack, key: str, start: Callable[[], S]) -> S:
+    """One ``start()`` for every closed-loop module of the session that asks for ``key`` (the node's
+    Prometheus, the template recorder: each watches the whole node), stopped when the last of
+    them closes ``stack``. On a 2-core node every scraper and poller less is CPU for the pods."""
+    if key not in _shared:
+        _shared[key] = start()
+        _users[key] = 0
+    _users[key] += 1
+
+    def release() -> None:
+        _users[key] -= 1
+        if _users[key] == 0:
+            _shared.pop(key).stop()
+
+    stack.callback(release)
+    started: S = _shared[key]
+    return started
+
+
 def namespaces_deleted_on_exit(stack: ExitStack, kubeconfig: Path, namespaces: Iterable[str]) -> None:
     """Delete ``namespaces`` (without waiting) when ``stack`` closes."""
     for namespace in namespaces:
@@ -165,6 +188,30 @@ class LiveCluster:
         pytest.fail(
             f"{namespace}: timed out after {timeout:.0f}s waiting for {what}\n{self.describe(namespace)}"
         )
+
+    def events(self, namespace: str, reason: str) -> list[dict[str, Any]]:
+        found = json.loads(
+            self.k(
+                "get", "events", "-n", namespace, "--field-selector", f"reason={reason}", "-o", "json"
+            ).stdout
+        )
+        items: list[dict[str, Any]] = found["items"]
+        return items
+
+    def writes_in_order(self, namespace: str) -> list[str]:
+        """The operator's writes in ``namespace`` that went through, from the API server's audit log
+        (start.sh logs every write of the operator's ServiceAccount, as each completes; one refused, for a
+        stale resourceVersion say, is left out): ``verb resource[/subresource]/name``."""
+        assert self.cluster.state_dir is not None
+        writes = []
+        for line in (self.cluster.state_dir / "logs" / "audit.log").read_text().splitlines():
+            entry = json.loads(line)
+            ref = entry.get("objectRef") or {}
+            refused = int((entry.get("responseStatus") or {}).get("code", 200)) >= 300
+            if ref.get("namespace") == namespace and ref.get("resource") and not refused:
+                resource = "/".join(filter(None, (ref["resource"], ref.get("subresource"))))
+                writes.append(f"{entry['verb']} {resource}/{ref.get('name') or ''}")
+        return writes
 
     def _policies(self, namespace: str) -> list[dict[str, Any]]:
         return json.loads(self.k("get", "rsp", "-n", namespace, "-o", "json").stdout)["items"]

@@ -8,27 +8,31 @@ move (a faster query pipeline; Auto mode's planning as one pure function) only t
   ``rightsizer recommend`` streams, ``scan.workload_shards``; no query per replay step), with three more
   range queries the replay needs per bucket (``SpanScope``), then ``collect``'s per-container
   ``ContainerUsage``;
-- ``plan``: ``apply.plan_changes`` (cooldown, minimum change, confident part, step cap), the back-off of
-  directions rolled back (``change.without_backed_off``) and, in place, ``change.undoable_in_place``, as
-  ``controller/autoapply.py`` starts a change (its ``_start``, up to the cluster's admission checks,
-  which a backtest cannot see);
-- ``rollback_directions``: ``change.directions``, what a rollback backs off.
+- ``plan``: ``planning.plan_step``, Auto mode's rails as the operator plans every change (cooldown,
+  confident part, minimum change, step cap, back-off of directions rolled back, in place
+  ``planning.undoable_in_place``), up to what needs the cluster (whether the workload is settled,
+  what the namespace admits and the nodes fit), which a backtest cannot see;
+- ``exposure``: ``pod_progress.exposure``, what a change can have hurt: a kill or throttling in its
+  watch rolls it back only there, as in the operator (``pod_progress.regression``);
+- ``rollback_directions``: ``planning.directions``, what a rollback backs off
+  (``change_rollback``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
 
-from rightsizer.apply import APPLIED_AT, ApplyPlan, ContainerChange, is_significant, plan_changes
-from rightsizer.change import directions, undoable_in_place, without_backed_off
+from rightsizer import pod_progress
+from rightsizer.apply import goes_in_place
 from rightsizer.collect import KEY, WorkloadContainer, workload_containers
 from rightsizer.hpa import Autoscaler, from_state_metrics
-from rightsizer.model import ContainerKey, Recommendation, Resources
-from rightsizer.policy import ROLLOUT, AutoRails
+from rightsizer.model import Recommendation, Resources
+from rightsizer.planning import ApplyPlan, WorkloadHistory, directions, plan_step
+from rightsizer.pod_progress import Exposure
 from rightsizer.promql import (
     CFS_PERIODS,
     CFS_THROTTLED,
@@ -38,11 +42,11 @@ from rightsizer.promql import (
     QueryScope,
     tiled_rate,
 )
+from rightsizer.rails import AutoRails
 from rightsizer.scan import workload_shards
 from rightsizer.shards import FailedScope
 from rightsizer.source import PrometheusSource, UsageFrames
-from rightsizer.timestamps import format_time
-from rightsizer.workload import CRONJOB, KINDS, WorkloadView
+from rightsizer.workload import KINDS
 
 SPAN_QUERIES = ("memory_max", "bucket_cfs_periods", "bucket_cfs_throttled", "oom_restarts")
 """Per pod container and bucket, besides the engine's history: the highest working-set sample (what
@@ -142,54 +146,24 @@ def _per_bucket(frames: UsageFrames, labels: LabelConfig, bucket_seconds: int) -
     return per_bucket
 
 
-def workload_view(
-    namespace: str, kind: str, name: str, containers: Mapping[str, Resources], applied_at: datetime | None
-) -> WorkloadView:
-    """The workload as Auto mode's planning reads it: settled, its containers' resources in force, and
-    when it was last changed (the cooldown)."""
-    annotations = {APPLIED_AT: format_time(applied_at)} if applied_at is not None else {}
-    return WorkloadView(
-        kind=KINDS[kind],
-        namespace=namespace,
-        name=name,
-        uid="",
-        resource_version="",
-        labels={},
-        template_labels={},
-        annotations=annotations,
-        generation=0,
-        replicas=1,
-        containers=dict(containers),
-    )
-
-
 def plan(
-    workload: WorkloadView,
+    kind: str,
     recommendations: list[Recommendation],
     rails: AutoRails,
     now: datetime,
+    applied_at: datetime | None,
     backed_off: Mapping[str, datetime],
-) -> tuple[ApplyPlan, dict[ContainerKey, str]]:
-    """What Auto mode would start now, and a note per container it held back (a backed-off direction,
-    an in-place limit left out)."""
-    planned = plan_changes(workload, recommendations, rails, now)
-    notes: dict[ContainerKey, str] = {}
-    if planned.blocked:
-        return planned, notes
-    active = {direction for direction, until in backed_off.items() if until > now}
-    kept: list[ContainerChange] = []
-    for change in planned.changes:
-        after, held = without_backed_off(change.before, change.after, active)
-        for resource in held:
-            notes[change.key] = f"{resource} held back: rolled back before, backed off"
-        if rails.update_mode != ROLLOUT and workload.kind is not CRONJOB:
-            after, left_out = undoable_in_place(change.before, after)
-            if left_out and not is_significant(change.before, after, rails.min_change_percent):
-                notes[change.key] = f"not applied: {'; '.join(left_out)}, and the rest is below the minimum"
-                continue
-        if after != change.before:
-            kept.append(replace(change, after=after))
-    return replace(planned, changes=tuple(kept)), notes
+) -> ApplyPlan:
+    """What Auto mode would start now on a settled workload of ``kind`` last changed at ``applied_at``,
+    with ``backed_off`` directions (``ApplyPlan.skipped`` says why a container is held back)."""
+    history = WorkloadHistory(applied_at, dict(backed_off))
+    in_place = goes_in_place(rails, KINDS[kind])
+    return plan_step(recommendations, rails, now, history, in_place=in_place)
+
+
+def exposure(before: Mapping[str, Resources], after: Mapping[str, Resources]) -> Exposure:
+    """What a change from ``before`` to ``after`` can have hurt (the operator's rollback rule)."""
+    return pod_progress.exposure(before, after)
 
 
 def rollback_directions(before: Mapping[str, Resources], after: Mapping[str, Resources]) -> set[str]:

@@ -7,8 +7,10 @@ A workload goes through the span bucket by bucket, in stretches between evaluati
 2. **Events** cut a stretch short. A would-be OOM kill is evaluated at the end of its bucket: the
    operator sees a kill within one interval and the engine raises memory at once (the cooldown
    permitting; else at its end). In a change's watch (``auto.canary.duration``; twice that in place:
-   canary, then every pod), a kill or throttling above ``throttlingThreshold`` rolls the change back
-   and backs its directions off for ``auto.rollbackBackoff``.
+   canary, then every pod), a kill in a container whose memory it lowered, or throttling above
+   ``throttlingThreshold`` under a CPU limit it lowered (``operator_parts.exposure``), rolls the
+   change back and backs its directions off for ``auto.rollbackBackoff``; another kill is the
+   container's own, and raises its memory at the first evaluation after the watch.
 3. **Evaluate** at each replay step (``step_seconds``), at events, and after each change that
    applied less than the recommendation (the step cap, the confident part) once its cooldown is over
    (Auto mode goes on stepping then): the engine on the history of the policy's
@@ -33,7 +35,9 @@ from rightsizer.backtest.timeline import CFS_PERIODS_PER_SECOND, Timeline
 from rightsizer.engine import recommend
 from rightsizer.hpa import Autoscaler, with_autoscalers
 from rightsizer.model import ContainerKey, Recommendation, Resources
-from rightsizer.policy import ROLLOUT, PolicySpec
+from rightsizer.pod_progress import Exposure
+from rightsizer.policy import PolicySpec
+from rightsizer.rails import ROLLOUT
 from rightsizer.units import CPU, MEMORY
 
 
@@ -110,6 +114,11 @@ class _Watch:
     until: float
     before: dict[str, Resources]
     after: dict[str, Resources]
+
+    @property
+    def exposed(self) -> Exposure:
+        """What the change can have hurt: only there is a kill or throttling its regression."""
+        return operator_parts.exposure(self.before, self.after)
 
 
 class _Replay:
@@ -206,14 +215,17 @@ class _Replay:
         watched = times <= self.watch.until
         share = throttled_share(tl, rows, resources, scores)
         threshold = self.spec.settings.throttling_threshold
-        hurt = watched & ((kills > 0) | (share > threshold))
+        exposed = self.watch.exposed
+        killed = kills > 0 if tl.key.container in exposed.memory else np.zeros_like(watched)
+        throttled = share > threshold if exposed.cpu else np.zeros_like(watched)
+        hurt = watched & (killed | throttled)
         if not hurt.any():
             return None
         index = int(np.flatnonzero(hurt)[0])
         pod = tl.pods[tl.pod[rows][index]]
         why = (
             f"pod {pod}: container {tl.key.container} would have been OOM-killed"
-            if kills[index] > 0
+            if killed[index]
             else f"pod {pod}: CFS-throttled about {share[index]:.0%} of periods (above {threshold:.0%})"
         )
         return float(times[index]), why
@@ -264,16 +276,13 @@ class _Replay:
             result.last_reason = rec.reason
             recommendations.append(rec)
         recommendations = with_autoscalers(recommendations, config.autoscalers, spec.hpa)
-        key = self.results[0].timeline.key
-        at = _datetime(now)
-        view = operator_parts.workload_view(
-            key.namespace,
-            key.kind,
-            key.name,
-            self.resources,
-            _datetime(self.applied_at) if self.applied_at is not None else None,
+        if self.watch is not None:
+            return min(regular, self.watch.until)  # a change in flight: the operator starts none
+        applied_at = _datetime(self.applied_at) if self.applied_at is not None else None
+        kind = self.results[0].timeline.key.kind
+        plan = operator_parts.plan(
+            kind, recommendations, spec.auto, _datetime(now), applied_at, self.backed_off
         )
-        plan, _ = operator_parts.plan(view, recommendations, spec.auto, at, self.backed_off)
         if plan.blocked:
             reason = plan.blocked.split(":")[0]
             self.workload.blocked[reason] = self.workload.blocked.get(reason, 0) + 1

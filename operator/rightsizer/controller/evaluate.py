@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from rightsizer import conditions as cond
+from rightsizer.admission import pod_resources
 from rightsizer.collect import CollectedBatch, collect_batch
 from rightsizer.controller import metrics
-from rightsizer.controller.autoapply import AutoContext, ClusterLimits, WorkloadChange, apply_to_workload
+from rightsizer.controller.autoapply import AutoContext, ClusterLimits, WorkloadChange, carry_changes
 from rightsizer.controller.batches import SharedBatches
 from rightsizer.controller.kube import Cluster
 from rightsizer.controller.outcome import Event, Outcome, PolicyObject
@@ -24,11 +25,12 @@ from rightsizer.controller.status_budget import bounded_message, bounded_recomme
 from rightsizer.cost import DEFAULT_PRICES, Prices, total_cost
 from rightsizer.engine import recommend
 from rightsizer.hpa import RETUNE, Autoscaler, with_autoscalers
-from rightsizer.model import ContainerKey, ContainerUsage, Recommendation
+from rightsizer.model import ContainerKey, ContainerUsage, Recommendation, Resources
 from rightsizer.oomkills import ObservedOomKill, observe, with_observed
 from rightsizer.pods import PodView, known_owners
 from rightsizer.policy import AUTO, PolicyError, PolicySpec, parse_policy
 from rightsizer.promql import LabelConfig, QueryScope
+from rightsizer.rails import PODS_ONLY
 from rightsizer.selection import select_targets
 from rightsizer.shards import FailedScope
 from rightsizer.source import PrometheusSource, PrometheusUnavailable
@@ -103,51 +105,93 @@ def evaluate(
     try:
         spec = parse_policy(policy.spec)
     except PolicyError as error:
-        run.condition(cond.RECOMMENDATIONS_READY, False, "InvalidPolicy", str(error))
-        run.events.append(Event("Warning", "InvalidPolicy", str(error)))
-        return run.outcome([], targetCount=0, readyContainers="0/0")
+        return _invalid(run, str(error), cluster, workloads, pods, autoscalers)
 
     targets, missing = select_targets(spec, workloads)
-    oom_kills = observe(
-        policy.namespace, policy.status.get("observedOOMKills") or [], pods, now, spec.history_seconds
-    )
+    remembered = policy.status.get("observedOOMKills") or []
+    selected = {(target.kind.name, target.name) for target in targets}
+    oom_kills = observe(policy.namespace, remembered, pods, now, spec.history_seconds, selected)
     seen = {
         "targetCount": len(targets),
         "missingTargets": missing,
         "observedOOMKills": [kill.to_status() for kill in oom_kills],
     }
-    owners = known_owners(pods)
     try:
-        scope = QueryScope((policy.namespace,), spec.history_seconds, labels, spec.cpu_window_seconds)
-        if batches is None:
-            batch = collect_batch(prometheus.fetch(scope, now.timestamp()), labels, owners)
-        else:
-            batch = batches.collect(scope, now.timestamp(), spec.interval_seconds, owners)
+        batch = _fetch(run, spec, pods, prometheus, labels, batches)
     except PrometheusUnavailable as error:
-        return _prometheus_failed(run, str(error), seen)
+        # Changes in flight are judged all the same: OOM kills, restarts and readiness come from the API.
+        ctx = _auto_context(run, spec, cluster, prometheus, labels, autoscalers)
+        changes = _auto_mode(run, ctx, targets, workloads, pods, None)
+        return _prometheus_failed(run, str(error), {**seen, "changes": changes})
     _set_reachable(run, prometheus.url, batch)
     seen["failedScopes"] = [scope.to_dict() for scope in batch.failed]
 
+    recommendations, evaluated = _recommendations(run, spec, targets, batch, oom_kills, autoscalers)
+    ready = sum(r.ready for r in evaluated)
+    replicas = {(w.kind.name, w.name): float(w.replicas) for w in targets}
+    seen["monthlyCost"] = total_cost(evaluated, replicas, prices).to_dict()
+    _set_readiness(run, targets, missing, evaluated)
+    ctx = _auto_context(run, spec, cluster, prometheus, labels, autoscalers)
+    seen["changes"] = _auto_mode(run, ctx, targets, workloads, pods, evaluated if spec.mode == AUTO else None)
+    if spec.mode != AUTO:
+        run.condition(cond.APPLIED, False, "RecommendMode", "mode is Recommend: workloads are never changed")
+    return run.outcome(
+        recommendations, **seen, consecutiveFailures=0, readyContainers=f"{ready}/{len(evaluated)}"
+    )
+
+
+def _recommendations(
+    run: Evaluation,
+    spec: PolicySpec,
+    targets: list[WorkloadView],
+    batch: CollectedBatch,
+    oom_kills: list[ObservedOomKill],
+    autoscalers: Sequence[Autoscaler],
+) -> tuple[list[Recommendation], list[Recommendation]]:
+    """Every target container's recommendation (an HPA's request kept or its target moved), and those
+    of the containers evaluated (not left alone: init containers, failed scopes...)."""
     usage = _usage_by_container(batch, oom_kills)
     recommendations, left_alone = _recommend_targets(spec, targets, usage, batch.failed_workloads)
     init = {key for key, why in left_alone.items() if why == INIT_CONTAINER}
     recommendations = with_autoscalers(recommendations, autoscalers, spec.hpa, skip=init)
     run.notes.update(left_alone)
-    evaluated = [r for r in recommendations if r.key not in left_alone]
-    ready = sum(r.ready for r in evaluated)
-    replicas = {(w.kind.name, w.name): float(w.replicas) for w in targets}
-    seen["monthlyCost"] = total_cost(evaluated, replicas, prices).to_dict()
-    _set_readiness(run, targets, missing, evaluated)
-    if spec.mode == AUTO:
-        retuned = autoscalers if spec.hpa == RETUNE else ()
-        seen["changes"] = _auto_mode(
-            run, spec, targets, pods, evaluated, cluster, prometheus, labels, retuned
-        )
-    else:
-        run.condition(cond.APPLIED, False, "RecommendMode", "mode is Recommend: workloads are never changed")
-    return run.outcome(
-        recommendations, **seen, consecutiveFailures=0, readyContainers=f"{ready}/{len(evaluated)}"
+    return recommendations, [r for r in recommendations if r.key not in left_alone]
+
+
+def _fetch(
+    run: Evaluation,
+    spec: PolicySpec,
+    pods: list[PodView],
+    prometheus: PrometheusSource,
+    labels: LabelConfig,
+    batches: SharedBatches | None,
+) -> CollectedBatch:
+    """The namespace's usage over the policy's window (shared with its other policies with ``batches``)."""
+    owners = known_owners(pods)
+    now = run.now.timestamp()
+    scope = QueryScope((run.policy.namespace,), spec.history_seconds, labels, spec.cpu_window_seconds)
+    if batches is None:
+        return collect_batch(prometheus.fetch(scope, now), labels, owners)
+    return batches.collect(scope, now, spec.interval_seconds, owners)
+
+
+def _invalid(
+    run: Evaluation,
+    error: str,
+    cluster: Cluster,
+    workloads: list[WorkloadView],
+    pods: list[PodView],
+    autoscalers: Sequence[Autoscaler],
+) -> Outcome:
+    """A policy that cannot be read: said, and its changes in flight rolled back (nothing else can
+    carry them on)."""
+    run.condition(cond.RECOMMENDATIONS_READY, False, "InvalidPolicy", error)
+    run.events.append(Event("Warning", "InvalidPolicy", error))
+    stopped = AutoContext.stopped(
+        cluster, run.policy, run.now, autoscalers, f"the policy is invalid: {error}"
     )
+    changes = _auto_mode(run, stopped, [], workloads, pods, None)
+    return run.outcome([], targetCount=0, readyContainers="0/0", changes=changes)
 
 
 def _usage_by_container(
@@ -187,7 +231,7 @@ def _recommend_targets(
     recommendations: list[Recommendation] = []
     left_alone: dict[ContainerKey, str] = {}
     for workload in targets:
-        for container, current in workload.containers.items():
+        for container, current in sized_from(workload, spec).items():
             key = ContainerKey(workload.namespace, workload.kind.name, workload.name, container)
             settings = spec.container_settings(container)
             if settings is None:
@@ -231,29 +275,25 @@ def _set_readiness(
     run.condition(cond.RECOMMENDATIONS_READY, True, "RecommendationsComputed", message)
 
 
-def _auto_mode(
+def _auto_context(
     run: Evaluation,
     spec: PolicySpec,
-    targets: list[WorkloadView],
-    pods: list[PodView],
-    evaluated: list[Recommendation],
     cluster: Cluster,
     prometheus: PrometheusSource,
     labels: LabelConfig,
-    retuned: Sequence[Autoscaler],
-) -> list[dict[str, Any]]:
-    """Start, move on or roll back a change to every target; one Applied and one RolledBack
-    condition for them all. ``retuned``: the HPAs whose targets move with the requests (Retune).
-    Returns the changes in flight (``status.changes``)."""
+    autoscalers: Sequence[Autoscaler],
+) -> AutoContext:
+    """Auto mode's context for this evaluation; in Recommend mode, one that rolls back what the
+    policy still has in flight and starts nothing."""
     namespace = run.policy.namespace
 
-    def throttled(pod_names: list[str], seconds: int) -> dict[str, float]:
+    def throttled(pod_names: list[str], seconds: int) -> dict[str, float] | None:
         try:
             return prometheus.throttled_shares(labels, namespace, pod_names, seconds, run.now.timestamp())
         except PrometheusUnavailable:
-            return {}  # not judged this time; the other signals still are
+            return None  # not judged this time: the change waits for it; the other signals still are
 
-    ctx = AutoContext(
+    return AutoContext(
         rails=spec.auto,
         limits=ClusterLimits(cluster, namespace),
         cluster=cluster,
@@ -261,30 +301,46 @@ def _auto_mode(
         now=run.now,
         throttling_threshold=spec.settings.throttling_threshold,
         throttled=throttled,
-        autoscalers=tuple(retuned),
+        autoscalers=tuple(autoscalers),
+        retune=spec.hpa == RETUNE,
+        stop=None if spec.mode == AUTO else "the policy's mode is Recommend",
     )
-    changes: list[WorkloadChange] = []
-    for workload in targets:
-        mine = [r for r in evaluated if (r.key.kind, r.key.name) == (workload.kind.name, workload.name)]
-        its_pods = [p for p in pods if (p.owner_kind, p.owner_name) == (workload.kind.name, workload.name)]
-        change = apply_to_workload(workload, its_pods, mine, ctx)
+
+
+def _auto_mode(
+    run: Evaluation,
+    ctx: AutoContext,
+    targets: list[WorkloadView],
+    workloads: list[WorkloadView],
+    pods: list[PodView],
+    evaluated: list[Recommendation] | None,
+) -> list[dict[str, Any]]:
+    """Start, move on or roll back a change to every target (with no ``evaluated`` recommendations,
+    only move on the changes in flight), and roll back the policy's changes to workloads it no
+    longer selects; one Applied and one RolledBack condition for them all. Returns the changes in
+    flight (``status.changes``)."""
+    changes = carry_changes(ctx, targets, workloads, pods, evaluated)
+    for change in changes:
         run.notes.update(change.notes)
         run.events.extend(change.events)
-        changes.append(change)
-    metrics.count_changes(namespace, run.policy.name, changes)
-    rolled_back = [c.rolled_back for c in changes if c.rolled_back]
-    if rolled_back:
-        run.condition(cond.ROLLED_BACK, True, "RolledBack", "; ".join(rolled_back))
+    metrics.count_changes(run.policy.namespace, run.policy.name, changes)
+    over = [c.rollback_over for c in changes if c.rollback_over]
+    rolling = [c.in_flight.message for c in changes if c.in_flight and c.in_flight.rolling_back]
+    if over:
+        run.condition(cond.ROLLED_BACK, True, "RolledBack", "; ".join(over))
+    elif rolling:
+        run.condition(cond.ROLLED_BACK, False, "RollingBack", "; ".join(rolling))
     elif cond.get_condition(run.conditions, cond.ROLLED_BACK) is None:
         run.condition(cond.ROLLED_BACK, False, "NoRollback", "no change has been rolled back")
-    _set_applied(run, changes)
-    return [c.in_flight for c in changes if c.in_flight]
+    if ctx.stop is None and (evaluated is not None or changes):
+        _set_applied(run, changes)
+    return [c.in_flight.to_status() for c in changes if c.in_flight]
 
 
 def _set_applied(run: Evaluation, changes: list[WorkloadChange]) -> None:
     applied = [c.applied for c in changes if c.applied]
     blocked = [c.blocked for c in changes if c.blocked]
-    in_flight = [c.in_flight["message"] for c in changes if c.in_flight and not c.applied]
+    in_flight = [c.in_flight.message for c in changes if c.in_flight and not c.applied]
     if applied:
         run.condition(cond.APPLIED, True, "Applied", "; ".join(applied))
     elif in_flight:
@@ -296,7 +352,8 @@ def _set_applied(run: Evaluation, changes: list[WorkloadChange]) -> None:
 
 
 def _prometheus_failed(run: Evaluation, error: str, seen: dict[str, Any]) -> Outcome:
-    """Keep the last recommendations, say why they are not fresh, patch nothing, back off."""
+    """Keep the last recommendations, say why they are not fresh, start no change, back off (the
+    changes in flight were judged all the same: ``seen`` has them)."""
     if run.was_true(cond.PROMETHEUS_REACHABLE):
         run.events.append(Event("Warning", "PrometheusUnreachable", error))
     run.condition(cond.PROMETHEUS_REACHABLE, False, "QueryFailed", error)
@@ -306,9 +363,15 @@ def _prometheus_failed(run: Evaluation, error: str, seen: dict[str, Any]) -> Out
         **seen,
         recommendations=previous.get("recommendations", []),
         readyContainers=previous.get("readyContainers", "0/0"),
-        changes=previous.get("changes", []),
         consecutiveFailures=int(previous.get("consecutiveFailures", 0)) + 1,
     )
+
+
+def sized_from(workload: WorkloadView, spec: PolicySpec) -> dict[str, Resources]:
+    """The resources a target's containers are sized from: its template's, except in PodsOnly mode,
+    where its pods run (and new pods get) the resources rightsizer gave them, not the template's."""
+    given = pod_resources(workload.annotations) if spec.auto.update_mode == PODS_ONLY else None
+    return {name: (given or {}).get(name, current) for name, current in workload.containers.items()}
 
 
 def _status_entry(rec: Recommendation, note: str | None) -> dict[str, Any]:

@@ -9,24 +9,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from rightsizer.admission import mutated_containers, pod_resources
 from rightsizer.controller import metrics, policy_gauges
+from rightsizer.controller.deletion import release
 from rightsizer.controller.evaluate import evaluate
-from rightsizer.controller.outcome import PolicyObject
+from rightsizer.controller.kube import Cluster
+from rightsizer.controller.outcome import Event, PolicyObject, event_body
 from rightsizer.controller.schedule import is_due
 from rightsizer.cost import DEFAULT_PRICES
 from rightsizer.hpa import Autoscaler
 from rightsizer.pods import PodView, workload_owner
 from rightsizer.settings import HANDLER_THREADS
+from rightsizer.timestamps import format_time, parse_time
 from rightsizer.workload import WorkloadView
 
 DELETION_POLL_SECONDS = 1.0
 """How often a deleted policy's timer is checked for having stopped (see ``configure``)."""
+DELETION_RETRY = 10.0
+"""How often a deleted policy's changes in flight are looked at again while they are rolled back."""
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """Kopf settings: no peering CRD, handler logs stay in the log (we post our own Events), and a
+    """Kopf settings: no peering CRD, handler logs stay in the log (we post our own Events, ``_post``), and a
     fixed number of handler threads (``HANDLER_THREADS``: Python's default grows with the node's cores).
 
     A deleted policy keeps Kopf's finalizer until its timer has stopped; a timer caught in the middle
@@ -118,20 +125,54 @@ def tick(
     metrics.observe_evaluation(policy.namespace, policy.name, time.monotonic() - started, failure)
     patch.status.update(outcome.status)
     for event in outcome.events:
-        # Any object's body will do (kopf reads its apiVersion, kind and metadata); the annotation
-        # names only kopf.Body.
-        kopf.event(
-            event.target or body,  # type: ignore[arg-type]
-            type=event.type,
-            reason=event.reason,
-            message=event.message[:1024],
-        )
+        _post(memo.cluster, event, raw, logger)
     logger.info("evaluated: %s", _summary(outcome.status))
+
+
+def policy_deleted(
+    body: Mapping[str, Any],
+    memo: kopf.Memo,
+    workloads: Iterable[WorkloadView],
+    pods: Iterable[PodView],
+    autoscalers: Iterable[Autoscaler],
+) -> None:
+    """A deleted policy's changes in flight are rolled back before it goes (``deletion``): Kopf
+    calls this again (a temporary error) until none is left. A standby waits for the leader."""
+    if not memo.leadership.leading():
+        raise kopf.TemporaryError(
+            "the leader rolls back the policy's changes in flight", delay=DELETION_RETRY
+        )
+    raw = _plain(body)
+    metadata = raw["metadata"]
+    policy = PolicyObject(metadata["name"], metadata["namespace"], metadata.get("uid", ""), 0, {}, {})
+    deleted_at = parse_time(metadata.get("deletionTimestamp") or format_time(datetime.now(UTC)))
+    released = release(
+        policy, deleted_at, datetime.now(UTC), memo.cluster, list(workloads), list(pods), list(autoscalers)
+    )
+    for event in released.events:
+        _post(memo.cluster, event, raw, logging.getLogger(__name__))
+    if released.in_flight:
+        raise kopf.TemporaryError(f"rolling back: {'; '.join(released.in_flight)}", delay=DELETION_RETRY)
 
 
 def forget_policy(namespace: str, name: str) -> None:
     """A deleted policy's series leave ``/metrics``."""
     metrics.forget(namespace, name)
+
+
+def _post(
+    cluster: Cluster,
+    event: Event,
+    policy: Mapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
+    """Post ``event`` now, from the handler's thread, so that it is written before the handler
+    returns (the operator stopped right after a change started kept the change and lost its Events
+    with Kopf's queue). An Event that cannot be posted is logged, and the evaluation goes on."""
+    try:
+        cluster.post_event(policy["metadata"]["namespace"], event_body(event, policy, datetime.now(UTC)))
+    except (ApiException, HTTPError, OSError) as error:
+        logger.warning("could not post the Event %s %r: %s", event.reason, event.message, error)
 
 
 def _summary(status: dict[str, Any]) -> str:

@@ -1,25 +1,21 @@
 """Auto mode's writes to HorizontalPodAutoscalers (``spec.hpa: Retune``): each target a change moves
 (``rightsizer.hpa.TargetRetune``) is set with a guarded JSON patch, read fresh first.
 
-When, is ``autoapply``'s: a lowered target (the requests went up) is set before the change starts;
-a raised one (the requests went down) when the change is done; both are put back by a rollback.
-Either way, between the two writes the pods scale out sooner, never later.
+When, is the change machine's (``rightsizer.change_machine``): a lowered target (the requests went
+up) is set before the pods change; a raised one (the requests went down) when the change is done;
+both are put back by a rollback. Either way, between the two writes the pods scale out sooner,
+never later.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from kubernetes.client.exceptions import ApiException
 
 from rightsizer.controller.kube import Cluster, PatchConflict
-from rightsizer.controller.outcome import Event
 from rightsizer.hpa import TargetRetune, target_patch
-
-if TYPE_CHECKING:
-    from rightsizer.controller.autoapply import WorkloadChange
 
 
 @dataclass(frozen=True)
@@ -32,28 +28,17 @@ class TargetMoves:
     failed: tuple[str, ...] = ()
 
     @property
-    def text(self) -> str:
-        """The moves made, appended to a change's message."""
-        return "".join(f"; {retune.describe()}" for retune in self.moved)
-
-    @property
     def failure(self) -> str | None:
         return "; ".join(self.failed) + ", retried at the next evaluation" if self.failed else None
 
-    def events(self, workload_name: str) -> tuple[Event, ...]:
-        made = tuple(
-            Event(
-                "Normal",
-                "AutoscalerRetuned",
-                f"{retune.describe()}: with the requests of {workload_name} it scales out at the same usage",
-            )
-            for retune in self.moved
+    def retuned(self, workload_name: str, *, back: bool = False) -> list[str]:
+        """What each move made, as its Event says it."""
+        why = (
+            f"put back with the rollback of {workload_name}"
+            if back
+            else f"with the requests of {workload_name} it scales out at the same usage"
         )
-        return made + tuple(Event("Warning", "AutoscalerLeftAlone", why) for _, why in self.left_alone)
-
-    def added_to(self, change: WorkloadChange, workload_name: str) -> WorkloadChange:
-        """``change`` with this round's events before its own."""
-        return replace(change, events=(*self.events(workload_name), *change.events))
+        return [f"{retune.describe(back=back)}: {why}" for retune in self.moved]
 
 
 def move_targets(

@@ -13,6 +13,11 @@ from rightsizer.errors import ConfigurationError
 
 FIELD_MANAGER = "rightsizer"
 """Who rightsizer's patches are recorded as (managedFields): GitOps tools can be told to ignore it."""
+JSON_PATCH = "application/json-patch+json"
+EVENT_TIMEOUT_SECONDS = 10
+"""An Event is auxiliary: an API server that does not take it in this time does not hold up the
+evaluation's status."""
+JSON_PATCH_NOT_APPLIED = "the server rejected our request due to an error in our request"
 
 
 class PatchConflict(RuntimeError):
@@ -23,6 +28,10 @@ class ResizeRefused(RuntimeError):
     """The API server refused a ``pods/resize`` (a QoS class change, say); the message says why."""
 
 
+class EvictionRefused(RuntimeError):
+    """The Eviction API refused to evict a pod now (429: a PodDisruptionBudget allows no disruption)."""
+
+
 class Cluster(Protocol):
     """What an evaluation needs from the cluster (a protocol so tests can count calls)."""
 
@@ -30,16 +39,18 @@ class Cluster(Protocol):
     def resource_quotas(self, namespace: str) -> list[dict[str, Any]]: ...
     def nodes(self) -> list[dict[str, Any]]: ...
     def pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]: ...
-    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> str: ...
     def read_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]: ...
-    def resize_pod(self, namespace: str, name: str, pod_spec: dict[str, Any]) -> None: ...
-    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None: ...
+    def resize_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
+    def evict_pod(self, namespace: str, name: str, uid: str) -> None: ...
+    def label_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
     def read_replicaset(self, namespace: str, name: str) -> dict[str, Any]: ...
     def patch_replicaset(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
     def controller_revisions(self, namespace: str) -> list[dict[str, Any]]: ...
     def read_autoscaler(self, namespace: str, name: str) -> dict[str, Any]: ...
     def patch_autoscaler(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
     def update_webhook_configuration(self, name: str, ca_pem: bytes, url: str | None) -> None: ...
+    def post_event(self, namespace: str, body: dict[str, Any]) -> None: ...
 
 
 def load_credentials() -> None:
@@ -86,20 +97,11 @@ class KubernetesCluster:
     def nodes(self) -> list[dict[str, Any]]:
         return self._items(self._core.list_node())
 
-    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Strategic-merge patch as field manager ``rightsizer``; stale resourceVersion: PatchConflict."""
-        try:
-            self._patchers[kind](
-                name,
-                namespace,
-                patch,
-                field_manager=FIELD_MANAGER,
-                _content_type="application/strategic-merge-patch+json",
-            )
-        except ApiException as error:
-            if error.status == 409:
-                raise PatchConflict(f"{kind} {namespace}/{name} changed while being evaluated") from None
-            raise
+    def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> str:
+        """Strategic-merge patch as field manager ``rightsizer``; its new resourceVersion. A stale
+        ``metadata.resourceVersion`` in the patch: PatchConflict."""
+        updated = _merge_patch(self._patchers[kind], f"{kind} {namespace}/{name}", name, namespace, patch)
+        return str(self._plain(updated)["metadata"]["resourceVersion"])
 
     def pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]:
         return self._items(self._policy.list_namespaced_pod_disruption_budget(namespace))
@@ -107,37 +109,56 @@ class KubernetesCluster:
     def read_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return self._plain(self._readers[kind](name, namespace))
 
-    def resize_pod(self, namespace: str, name: str, pod_spec: dict[str, Any]) -> None:
-        """``pods/resize`` with a strategic-merge patch of the pod's containers' resources."""
+    def resize_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        """``pods/resize`` with a JSON patch (its ``test`` operations guard it): a test that fails is a
+        PatchConflict, another refusal (a QoS class change, RBAC) ResizeRefused."""
         try:
             self._core.patch_namespaced_pod_resize(
-                name,
-                namespace,
-                {"spec": pod_spec},
-                field_manager=FIELD_MANAGER,
-                _content_type="application/strategic-merge-patch+json",
+                name, namespace, operations, field_manager=FIELD_MANAGER, _content_type=JSON_PATCH
             )
         except ApiException as error:
-            if error.status in (400, 422):
+            if _test_failed(error):
+                raise PatchConflict(f"pod {namespace}/{name} changed: {_message(error)}") from None
+            if error.status in (400, 403, 422):
                 raise ResizeRefused(_message(error)) from None
             raise
 
-    def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
-        self._core.patch_namespaced_pod(
-            name, namespace, {"metadata": {"labels": labels}}, field_manager=FIELD_MANAGER
+    def evict_pod(self, namespace: str, name: str, uid: str) -> None:
+        """The Eviction API, only for the pod of that uid (a pod recreated under the same name is not
+        evicted); a pod gone already is fine; 429 (a PodDisruptionBudget): EvictionRefused."""
+        body = client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace),
+            delete_options=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
         )
+        try:
+            self._core.create_namespaced_pod_eviction(name, namespace, body)
+        except ApiException as error:
+            if error.status == 404:
+                return
+            if error.status == 429:
+                raise EvictionRefused(_message(error)) from None
+            if error.status == 409:
+                raise PatchConflict(f"pod {namespace}/{name} is another pod now") from None
+            raise
+
+    def label_pod(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        """A JSON patch of the pod's labels, guarded by ``test`` operations (one failed: PatchConflict)."""
+        try:
+            self._core.patch_namespaced_pod(
+                name, namespace, operations, field_manager=FIELD_MANAGER, _content_type=JSON_PATCH
+            )
+        except ApiException as error:
+            if _test_failed(error):
+                raise PatchConflict(f"pod {namespace}/{name} changed: {_message(error)}") from None
+            raise
 
     def read_replicaset(self, namespace: str, name: str) -> dict[str, Any]:
         return self._plain(self._apps.read_namespaced_replica_set(name, namespace))
 
     def patch_replicaset(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self._apps.patch_namespaced_replica_set(
-            name,
-            namespace,
-            patch,
-            field_manager=FIELD_MANAGER,
-            _content_type="application/strategic-merge-patch+json",
-        )
+        """Strategic-merge patch; a stale ``metadata.resourceVersion`` in it: PatchConflict."""
+        send = self._apps.patch_namespaced_replica_set
+        _merge_patch(send, f"ReplicaSet {namespace}/{name}", name, namespace, patch)
 
     def controller_revisions(self, namespace: str) -> list[dict[str, Any]]:
         return self._items(self._apps.list_namespaced_controller_revision(namespace))
@@ -153,10 +174,10 @@ class KubernetesCluster:
                 namespace,
                 operations,
                 field_manager=FIELD_MANAGER,
-                _content_type="application/json-patch+json",
+                _content_type=JSON_PATCH,
             )
         except ApiException as error:
-            if error.status in (409, 422):
+            if error.status in (409, 422) or _test_failed(error):
                 what = f"HorizontalPodAutoscaler {namespace}/{name}"
                 raise PatchConflict(f"{what} changed while being patched: {_message(error)}") from None
             raise
@@ -174,11 +195,50 @@ class KubernetesCluster:
             name, {"webhooks": webhooks}, field_manager=FIELD_MANAGER
         )
 
+    def post_event(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create a core/v1 Event (``outcome.event_body``), at once: Kopf's own posting queues Events
+        and drops those still queued when the operator stops."""
+        event: Any = body  # the client sends a plain body as it is
+        self._core.create_namespaced_event(namespace, event, _request_timeout=EVENT_TIMEOUT_SECONDS)
+
     def _plain(self, obj: Any) -> dict[str, Any]:
         return dict(self._api.sanitize_for_serialization(obj))
 
     def _items(self, listing: Any) -> list[dict[str, Any]]:
         return [self._api.sanitize_for_serialization(item) for item in listing.items]
+
+
+def _merge_patch(send: Any, what: str, name: str, namespace: str, patch: dict[str, Any]) -> Any:
+    """A strategic-merge patch as field manager ``rightsizer`` with ``send`` (the client's method);
+    refused for a stale resourceVersion: PatchConflict."""
+    try:
+        return send(
+            name,
+            namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+            _content_type="application/strategic-merge-patch+json",
+        )
+    except ApiException as error:
+        if error.status == 409:
+            raise PatchConflict(f"{what} changed while being patched") from None
+        raise
+
+
+def _test_failed(error: ApiException) -> bool:
+    """A JSON patch refused because it could not be applied: one of its ``test`` operations failed
+    (the object changed since it was read). The API server says so with a 422 whose message is its
+    generic "the server rejected our request due to an error in our request" and no field causes,
+    where a validation failure (a QoS class change, say) names the field."""
+    if error.status != 422:
+        return False
+    try:
+        status = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        return False
+    return str(status.get("message", "")).startswith(JSON_PATCH_NOT_APPLIED) and not (
+        status.get("details") or {}
+    ).get("causes")
 
 
 def _message(error: ApiException) -> str:

@@ -73,6 +73,31 @@ def policy_event(event: kopf.RawEvent, namespace: str | None, name: str, **_: An
 
 
 # kopf passes its indexes as keyword arguments named after them; its handler protocols cannot say so.
+@kopf.on.delete(GROUP, VERSION, PLURAL)  # type: ignore[arg-type]
+def policy_deleted(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    deployments_by_namespace: kopf.Index[str | None, WorkloadView],
+    statefulsets_by_namespace: kopf.Index[str | None, WorkloadView],
+    daemonsets_by_namespace: kopf.Index[str | None, WorkloadView],
+    cronjobs_by_namespace: kopf.Index[str | None, WorkloadView],
+    pods_by_namespace: kopf.Index[str | None, PodView],
+    autoscalers_by_namespace: kopf.Index[str | None, Autoscaler],
+    namespace: str | None,
+    **_: Any,
+) -> None:
+    workloads = _workloads(
+        namespace,
+        deployments_by_namespace,
+        statefulsets_by_namespace,
+        daemonsets_by_namespace,
+        cronjobs_by_namespace,
+    )
+    pods: list[PodView] = [*pods_by_namespace.get(namespace, [])]
+    autoscalers: list[Autoscaler] = [*autoscalers_by_namespace.get(namespace, [])]
+    handlers.policy_deleted(body, memo, workloads, pods, autoscalers)
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, initial_delay=1.0)  # type: ignore[arg-type]
 def evaluate_policy(
     body: kopf.Body,
@@ -88,12 +113,18 @@ def evaluate_policy(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    workloads = [
-        *deployments_by_namespace.get(namespace, []),
-        *statefulsets_by_namespace.get(namespace, []),
-        *daemonsets_by_namespace.get(namespace, []),
-        *cronjobs_by_namespace.get(namespace, []),
-    ]
+    workloads = _workloads(
+        namespace,
+        deployments_by_namespace,
+        statefulsets_by_namespace,
+        daemonsets_by_namespace,
+        cronjobs_by_namespace,
+    )
     pods: list[PodView] = [*pods_by_namespace.get(namespace, [])]
     autoscalers: list[Autoscaler] = [*autoscalers_by_namespace.get(namespace, [])]
     handlers.tick(body, memo, workloads, pods, patch, logger, autoscalers)
+
+
+def _workloads(namespace: str | None, *indexes: kopf.Index[str | None, WorkloadView]) -> list[WorkloadView]:
+    """The namespace's workloads of every kind, from their indexes."""
+    return [workload for index in indexes for workload in index.get(namespace, [])]

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from rightsizer.timestamps import format_time
+
+EVENT_SOURCE = "rightsizer"
+"""The component Events are reported by (``kubectl describe``'s From column)."""
+EVENT_MESSAGE_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,34 @@ class Event:
     reason: str
     message: str
     target: dict[str, Any] | None = None
+
+
+def event_body(event: Event, policy: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The core/v1 Event object for ``event``, about its target or else ``policy`` (a body: its
+    apiVersion, kind and metadata)."""
+    target = event.target or policy
+    metadata = target["metadata"]
+    stamp = format_time(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "involvedObject": {
+            "apiVersion": target["apiVersion"],
+            "kind": target["kind"],
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata.get("uid", ""),
+        },
+        "type": event.type,
+        "reason": event.reason,
+        "message": event.message[:EVENT_MESSAGE_LIMIT],
+        "source": {"component": EVENT_SOURCE},
+        "reportingComponent": EVENT_SOURCE,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
 
 
 @dataclass

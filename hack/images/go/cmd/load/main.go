@@ -7,6 +7,7 @@
 //	load -memory 96Mi                      # hold 96 MiB (reached at -memory-rate)
 //	load -memory 64Mi -leak 512Ki          # hold 64 MiB, then leak 512 KiB a second
 //	load -cpu 200m -for 90s                # a batch job: exit 0 after 90 seconds
+//	load -unready 0@3m,1@40s               # /healthz fails (503) 40 s in every 3 min 40 s
 //
 // A schedule is a comma-separated list of VALUE@DURATION segments that repeats; a single
 // VALUE without a duration is steady. Values are Kubernetes quantities (250m, 1.5, 96Mi).
@@ -46,6 +47,7 @@ func main() {
 	listen := flag.String("listen", ":8080", "address of the /healthz endpoint; empty for none")
 	report := flag.Duration("report", 10*time.Second, "how often to log the current demand")
 	lifetime := flag.Duration("for", 0, "exit 0 after this long (a batch job); 0 runs until stopped")
+	unreadyFlag := flag.String("unready", "0", "when /healthz fails: a schedule of 1 (failing) and 0, e.g. 0@3m,1@40s")
 	flag.Parse()
 
 	cpu, err := parseSchedule(*cpuFlag)
@@ -56,6 +58,8 @@ func main() {
 	check("-memory-rate", err)
 	leak, err := parseQuantity(*leakFlag)
 	check("-leak", err)
+	unready, err := parseSchedule(*unreadyFlag)
+	check("-unready", err)
 	if rate <= 0 {
 		check("-memory-rate", fmt.Errorf("%q must be above zero", *rateFlag))
 	}
@@ -72,7 +76,7 @@ func main() {
 	}
 	go holdMemory(start, memory, rate, leak, &memoryHeld)
 	if *listen != "" {
-		go serveHealth(*listen)
+		go serveHealth(*listen, func() bool { return unready.at(time.Since(start)) >= 0.5 })
 	}
 	log.Printf("load: cpu %s on %d worker(s), memory %s, rate %s/s, leak %s/s",
 		*cpuFlag, workers, *memoryFlag, *rateFlag, *leakFlag)
@@ -149,8 +153,14 @@ func holdMemory(start time.Time, schedule schedule, rate, leak float64, held *at
 	}
 }
 
-func serveHealth(addr string) {
+// serveHealth answers /healthz: 200, or 503 while failing() (a readiness probe then fails).
+func serveHealth(addr string, failing func() bool) {
 	http.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if failing() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("unready\n"))
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	log.Fatal(http.ListenAndServe(addr, nil))
