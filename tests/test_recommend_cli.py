@@ -173,13 +173,23 @@ def test_monthly_cost_is_the_requests_at_the_prices_times_the_pods_for_730_hours
     assert document["monthlyCost"]["current"] == pytest.approx(total, abs=0.05)
 
 
+def last_sample_time(source: PrometheusSource, namespace: str) -> float:
+    """When the namespace's last working-set sample was taken. The session's demo history ended when the
+    session began, often more than the 5 minutes an instant query looks back: the subquery looks back a
+    day, and ``timestamp`` of a selector is its sample's own time."""
+    last = source._query(
+        f'max(max_over_time(timestamp(container_memory_working_set_bytes{{namespace="{namespace}"}})[1d:1m]))',
+        time.time(),
+    )
+    return float(last["value"][0])
+
+
 @pytest.mark.parametrize("late_seconds", [0, 37, 5 * 60, 29 * 60 + 30])
 def test_web_runs_three_pods_however_late_after_the_last_scrape_the_report_is(demo_prometheus, late_seconds):
     """The window's last bucket holds only the samples up to the history's end (cost.running_replicas):
     exactly 3, not 2.98, when the report comes minutes after the last scrape (CI under load did)."""
     source = PrometheusSource(demo_prometheus.url)
-    last = source._query('max(timestamp(container_memory_working_set_bytes{namespace="shop"}))', time.time())
-    end = float(last["value"][0]) + late_seconds
+    end = last_sample_time(source, "shop") + late_seconds
     result = scan(source, ScanRequest(namespaces=("shop",)), RecommendationSettings(), end=end)
     replicas = {(key.name, key.container): count for key, count in result.replicas.items()}
     assert replicas[("web", "app")] == 3
@@ -243,10 +253,12 @@ def test_query_count_depends_on_namespaces_not_containers(demo_prometheus):
     assert len(result.recommendations) == 7
     # Within two days of the three, up to the last sample, batch's pods ran through the whole window: no
     # second round.
-    last = source._query('max(timestamp(container_memory_working_set_bytes{namespace="batch"}))', time.time())
     two_days = ScanRequest(namespaces=("batch",), history_seconds=2 * DAY)
     steady = scan(
-        PrometheusSource(demo_prometheus.url), two_days, RecommendationSettings(), end=last["value"][0]
+        PrometheusSource(demo_prometheus.url),
+        two_days,
+        RecommendationSettings(),
+        end=last_sample_time(source, "batch"),
     )
     assert steady.queries_sent == 3 + 13
 
