@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rightsizer_demo import agreement  # noqa: E402
 from rightsizer_demo.history import DAY, demo_scenario, window_ending_now, write_openmetrics  # noqa: E402
 from rightsizer_demo.manifests import deployment_manifests, namespace_manifests  # noqa: E402
 from rightsizer_demo.prometheus import PrometheusServer, load_history  # noqa: E402
@@ -218,6 +219,8 @@ def run(args: argparse.Namespace, node: bool, stoppers: list[Callable[[], None]]
         "shop",
     ]
     subprocess.run(report, check=True)
+    step("the operator's numbers (status of shop's policies) beside the CLI's")
+    print(check_agreement(k, [*report, "-o", "json", "-q"]))
     days = max(1, int(args.days))
     step(
         "what Auto mode would have done: "
@@ -229,6 +232,14 @@ def run(args: argparse.Namespace, node: bool, stoppers: list[Callable[[], None]]
     )
     if args.keep:
         print(f"\nexport KUBECONFIG={plane.kubeconfig}")
+
+
+def check_agreement(k: Callable[..., str], report_as_json: list[str]) -> str:
+    """The operator's recommendations in shop beside the CLI's, and whether they agree."""
+    policies = json.loads(k("get", "rsp", "-n", "shop", "-o", "json"))["items"]
+    operator = [entry for p in policies for entry in p.get("status", {}).get("recommendations", [])]
+    cli = json.loads(subprocess.run(report_as_json, check=True, capture_output=True, text=True).stdout)
+    return agreement.render(agreement.compare(operator, cli["recommendations"]))
 
 
 def show_live_cart(k: Callable[..., str], title: str, *, wait_for_kill: bool = False) -> dict[str, Any]:

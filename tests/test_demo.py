@@ -84,6 +84,15 @@ def stop_and_check(process: subprocess.Popen[str], signum: signal.Signals, state
     assert not left, f"still running after {signum.name}:\n" + "\n".join(left)
 
 
+def assert_the_cli_agrees_with_the_operator(output: str) -> None:
+    """The demo's CLI step printed the operator's numbers beside its own and found them equal."""
+    compared = output.split("==> the operator's numbers (status of shop's policies) beside the CLI's", 1)[1]
+    table = compared.split("\n==> ", 1)[0]
+    assert "agree: the CLI and the operator give the same recommendations for " in table, table
+    for row in ("Deployment/web/app", "Deployment/web/log-shipper", "Deployment/cart/app"):
+        assert row in table, table
+
+
 @pytest.mark.k8s
 @pytest.mark.prometheus
 def test_sighup_stops_everything_the_demo_started(tmp_path: Path) -> None:
@@ -91,6 +100,7 @@ def test_sighup_stops_everything_the_demo_started(tmp_path: Path) -> None:
     with demo_running(state_dir, "--no-node") as (process, output):
         assert "Without the real node (--no-node)" in output
         assert "recommendations of shop/web" in output
+        assert_the_cli_agrees_with_the_operator(output)
         stop_and_check(process, signal.SIGHUP, state_dir)
 
 
@@ -115,6 +125,7 @@ def test_a_demo_whose_terminal_is_gone_still_stops_everything(tmp_path: Path) ->
 def test_on_the_real_node_the_cart_is_oom_killed_for_real_until_rightsizer_fixes_it(tmp_path: Path) -> None:
     state_dir = tmp_path / "demo"
     with demo_running(state_dir) as (process, output):
+        assert_the_cli_agrees_with_the_operator(output)
         summary = output.split("==> shop/cart before and after rightsizer", 1)[1]
         lines = dict(line.split(":", 1) for line in summary.strip().splitlines()[:4])
         before, after = json.loads(lines["resources before"]), json.loads(lines["resources after"])
