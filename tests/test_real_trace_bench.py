@@ -151,10 +151,13 @@ def test_the_trace_is_looked_for_beside_the_checkout_and_a_missing_one_says_wher
     assert find_trace(present, REPO) == present
 
 
-def test_the_learning_days_end_a_lead_from_now_on_a_whole_minute_shift():
+def test_the_learning_days_end_a_lead_from_now_on_a_shift_of_whole_cpu_windows():
+    """Runs at any time put the trace's samples at the same places in the epoch-aligned 5-minute windows."""
     shift = plan_shift(boundary=1_000_000, samples=0, lead=100, now=5_000_000.0)
-    assert shift.seconds % 60 == 0
-    assert 5_000_100 <= shift.learning_end < 5_000_160
+    assert shift.seconds % 300 == 0
+    assert 5_000_100 <= shift.learning_end < 5_000_400
+    later = plan_shift(boundary=1_000_000, samples=0, lead=100, now=5_000_123.0)
+    assert (later.seconds - shift.seconds) % 300 == 0
     assert shift == Shift(shift.seconds, 1_000_000 + shift.seconds)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from rightsizer.quantity import parse
+from rightsizer.settings import CPU_WINDOW_SECONDS
 from rightsizer.units import CPU, MEMORY
 from rightsizer_demo.history import (
     ContainerSpec,
@@ -46,10 +47,12 @@ SERIES_PER_POD = 7
 """Series a pod has in the backfill: the container's CPU and working set (2); kube-state-metrics' owner, two
 requests, restarts (4); its ReplicaSet's owner (1). The pod cgroup's and the pause container's series are
 left out: rightsizer's selectors leave them out too, and they were a third of the 10 GB to write."""
-SHIFT_QUANTUM = SCRAPE_SECONDS
-"""The trace's clock moves by multiples of this, so every run scrapes the samples at the same places
-(where they fall in rightsizer's 5-minute windows, which Prometheus aligns to the epoch, and its
-half-hour buckets, which end when it evaluates, changes from run to run: the results by a little)."""
+SHIFT_QUANTUM = CPU_WINDOW_SECONDS
+"""The trace's clock moves by multiples of this, so every run puts the trace's 5-minute samples at the
+same places in rightsizer's 5-minute CPU windows, which Prometheus aligns to the epoch. With a shift of
+whole minutes only, where a window cut the samples changed from run to run, and with it the CPU peaks
+(cpuMax per VM from 0.58x to 1.31x between two runs, 69.1 vs 68.5 cores in all). The half-hour buckets
+still end when rightsizer evaluates: that moves a peak-time figure by a few millicores."""
 PREPARATION_SECONDS = 90.0
 PREPARATION_SECONDS_PER_SAMPLE = 6e-6
 """How long writing, promtool and Prometheus' start are expected to take (about 3.6 us a sample on
