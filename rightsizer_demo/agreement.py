@@ -16,9 +16,9 @@ TOLERANCE = 0.05
 """Relative difference allowed between the operator's and the CLI's quantity."""
 
 Key = tuple[str, str, str]
+"""(kind, workload name, container)."""
 Recommended = Mapping[str, Mapping[str, str]]
 """A recommendation as status and the CLI write it: ``{"requests": {"cpu": "735m"}, "limits": ...}``."""
-"""(kind, workload name, container)."""
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ requesting what the VM was provisioned, without limits (the trace says nothing o
 cAdvisor exports CFS counters only under a CPU limit). Its samples become 60 s scrapes
 (``trace.scrapes``) of cAdvisor's and kube-state-metrics' series (``rightsizer_demo.history``).
 
-``rightsizer recommend`` evaluates at "now": the trace's clock is shifted by whole minutes so
-that the learning days end a little after the backfill is ready (``plan_shift``), the benchmark waits for
-that moment, and every variant is run then, at once, on the same window.
+``rightsizer recommend`` evaluates at "now": the trace's clock is shifted by whole 5-minute CPU windows
+(``SHIFT_QUANTUM``) so that the learning days end a little after the backfill is ready (``plan_shift``),
+the benchmark waits for that moment, and every variant is run then, at once, on the same window.
 """
 
 from __future__ import annotations
