@@ -515,11 +515,13 @@ def prometheus_status_path(url: str) -> Path | None:
     return None
 
 
-def recommend_command(url: str, *, quiet: bool = True) -> list[str]:
+def recommend_command(url: str, *, quiet: bool = True, gzip: bool = False) -> list[str]:
     """The installed ``rightsizer`` command (or the module, if it is not on PATH)."""
     program = shutil.which("rightsizer")
     launcher = [program] if program else [sys.executable, "-m", "rightsizer.cli"]
     command = [*launcher, "recommend", "--prometheus-url", url, "-o", "json"]
+    if gzip:
+        command.append("--prometheus-gzip")
     return [*command, "-q"] if quiet else command
 
 
@@ -592,13 +594,13 @@ def wait_until_idle(url: str, timeout: float = 600) -> None:
     log(f"Prometheus still evaluates queries after {timeout:.0f} s; measuring anyway")
 
 
-def recommend_once(url: str) -> RecommendRun:
+def recommend_once(url: str, gzip: bool = False) -> RecommendRun:
     """One measured ``rightsizer recommend -o json -q`` with the server-side counters around it."""
     wait_until_idle(url)
     load_before = os.getloadavg()[0]
     before = ServerCounters.read(url)
     with RssSampler(url) as rss:
-        run = run_measured(recommend_command(url))
+        run = run_measured(recommend_command(url, gzip=gzip))
     after = ServerCounters.read(url)
     by_handler, handler_seconds = after.minus(before)
     recommendations = ready = error = None
@@ -661,7 +663,8 @@ for stage, owner, name in STAGES:
     if hasattr(target, name):
         setattr(target, name, timed(stage, getattr(target, name)))
 started = time.perf_counter()
-result = scan_module.scan(PrometheusSource(sys.argv[1]), scan_module.ScanRequest(), DEFAULTS)
+source = PrometheusSource(sys.argv[1], gzip=sys.argv[2] == "gzip")
+result = scan_module.scan(source, scan_module.ScanRequest(), DEFAULTS)
 scanned = time.perf_counter()
 text = render(result.recommendations, "json", end=result.end, failed=result.failed)
 totals["render"] = time.perf_counter() - scanned
@@ -679,10 +682,10 @@ STAGES = (
 ``collect._gathered`` through ``each_workload_container`` since)."""
 
 
-def stage_times(url: str) -> StageTimes | None:
+def stage_times(url: str, gzip: bool = False) -> StageTimes | None:
     """One in-process scan of every namespace with each stage of the client timed (a child process)."""
     script = f"STAGES = {STAGES!r}\n{STAGE_SCRIPT}"
-    run = run_measured([sys.executable, "-c", script, url])
+    run = run_measured([sys.executable, "-c", script, url, "gzip" if gzip else "identity"])
     if run.returncode != 0:
         log(f"stage timing failed: {run.stderr.strip().splitlines()[-1:]}")
         return None
@@ -722,16 +725,16 @@ def measure(args: argparse.Namespace, binary: Path, case: Case) -> Result:
         instant_query(server.url, "count(container_memory_working_set_bytes)", time.time())  # warm-up
         for index in range(args.runs):
             log(f"{case.title()}: rightsizer recommend -o json -q ({index + 1} of {args.runs})")
-            result.runs.append(recommend_once(server.url))
+            result.runs.append(recommend_once(server.url, args.gzip))
         if all(r.error is None for r in result.runs) and not args.single_run:
             log(f"{case.title()}: a run without -q, for rightsizer's closing line")
-            closing = run_measured(recommend_command(server.url, quiet=False))
+            closing = run_measured(recommend_command(server.url, quiet=False, gzip=args.gzip))
             match = CLOSING_LINE.search(closing.stderr)
             result.queries_client = int(match["queries"]) if match else None
         if not args.no_stages:
             log(f"{case.title()}: the client's time per stage")
             wait_until_idle(server.url)
-            result.stages = stage_times(server.url)
+            result.stages = stage_times(server.url, args.gzip)
         if not args.no_query_timings:
             result.profiled_namespace = PROFILED_NAMESPACE
             log(f"{case.title()}: timing each query alone on namespace {PROFILED_NAMESPACE}")
@@ -974,6 +977,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-stages", action="store_true", help="skip timing the client's stages")
     parser.add_argument("--no-query-timings", action="store_true", help="skip timing each query alone")
     parser.add_argument("--no-doc", action="store_true", help=f"do not write {DOC.relative_to(REPO)}")
+    parser.add_argument(
+        "--gzip",
+        action="store_true",
+        help="run rightsizer with --prometheus-gzip (its answers gzipped, as before)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument(
         "--version-label",

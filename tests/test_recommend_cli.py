@@ -382,6 +382,9 @@ def test_main_returns_exit_codes_in_process(demo_prometheus, capsys):
         ([], {"PROMETHEUS_TOKEN": "from-env"}, "Authorization", "Bearer from-env"),
         (["--username", "ops"], {"PROMETHEUS_PASSWORD": "pw"}, "Authorization", "Basic b3BzOnB3"),
         (["--header", "X-Scope-OrgID: team-a"], {}, "X-Scope-OrgID", "team-a"),
+        ([], {}, "Accept-Encoding", "identity"),  # PROMETHEUS_GZIP: answers not gzipped
+        (["--prometheus-gzip"], {}, "Accept-Encoding", "gzip"),
+        (["--header", "Accept-Encoding: br"], {}, "Accept-Encoding", "br"),  # the user's header wins
     ],
 )
 def test_auth_reaches_prometheus(not_prometheus, flags, env, header, value):

@@ -55,6 +55,11 @@ EVALUATION_INTERVAL_SECONDS = 300
 """How often a policy is evaluated (``spec.interval``)."""
 PROMETHEUS_TIMEOUT_SECONDS = 120
 """How long one Prometheus query may take (``--timeout``), Prometheus' own default timeout."""
+PROMETHEUS_GZIP = False
+"""Whether Prometheus is asked to gzip its answers (``--prometheus-gzip``). Off: gzip is a third of
+Prometheus' CPU for a history query (0.32 s of work and 0.16 s of gzip for 4 MB of answer;
+docs/benchmarks.md, "Prometheus' gzip"), to save traffic that a link in the cluster carries in
+milliseconds. Worth it over a slow link only: ``kubectl port-forward``, another region."""
 HPA_MODES = ("KeepRequest", "Retune")
 """What is done with a target a HorizontalPodAutoscaler scales on the utilization of a resource's
 request (``spec.hpa``, ``recommend --hpa``; docs/recommendations.md, "HorizontalPodAutoscalers"):

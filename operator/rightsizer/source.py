@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from threading import Lock
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -44,7 +45,7 @@ from rightsizer.promql import (
     autoscaler_query,
     pod_throttling_query,
 )
-from rightsizer.settings import PROMETHEUS_TIMEOUT_SECONDS
+from rightsizer.settings import PROMETHEUS_GZIP, PROMETHEUS_TIMEOUT_SECONDS
 from rightsizer.shards import Answer, FailedScope, run_in_shards, split
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ class PrometheusSource:
         *,
         timeout_seconds: float = PROMETHEUS_TIMEOUT_SECONDS,
         workers: int = 4,
+        gzip: bool = PROMETHEUS_GZIP,
     ) -> None:
         error = url_error(url)
         if error:
@@ -172,7 +174,10 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.auth = auth or PrometheusAuth()
         self.workers = workers
+        self.gzip = gzip
+        self._sent = Lock()
         self.queries_sent = 0
+        """Requests sent so far (from several threads at once: ``_parallel``, ``scan``'s fetch ahead)."""
         self.on_query: Callable[[float, bool], None] | None = None
         """Called after every request with its seconds and whether it succeeded (the operator's metrics)."""
         session = requests.Session()
@@ -182,7 +187,7 @@ class PrometheusSource:
         basic = (self.auth.username, self.auth.password or "") if self.auth.username else None
         self._client = PrometheusConnect(
             url=self.url,
-            headers=self.auth.request_headers(),
+            headers=self.request_headers(),
             auth=basic,
             session=session,
             timeout=timeout_seconds,
@@ -191,6 +196,11 @@ class PrometheusSource:
             retry=Retry(total=2, backoff_factor=0.5, status_forcelist=(502, 504), allowed_methods=None),
             method="POST",
         )
+
+    def request_headers(self) -> dict[str, str]:
+        """The headers of every request: authentication, the user's own (``--header``, which win), and
+        whether the answer may come gzipped (``PROMETHEUS_GZIP``)."""
+        return {"Accept-Encoding": "gzip" if self.gzip else "identity", **self.auth.request_headers()}
 
     def check(self) -> None:
         """Raise ``PrometheusUnavailable`` unless the URL answers as a Prometheus query API."""
@@ -461,9 +471,10 @@ class PrometheusSource:
             return self._call(lambda: send(stream=False), query)
 
     def _call(self, send: Callable[[], R], what: str) -> R:
-        self.queries_sent += 1
+        with self._sent:
+            self.queries_sent += 1
         started = time.monotonic()
-        self._client.headers = self.auth.request_headers()  # a rotated token file is picked up
+        self._client.headers = self.request_headers()  # a rotated token file is picked up
         ok = False
         try:
             result = send()
