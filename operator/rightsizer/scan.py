@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
+from rightsizer.ahead import one_ahead
 from rightsizer.collect import each_workload_container, failed_workloads
 from rightsizer.cost import running_replicas
 from rightsizer.discovery import name_group
@@ -69,28 +71,51 @@ def scan(
     recommendations: list[Recommendation] = []
     failed: dict[FailedScope, list[str]] = {}
     replicas: dict[ContainerKey, float] = {}
-    for index, namespace in enumerate(namespaces, start=1):
-        shards = workload_shards(layout.get(namespace, {}))
-        for part, pods in enumerate(shards, start=1):
-            scope = QueryScope(
-                (namespace,), request.history_seconds, request.labels, request.cpu_window_seconds, pods
-            )
-            frames = source.fetch(scope, end)
-            found = []
-            for item in each_workload_container(frames, request.labels):
-                found.append(recommend(item.key, item.usage, item.current, settings))
-                replicas[item.key] = running_replicas(item.usage)
-            recommendations += with_autoscalers(found, autoscalers, request.hpa)
-            failed |= {gone: [] for gone in frames.failed if gone not in failed}
-            for (_, kind, name), gone in sorted(failed_workloads(frames).items()):
-                failed[gone].append(f"{kind}/{name}")
-            if progress and len(shards) > 1:
-                progress(
-                    f"[{index}/{len(namespaces)}] {namespace}, part {part} of {len(shards)}: {len(pods)} pods"
-                )
-        if progress:
-            progress(f"[{index}/{len(namespaces)}] {namespace}: {len(recommendations)} containers so far")
+    batches = [
+        _Batch(index, namespace, part, len(shards), pods)
+        for index, namespace in enumerate(namespaces, start=1)
+        for shards in [workload_shards(layout.get(namespace, {}))]
+        for part, pods in enumerate(shards, start=1)
+    ]
+    # Prometheus answers the next batch while this one is collected and recommended for.
+    fetches = (partial(source.fetch, batch.scope(request), end) for batch in batches)
+    for batch, frames in zip(batches, one_ahead(fetches), strict=True):
+        found = []
+        for item in each_workload_container(frames, request.labels):
+            found.append(recommend(item.key, item.usage, item.current, settings))
+            replicas[item.key] = running_replicas(item.usage)
+        recommendations += with_autoscalers(found, autoscalers, request.hpa)
+        failed |= {gone: [] for gone in frames.failed if gone not in failed}
+        for (_, kind, name), gone in sorted(failed_workloads(frames).items()):
+            failed[gone].append(f"{kind}/{name}")
+        if not progress:
+            continue
+        where = f"[{batch.index}/{len(namespaces)}] {batch.namespace}"
+        if batch.parts > 1:
+            progress(f"{where}, part {batch.part} of {batch.parts}: {len(batch.pods)} pods")
+        if batch.part == batch.parts:
+            progress(f"{where}: {len(recommendations)} containers so far")
     return ScanResult(recommendations, namespaces, source.queries_sent, end, failed, replicas)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One fetch of a scan: a namespace (the ``index``-th), or its ``part``-th shard of ``parts``."""
+
+    index: int
+    namespace: str
+    part: int
+    parts: int
+    pods: tuple[str, ...]
+
+    def scope(self, request: ScanRequest) -> QueryScope:
+        return QueryScope(
+            (self.namespace,),
+            request.history_seconds,
+            request.labels,
+            request.cpu_window_seconds,
+            self.pods,
+        )
 
 
 def workload_shards(pods: Mapping[str, int]) -> list[tuple[str, ...]]:
