@@ -87,19 +87,36 @@ def test_a_caller_that_stops_early_leaves_no_call_running():
     assert calls.ended[1].is_set() and not calls.started[2].is_set()
 
 
-def test_scan_reports_each_namespace_and_shard_in_order(demo_prometheus, monkeypatch):
-    """Fetched one batch ahead, the progress still says each batch when its recommendations are in."""
+def test_scan_fetches_the_next_batch_while_it_works_and_reports_each_in_order(demo_prometheus, monkeypatch):
+    """The next batch's fetch starts while this one's recommendations are made (the progress line of a
+    batch waits for it: a scan that fetched one batch after the other would never get there), and the
+    progress still says each batch when its recommendations are in."""
     end = time.time()
     request = ScanRequest(namespaces=("legacy", "shop"))
     monkeypatch.setattr(scan_module, "STREAM_CONTAINERS", 4)
+    source = PrometheusSource(demo_prometheus.url)
+    fetch = source.fetch
+    fetches_started: list[float] = []
+
+    def recorded_fetch(*args, **kwargs):
+        fetches_started.append(time.monotonic())
+        return fetch(*args, **kwargs)
+
+    monkeypatch.setattr(source, "fetch", recorded_fetch)
     messages: list[str] = []
-    result = scan(
-        PrometheusSource(demo_prometheus.url),
-        request,
-        RecommendationSettings(),
-        end=end,
-        progress=messages.append,
-    )
+    waited_for_the_next = []
+
+    def progress(message: str) -> None:
+        messages.append(message)
+        if message.endswith("containers so far") and message.startswith("[1/2]"):
+            # legacy is done; shop's first shard must be on its way already.
+            deadline = time.monotonic() + PATIENCE
+            while len(fetches_started) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            waited_for_the_next.append(len(fetches_started) >= 2)
+
+    result = scan(source, request, RecommendationSettings(), end=end, progress=progress)
+    assert waited_for_the_next == [True]
     legacy = sum(r.key.namespace == "legacy" for r in result.recommendations)
     assert messages[0] == f"[1/2] legacy: {legacy} containers so far"
     parts = [m for m in messages if m.startswith("[2/2] shop, part ")]

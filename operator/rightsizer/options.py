@@ -145,8 +145,8 @@ def add_prometheus_arguments(parser: argparse.ArgumentParser) -> None:
         "--prometheus-gzip",
         action=argparse.BooleanOptionalAction,
         default=PROMETHEUS_GZIP,
-        help="ask for gzipped answers: less traffic, a third more CPU for Prometheus; for a slow link "
-        "such as kubectl port-forward (default off)",
+        help="ask for gzipped answers: less traffic, about half again as much CPU for Prometheus; for a "
+        f"slow link such as kubectl port-forward (default {'on' if PROMETHEUS_GZIP else 'off'})",
     )
     labels = parser.add_argument_group("labels (docs/metrics.md)")
     labels.add_argument("--namespace-label", default="namespace")

@@ -71,12 +71,10 @@ def scan(
     recommendations: list[Recommendation] = []
     failed: dict[FailedScope, list[str]] = {}
     replicas: dict[ContainerKey, float] = {}
-    batches = [
-        _Batch(index, namespace, part, len(shards), pods)
-        for index, namespace in enumerate(namespaces, start=1)
-        for shards in [workload_shards(layout.get(namespace, {}))]
-        for part, pods in enumerate(shards, start=1)
-    ]
+    batches: list[_Batch] = []
+    for index, namespace in enumerate(namespaces, start=1):
+        shards = workload_shards(layout.get(namespace, {}))
+        batches += [_Batch(index, namespace, part, len(shards), pods) for part, pods in enumerate(shards, 1)]
     # Prometheus answers the next batch while this one is collected and recommended for.
     fetches = (partial(source.fetch, batch.scope(request), end) for batch in batches)
     for batch, frames in zip(batches, one_ahead(fetches), strict=True):
