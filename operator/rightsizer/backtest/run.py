@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from rightsizer.ahead import one_ahead
 from rightsizer.backtest import operator_parts
 from rightsizer.backtest.replay import ReplayConfig, WorkloadReplay, replay_workload
 from rightsizer.backtest.timeline import Timeline, timelines
@@ -138,16 +140,17 @@ def run_backtest(
         )
         return data, time.monotonic() - started
 
-    # Namespaces are fetched one after the other in a thread while the fetched ones are replayed in
-    # ``jobs`` processes: the fetch waits on Prometheus and the replay on Python's engine, so on two
-    # cores they overlap (docs/benchmarks.md, "Backtest").
+    # Namespaces are fetched one after the other in a thread, one ahead (``ahead.one_ahead``), while the
+    # fetched ones are replayed in ``jobs`` processes: the fetch waits on Prometheus and the replay on
+    # Python's engine, so on two cores they overlap (docs/benchmarks.md, "Backtest").
     replays: list[tuple[str, tuple[FailedScope, ...], list[Future[_Chunk]]]] = []
-    with ThreadPoolExecutor(max_workers=1) as ahead, ExitStack() as stack:
+    with ExitStack() as stack:
         pool: ProcessPoolExecutor | None = None
         seen = 0
-        fetches = [ahead.submit(fetch, namespace) for namespace in request.namespaces]
-        for index, (namespace, pending) in enumerate(zip(request.namespaces, fetches, strict=True), start=1):
-            data, seconds = pending.result()
+        fetches = one_ahead(partial(fetch, namespace) for namespace in request.namespaces)
+        for index, (namespace, (data, seconds)) in enumerate(
+            zip(request.namespaces, fetches, strict=True), start=1
+        ):
             result.fetch_seconds += seconds
             config = ReplayConfig(spec, start, end, bucket, request.step_seconds, tuple(data.autoscalers))
             groups = _targets(timelines(data), spec)
